@@ -1,0 +1,7 @@
+import type { Command } from "commander";
+
+/**
+ * Every `rarl` subcommand lives in its own module under commands/ and exports
+ * `register(program)`. Add one line here per subcommand.
+ */
+export const commandModules: Array<{ register(program: Command): void }> = [];
