@@ -18,3 +18,9 @@ export class RarlError extends Error {
 
 /** A backend was requested that is not installed or cannot start. */
 export class BackendError extends RarlError {}
+
+/**
+ * A safetensors file or sharded checkpoint is unreadable, corrupt or inconsistent, or a write failed.
+ * `details.file` names the file and `details.tensor` the tensor (when one is involved).
+ */
+export class SafetensorsError extends RarlError {}
