@@ -1,1 +1,3 @@
-export {};
+export * from "./errors";
+export * from "./math/advantages";
+export * from "./math/loss";

@@ -1,0 +1,19 @@
+import { RarlError } from "@rarl/core";
+
+/** A trainer config field is missing, of the wrong type or out of range. `details.field` names it. */
+export class TrainConfigError extends RarlError {}
+
+/**
+ * The loss or a gradient became NaN/Inf. The trainer writes a checkpoint of the last good state
+ * (`details.checkpoint`) before throwing this, and `details.step` is the step that failed.
+ */
+export class NonFiniteError extends RarlError {}
+
+/** A checkpoint directory is missing, incomplete or does not match the run (`details.dir`). */
+export class CheckpointError extends RarlError {}
+
+/** A generation backend (local or remote) failed or returned malformed data (`details.url` for remote ones). */
+export class GenerationBackendError extends RarlError {}
+
+/** Shapes or values passed to the GRPO math do not fit together (`details` names the input). */
+export class GrpoInputError extends RarlError {}
