@@ -1,0 +1,68 @@
+/**
+ * Per-token log-probabilities straight from final hidden states and the lm_head weight, without ever holding the
+ * full [N, V] logits (V = 151 936 for Qwen2-VL) at once, with a hand-written gradient.
+ *
+ * value_i = h_i · W[id_i] − logsumexp_v(h_i · W[v])                     (log-softmax at the chosen id)
+ * d value_i / d h_i = W[id_i] − softmax(h_i Wᵀ) W                       (W is frozen: no gradient for it)
+ *
+ * Rows are processed in chunks: the forward pass keeps only the [N] result (the chunk's logits are freed at once),
+ * the backward pass recomputes each chunk's softmax. A plain `logSoftmax(h Wᵀ)` + gather under a gradient tape
+ * would keep N×V floats (8 completions × 256 tokens × 151 936 × 4 B = 1.2 GB) alive until the backward pass.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+// Gradients are not registered by tfjs-core's main entry; autodiff through this module needs them.
+import "@tensorflow/tfjs-core/dist/register_all_gradients";
+
+/** Rows per chunk so that one chunk's [chunk, V] logits stay near `budgetFloats` floats (default 16M = 64 MB). */
+export function chunkRows(vocab: number, budgetFloats = 16 * 1024 * 1024): number {
+  return Math.max(1, Math.floor(budgetFloats / vocab));
+}
+
+/**
+ * Log-softmax of `hidden @ weightᵀ` at `ids`, differentiable w.r.t. `hidden` (and through it, e.g. LoRA weights).
+ * @param hidden [N, H] final (normed) hidden states.
+ * @param weight [V, H] lm_head weight (PyTorch layout, the tied embedding for Qwen2-VL-2B). Treated as constant.
+ * @param ids [N] int32 target ids.
+ * @returns [N] float32 log-probs.
+ */
+export function tokenLogprobs(hidden: tf.Tensor2D, weight: tf.Tensor2D, ids: tf.Tensor1D, chunk = chunkRows(weight.shape[0])): tf.Tensor1D {
+  const [n, h] = hidden.shape;
+  if (weight.shape[1] !== h) throw new Error(`tokenLogprobs: hidden [${hidden.shape}] does not match lm_head weight [${weight.shape}]`);
+  if (ids.shape[0] !== n) throw new Error(`tokenLogprobs: ids [${ids.shape}] does not match hidden [${hidden.shape}]`);
+  if (ids.dtype !== "int32") throw new Error(`tokenLogprobs: ids must be int32, got ${ids.dtype}`);
+  const bounds: Array<[number, number]> = [];
+  for (let s = 0; s < n; s += chunk) bounds.push([s, Math.min(n, s + chunk)]);
+
+  const f = tf.customGrad((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const hx = x as tf.Tensor2D;
+    save([hx]);
+    const value = tf.tidy(() => {
+      const parts = bounds.map(([a, b]) => {
+        const hc = tf.slice(hx, [a, 0], [b - a, h]);
+        const idc = tf.slice(ids, [a], [b - a]);
+        const logitsT = tf.matMul(weight, tf.transpose(hc)); // [V, c]; no transposed-flag matmul (slow on wasm)
+        const lse = tf.logSumExp(logitsT, 0); // [c]
+        const picked = tf.sum(tf.mul(tf.gather(weight, idc), hc), 1); // [c]
+        return tf.sub(picked, lse);
+      });
+      return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+    });
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const hs = saved[0] as tf.Tensor2D;
+      return tf.tidy(() => {
+        const parts = bounds.map(([a, b]) => {
+          const hc = tf.slice(hs, [a, 0], [b - a, h]);
+          const idc = tf.slice(ids, [a], [b - a]);
+          const dyc = tf.reshape(tf.slice(dy, [a], [b - a]), [b - a, 1]);
+          const logitsT = tf.matMul(weight, tf.transpose(hc)); // [V, c]
+          const probs = tf.softmax(tf.transpose(logitsT)); // [c, V], softmax over V
+          const expected = tf.matMul(probs as tf.Tensor2D, weight); // [c, H]
+          return tf.mul(dyc, tf.sub(tf.gather(weight, idc), expected));
+        });
+        return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+      });
+    };
+    return { value, gradFunc };
+  });
+  return f(hidden) as tf.Tensor1D;
+}
