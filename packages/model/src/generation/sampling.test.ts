@@ -15,6 +15,7 @@ import {
   logSoftmaxAt,
   logSumExp,
   resolveSamplingParams,
+  sampleRow,
   selectToken,
   warp,
 } from "./sampling";
@@ -136,6 +137,26 @@ describe("selectToken", () => {
     const rng = new Rng(3);
     const q = resolveSamplingParams({ minP: 0.4 });
     for (let i = 0; i < 500; i++) expect(selectToken(x, [], q, rng)).not.toBe(0);
+  });
+});
+
+describe("sampleRow", () => {
+  it("returns the raw log-prob of the chosen token on every path, and samples the softmax on the fast path", () => {
+    const x = logs([0.1, 0.6, 0.3]);
+    const scratch = new Float32Array(3);
+    const rng = new Rng(5);
+    for (const params of [{ doSample: false }, {}, { topK: 2 }, { temperature: 0.5 }, { repetitionPenalty: 3, doSample: false }]) {
+      const r = sampleRow(x, [1], resolveSamplingParams(params), rng, scratch);
+      expect(r.logprob).toBeCloseTo(logSoftmaxAt(x, r.token), 6);
+    }
+    expect(sampleRow(x, [], resolveSamplingParams({ doSample: false }), null, scratch).token).toBe(1);
+    // penalty 3 on id 1: log(0.6)/... is negative, so it is multiplied by 3 -> id 2 wins
+    expect(sampleRow(x, [1], resolveSamplingParams({ doSample: false, repetitionPenalty: 3 }), null, scratch).token).toBe(2);
+    const counts = [0, 0, 0];
+    const p = resolveSamplingParams({});
+    for (let i = 0; i < 6000; i++) counts[sampleRow(x, [], p, rng, scratch).token]++;
+    expect(counts[2] / 6000).toBeCloseTo(0.3, 1);
+    expect(counts[0] / 6000).toBeCloseTo(0.1, 1);
   });
 });
 

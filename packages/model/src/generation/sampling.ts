@@ -287,3 +287,56 @@ export function selectToken(logits: Float32Array, seen: Iterable<number>, p: Res
   const probs = candidateProbs(c);
   return c.ids[rng.categorical(probs)];
 }
+
+/** Result of {@link sampleRow}: the chosen id and its log-prob under the raw (unprocessed) logits. */
+export interface RowChoice {
+  token: number;
+  /** log_softmax(raw logits)[token]. */
+  logprob: number;
+}
+
+/**
+ * Picks the next token of one row and returns it with its raw log-prob, in as few O(V) passes as possible:
+ * one pass for max/argmax, one exp pass for the log-sum-exp (whose exp values are reused to sample when no
+ * warper or penalty changes the distribution), and the general warper path otherwise.
+ * @param scratch a reusable Float32Array of at least V entries (avoids an allocation per row and step).
+ */
+export function sampleRow(raw: Float32Array, seen: Iterable<number>, p: ResolvedSamplingParams, rng: Rng | null, scratch: Float32Array): RowChoice {
+  const V = raw.length;
+  let m = raw[0];
+  let am = 0;
+  for (let i = 1; i < V; i++) {
+    const v = raw[i];
+    if (v > m) {
+      m = v;
+      am = i;
+    }
+  }
+  let s = 0;
+  for (let i = 0; i < V; i++) {
+    const e = Math.exp(raw[i] - m);
+    scratch[i] = e;
+    s += e;
+  }
+  const lse = m + Math.log(s);
+  const penalised = p.repetitionPenalty !== 1;
+  let token: number;
+  if (!p.doSample) {
+    token = penalised ? selectToken(raw, seen, p, null) : am;
+  } else if (!penalised && p.temperature === 1 && p.topK === 0 && p.topP >= 1 && p.minP <= 0) {
+    if (!rng) throw new InvalidGenerationParamError("sampleRow: sampling needs an Rng", { code: "GENERATION_NO_RNG", details: { field: "rng" } });
+    // Plain softmax sampling: inverse CDF over the exp values already computed.
+    let u = rng.random() * s;
+    token = V - 1;
+    for (let i = 0; i < V; i++) {
+      u -= scratch[i];
+      if (u < 0) {
+        token = i;
+        break;
+      }
+    }
+  } else {
+    token = selectToken(raw, seen, p, rng);
+  }
+  return { token, logprob: raw[token] - lse };
+}

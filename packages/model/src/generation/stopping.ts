@@ -22,24 +22,22 @@ export interface StopConfig {
   maxNewTokens: number;
 }
 
-/** Decodes completion ids to text (special tokens skipped). */
-export type Decode = (ids: number[]) => string;
-
-/** Tracks one sample's tokens and decides when it stops. */
+/**
+ * Tracks one sample's tokens and decides when it stops. Decoding is the caller's job (the tokenizer decodes
+ * asynchronously, best batched over rows): when stop strings are configured, pass the decoded completion text
+ * (special tokens skipped) including the new token to {@link StopTracker.push}.
+ */
 export class StopTracker {
   readonly ids: number[] = [];
   readonly logprobs: number[] = [];
   finishReason: FinishReason | null = null;
-  /** Decoded text, cut before a matched stop string (set once finished). */
-  private cutText: string | null = null;
+  /** Decoded text cut before a matched stop string (set when a stop string ended the sample). */
+  cutText: string | null = null;
   private lastLen = 0;
   private readonly eos: Set<number>;
   private readonly maxStop: number;
 
-  constructor(
-    private readonly cfg: StopConfig,
-    private readonly decode: Decode,
-  ) {
+  constructor(private readonly cfg: StopConfig) {
     this.eos = new Set(cfg.eosTokenIds);
     this.maxStop = cfg.stopStrings.reduce((m, s) => Math.max(m, s.length), 0);
   }
@@ -48,8 +46,16 @@ export class StopTracker {
     return this.finishReason !== null;
   }
 
-  /** Appends a token (with its log-prob) and returns whether the sample is now finished. No-op once finished. */
-  push(id: number, logprob: number): boolean {
+  /** Whether the caller must pass the decoded text to {@link push}. */
+  get needsText(): boolean {
+    return this.cfg.stopStrings.length > 0;
+  }
+
+  /**
+   * Appends a token (with its log-prob) and returns whether the sample is now finished. No-op once finished.
+   * @param text the decoded completion including this token; required when stop strings are configured.
+   */
+  push(id: number, logprob: number, text?: string): boolean {
     if (this.done) return true;
     this.ids.push(id);
     this.logprobs.push(logprob);
@@ -58,7 +64,7 @@ export class StopTracker {
       return true;
     }
     if (this.cfg.stopStrings.length > 0) {
-      const text = this.decode(this.ids);
+      if (text === undefined) throw new Error("StopTracker.push: stop strings are configured, so the decoded text is required");
       // Only the tail can hold a new match; back off a little for byte-level tokens still being completed.
       const from = Math.max(0, this.lastLen - this.maxStop - 4);
       let at = -1;
@@ -79,10 +85,5 @@ export class StopTracker {
       return true;
     }
     return false;
-  }
-
-  /** The returned text: decoded ids, cut before the stop string when one matched. */
-  text(): string {
-    return this.cutText ?? this.decode(this.ids);
   }
 }
