@@ -1,0 +1,72 @@
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import type { PredictionRecord, Usage, Verdict } from "./types";
+
+/** A cached judgement. Only final outcomes are cached: verdicts and invalid-output failures, never transient (network/5xx/429/timeout) failures. */
+export type CacheEntry =
+  | { key: string; status: "scored"; verdict: Verdict; usage?: Usage }
+  | { key: string; status: "failed"; error: string; usage?: Usage };
+
+/** Hash of the judged content of a sample (id and dataset excluded, so a renamed sample still hits). */
+export function inputHash(s: PredictionRecord): string {
+  const payload = JSON.stringify([s.question, s.reference, s.reference_reasoning ?? null, s.prediction, s.prediction_reasoning ?? null]);
+  return createHash("sha256").update(payload).digest("hex");
+}
+
+/** Cache key = judge model + prompt version + input hash. */
+export function cacheKey(judge: string, promptVersion: string, s: PredictionRecord): string {
+  return createHash("sha256").update(JSON.stringify([judge, promptVersion, inputHash(s)])).digest("hex");
+}
+
+function slug(s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]+/g, "_");
+}
+
+/**
+ * Persistent judgement cache: one append-only JSONL file per judge in `dir`. Each entry is written
+ * as a single line with one write call as soon as it is known, so a crash loses nothing already
+ * saved; a torn last line is ignored on load.
+ */
+export class JudgeCache {
+  private entries = new Map<string, CacheEntry>();
+  private fd: number | undefined;
+  readonly file: string;
+
+  constructor(dir: string, judge: string) {
+    fs.mkdirSync(dir, { recursive: true });
+    this.file = path.join(dir, `${slug(judge)}.jsonl`);
+    if (fs.existsSync(this.file)) {
+      const text = fs.readFileSync(this.file, "utf8");
+      for (const line of text.split("\n")) {
+        if (!line.trim()) continue;
+        try {
+          const e = JSON.parse(line) as CacheEntry;
+          if (e && typeof e.key === "string" && (e.status === "scored" || e.status === "failed")) this.entries.set(e.key, e);
+        } catch {
+          /* torn line from a crash: ignore */
+        }
+      }
+      if (text.length > 0 && !text.endsWith("\n")) fs.appendFileSync(this.file, "\n");
+    }
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string): CacheEntry | undefined {
+    return this.entries.get(key);
+  }
+
+  put(entry: CacheEntry): void {
+    this.entries.set(entry.key, entry);
+    if (this.fd === undefined) this.fd = fs.openSync(this.file, "a");
+    fs.writeSync(this.fd, `${JSON.stringify(entry)}\n`);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}

@@ -1,0 +1,175 @@
+import fs from "node:fs";
+import { JudgeInputError } from "./errors";
+import type { PredictionRecord, ResultRecord } from "./types";
+
+function parseLines(file: string, text: string, onRow: (v: any, line: number) => void, tolerateTornTail = false) {
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i].trim();
+    if (raw === "") continue;
+    let v: any;
+    try {
+      v = JSON.parse(raw);
+    } catch {
+      if (tolerateTornTail && i === lines.length - 1) return; // a write cut off by a crash
+      throw new JudgeInputError(`${file}:${i + 1}: not valid JSON`, { code: "JUDGE_BAD_JSON", details: { file, line: i + 1 } });
+    }
+    if (v === null || typeof v !== "object" || Array.isArray(v)) {
+      throw new JudgeInputError(`${file}:${i + 1}: expected a JSON object`, { code: "JUDGE_BAD_ROW", details: { file, line: i + 1 } });
+    }
+    onRow(v, i + 1);
+  }
+}
+
+const REQUIRED = ["id", "dataset", "question", "reference", "prediction"] as const;
+const OPTIONAL = ["reference_reasoning", "prediction_reasoning"] as const;
+
+/**
+ * Validates predictions (parsed rows with their line numbers): every required field present
+ * (id a string or number, the rest strings), optional reasoning fields strings, ids unique.
+ * Throws a {@link JudgeInputError} naming the file and line.
+ */
+export function validatePredictions(file: string, rows: Array<{ value: any; line: number }>): PredictionRecord[] {
+  const seen = new Map<string, number>();
+  const out: PredictionRecord[] = [];
+  for (const { value: v, line } of rows) {
+    for (const f of REQUIRED) {
+      const x = v[f];
+      const ok = f === "id" ? typeof x === "string" || typeof x === "number" : typeof x === "string";
+      if (x === undefined || x === null) {
+        throw new JudgeInputError(`${file}:${line}: missing field "${f}" (expected ${f === "id" ? "a string or number" : "a string"})`, {
+          code: "JUDGE_MISSING_FIELD",
+          details: { file, line, field: f },
+        });
+      }
+      if (!ok) {
+        throw new JudgeInputError(`${file}:${line}: field "${f}" must be ${f === "id" ? "a string or number" : "a string"}, got ${typeof x}`, {
+          code: "JUDGE_BAD_FIELD",
+          details: { file, line, field: f },
+        });
+      }
+    }
+    for (const f of OPTIONAL) {
+      if (v[f] !== undefined && v[f] !== null && typeof v[f] !== "string") {
+        throw new JudgeInputError(`${file}:${line}: field "${f}" must be a string when present, got ${typeof v[f]}`, {
+          code: "JUDGE_BAD_FIELD",
+          details: { file, line, field: f },
+        });
+      }
+    }
+    const id = String(v.id);
+    const prev = seen.get(id);
+    if (prev !== undefined) {
+      throw new JudgeInputError(`${file}:${line}: duplicate id "${id}" (first seen on line ${prev})`, {
+        code: "JUDGE_DUPLICATE_ID",
+        details: { file, line, id, firstLine: prev },
+      });
+    }
+    seen.set(id, line);
+    const rec: PredictionRecord = { id, dataset: v.dataset, question: v.question, reference: v.reference, prediction: v.prediction };
+    if (typeof v.reference_reasoning === "string") rec.reference_reasoning = v.reference_reasoning;
+    if (typeof v.prediction_reasoning === "string") rec.prediction_reasoning = v.prediction_reasoning;
+    out.push(rec);
+  }
+  return out;
+}
+
+/** Reads and validates a predictions JSONL file ({@link PredictionRecord} per line). */
+export function readPredictions(file: string): PredictionRecord[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e: any) {
+    throw new JudgeInputError(`cannot read predictions file ${file}: ${e?.code ?? e}`, { code: "JUDGE_NO_FILE", details: { file }, cause: e });
+  }
+  const rows: Array<{ value: any; line: number }> = [];
+  parseLines(file, text, (value, line) => rows.push({ value, line }));
+  if (rows.length === 0) throw new JudgeInputError(`${file}: no predictions`, { code: "JUDGE_EMPTY", details: { file } });
+  return validatePredictions(file, rows);
+}
+
+/** Reads a results JSONL file. A torn last line (crash while writing) is ignored. */
+export function readResults(file: string): ResultRecord[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e: any) {
+    throw new JudgeInputError(`cannot read results file ${file}: ${e?.code ?? e}`, { code: "JUDGE_NO_FILE", details: { file }, cause: e });
+  }
+  const out: ResultRecord[] = [];
+  parseLines(
+    file,
+    text,
+    (v, line) => {
+      for (const f of ["id", "dataset", "judge", "status"]) {
+        if (v[f] === undefined || v[f] === null) {
+          throw new JudgeInputError(`${file}:${line}: missing field "${f}" in a results row`, { code: "JUDGE_MISSING_FIELD", details: { file, line, field: f } });
+        }
+      }
+      for (const f of ["reasoning_score", "prediction_score"]) {
+        if (![0, 1, null, undefined].includes(v[f])) {
+          throw new JudgeInputError(`${file}:${line}: field "${f}" must be 0, 1 or null`, { code: "JUDGE_BAD_FIELD", details: { file, line, field: f } });
+        }
+      }
+      out.push({ ...v, id: String(v.id), reasoning_score: v.reasoning_score ?? null, prediction_score: v.prediction_score ?? null });
+    },
+    true,
+  );
+  return out;
+}
+
+/** Human labels: {id, reasoning_score?, prediction_score?, dataset?} per line. */
+export interface HumanLabel {
+  id: string;
+  dataset?: string;
+  reasoning_score: 0 | 1 | null;
+  prediction_score: 0 | 1 | null;
+}
+
+/** Reads a human-labels JSONL file. */
+export function readHumanLabels(file: string): HumanLabel[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e: any) {
+    throw new JudgeInputError(`cannot read labels file ${file}: ${e?.code ?? e}`, { code: "JUDGE_NO_FILE", details: { file }, cause: e });
+  }
+  const out: HumanLabel[] = [];
+  const seen = new Set<string>();
+  parseLines(file, text, (v, line) => {
+    if (v.id === undefined || v.id === null) throw new JudgeInputError(`${file}:${line}: missing field "id"`, { code: "JUDGE_MISSING_FIELD", details: { file, line, field: "id" } });
+    for (const f of ["reasoning_score", "prediction_score"]) {
+      if (![0, 1, null, undefined].includes(v[f])) {
+        throw new JudgeInputError(`${file}:${line}: field "${f}" must be 0, 1 or null`, { code: "JUDGE_BAD_FIELD", details: { file, line, field: f } });
+      }
+    }
+    const id = String(v.id);
+    if (seen.has(id)) throw new JudgeInputError(`${file}:${line}: duplicate id "${id}"`, { code: "JUDGE_DUPLICATE_ID", details: { file, line, id } });
+    seen.add(id);
+    out.push({ id, dataset: typeof v.dataset === "string" ? v.dataset : undefined, reasoning_score: v.reasoning_score ?? null, prediction_score: v.prediction_score ?? null });
+  });
+  return out;
+}
+
+/**
+ * Append-only JSONL writer: each record is one `write` of a whole line on an O_APPEND descriptor,
+ * handed to the OS as it arrives (a killed process loses nothing already written).
+ */
+export class JsonlAppender {
+  private fd: number;
+  constructor(
+    readonly file: string,
+    opts: { truncate?: boolean; fsync?: boolean } = {},
+  ) {
+    this.fd = fs.openSync(file, opts.truncate ? "w" : "a");
+    this.fsync = opts.fsync ?? false;
+  }
+  private fsync: boolean;
+  append(record: unknown): void {
+    fs.writeSync(this.fd, `${JSON.stringify(record)}\n`);
+    if (this.fsync) fs.fsyncSync(this.fd);
+  }
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
