@@ -18,7 +18,7 @@ export { backoffDelay, parseRetryAfter, DEFAULT_RETRY, type RetryOptions } from 
 export { DEFAULT_PRICES, costUsd, priceFor, type Price } from "./pricing";
 export { parseJudgeName, resolveApiKey, apiKeyEnvNames, judgeLabel, type JudgeSpec } from "./spec";
 export { CallError, OpenAIChatClient, GeminiClient, redact, type ChatClient, type CallResult, type CallErrorKind } from "./clients";
-export { normalizeAnswer, tokenF1, isClosed, offlineVerdict, defaultOfflineScorer, type OfflineScorer, type OfflineJudgeOptions } from "./offline";
+export { isClosed, offlineVerdict, type OfflineJudgeOptions } from "./offline";
 export { Judge, type JudgeOptions, type JudgeOutcome, type JudgeStats } from "./judge";
 export { runJudge, type RunJudgeOptions, type RunJudgeSummary } from "./run";
 export { buildReport, formatReportMarkdown, cohenKappa, HUMAN, type JudgeReport, type ReportCell, type Agreement } from "./report";

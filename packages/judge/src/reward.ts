@@ -5,13 +5,14 @@ import type { PredictionRecord } from "./types";
 export interface JudgeRewardSample {
   id?: string | number;
   dataset?: string;
-  question: string;
+  /** The question (optional: @rarl/rewards' RewardSample has none; the judge then sees an empty question). */
+  question?: string;
   /** Reference final answer (`answer` or `reference`). */
   answer?: string;
   reference?: string;
   /** Reference reasoning (`reasoning` or `reference_reasoning`); without it only the answer is scored. */
-  reasoning?: string;
-  reference_reasoning?: string;
+  reasoning?: string | null;
+  reference_reasoning?: string | null;
 }
 
 /** Options of {@link judgeReward}. */
@@ -49,7 +50,7 @@ export function judgeReward(judge: Judge, opts: JudgeRewardOptions = {}) {
     const record: PredictionRecord = {
       id: String(sample.id ?? `reward-${counter++}`),
       dataset: sample.dataset ?? "train",
-      question: sample.question,
+      question: sample.question ?? "",
       reference: sample.reference ?? sample.answer ?? "",
       prediction: answer,
     };

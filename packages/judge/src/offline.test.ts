@@ -1,0 +1,56 @@
+import type { RewardFn, TextSimilarity } from "@rarl/rewards";
+import { describe, expect, it } from "vitest";
+import { Judge } from "./judge";
+import { isClosed, offlineVerdict } from "./offline";
+import { judgeReward, splitCompletion } from "./reward";
+
+const s = (reference: string, prediction: string, extra = {}) => ({ id: "1", dataset: "SLAKE", question: "q", reference, prediction, ...extra });
+
+describe("offline judge (not an LLM judge)", () => {
+  it("closed questions: normalised yes/no match", async () => {
+    expect(isClosed("Yes")).toBe(true);
+    expect(isClosed("pneumonia")).toBe(false);
+    expect((await offlineVerdict(s("Yes", "yes, the liver looks normal."))).prediction_score).toBe(1);
+    expect((await offlineVerdict(s("No", "Yes."))).prediction_score).toBe(0);
+  });
+  it("open questions: exact normalised match or similarity over the threshold", async () => {
+    expect((await offlineVerdict(s("The Pneumonia", "pneumonia!"))).prediction_score).toBe(1);
+    expect((await offlineVerdict(s("right lower lobe pneumonia", "pneumonia in right lower lobe"))).prediction_score).toBe(1);
+    expect((await offlineVerdict(s("right lower lobe pneumonia", "cardiomegaly"))).prediction_score).toBe(0);
+    const v = await offlineVerdict(s("left kidney", "kidney stone"));
+    expect(v.evaluation).toMatch(/^offline \(not an LLM judge\): open question, lexical-f1 0\.500/);
+  });
+  it("uses a given similarity scorer (e.g. BERTScore) and threshold", async () => {
+    const calls: string[][] = [];
+    const fake: TextSimilarity = {
+      name: "bertscore",
+      async score(c, r) {
+        calls.push([...c, ...r]);
+        return c.map(() => 0.9);
+      },
+    };
+    const v = await offlineVerdict(s("heart", "cardiac silhouette"), { similarity: fake, threshold: 0.88 });
+    expect(v.prediction_score).toBe(1);
+    expect(calls[0]).toEqual(["cardiac silhouette", "heart"]);
+    expect((await offlineVerdict(s("heart", "lung"), { similarity: fake, threshold: 0.95 })).prediction_score).toBe(0);
+  });
+  it("scores reasoning only when the sample has reference reasoning", async () => {
+    expect((await offlineVerdict(s("Yes", "Yes"))).reasoning_score).toBeNull();
+    const r = await offlineVerdict(s("Yes", "Yes", { reference_reasoning: "the liver is normal in size", prediction_reasoning: "liver is normal in size" }));
+    expect(r.reasoning_score).toBe(1);
+    expect((await offlineVerdict(s("Yes", "Yes", { reference_reasoning: "the liver is normal" }))).reasoning_score).toBe(0);
+  });
+});
+
+describe("judge-as-reward adapter", () => {
+  it("splits <think>/<answer> and returns prediction + reasoning scores", async () => {
+    expect(splitCompletion("<think> a b </think><answer> yes </answer>")).toEqual({ reasoning: "a b", answer: "yes" });
+    expect(splitCompletion("just text")).toEqual({ reasoning: undefined, answer: "just text" });
+    // structurally a @rarl/rewards RewardFn (checked by tsc)
+    const reward: RewardFn = judgeReward(Judge.create({ judge: "offline" }), { reasoningWeight: 0.5 });
+    const sample = { id: "x", question: "Is the liver normal?", answer: "Yes", answer_type: "closed" as const, reasoning: "the liver is normal in size" };
+    expect(await reward("<think>liver is normal in size</think><answer>Yes</answer>", sample, {})).toBe(1.5);
+    expect(await reward("<think>heart</think><answer>No</answer>", sample, {})).toBe(0);
+    expect(await reward("<answer>Yes</answer>", { ...sample, reasoning: undefined }, {})).toBe(1);
+  });
+});
