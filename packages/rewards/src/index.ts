@@ -7,3 +7,5 @@ export { accuracyReward, BUILTIN_REWARDS, clamp01, formatReward, lengthReward, r
 export { defineReward, RewardRegistry, runReward } from "./registry";
 export { type CompositeOptions, CompositeReward, type CompositeScore, type RewardComponent, Semaphore } from "./composite";
 export { loadTokenCounter } from "./tokenizer";
+export { BertEncoder, type EncoderConfig, parseEncoderConfig, type WeightSource } from "./bertscore/encoder";
+export { type BertScoreOptions, BertScorer, greedyMatch, type PRF } from "./bertscore/bertscore";
