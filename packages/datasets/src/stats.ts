@@ -1,0 +1,92 @@
+import fs from "node:fs";
+import path from "node:path";
+import { writeFileAtomic } from "@rarl/core";
+import sharp from "sharp";
+import type { DatasetStream } from "./pipeline";
+import { resolveImage } from "./paths";
+import type { Sample, SkippedRow } from "./types";
+
+/** Counts of a dataset, as `rarl data stats --json` prints them. */
+export interface DatasetStats {
+  total: number;
+  by_split: Record<string, number>;
+  by_answer_type: Record<string, number>;
+  by_modality: Record<string, number>;
+  /** Rows skipped under onError "skip". */
+  skipped: number;
+}
+
+function bump(o: Record<string, number>, k: string | undefined) {
+  const key = k ?? "(none)";
+  o[key] = (o[key] ?? 0) + 1;
+}
+
+/** Pure: counts samples by split, answer type and modality (missing values count as "(none)"). */
+export function countSamples(samples: Iterable<Sample>, skipped = 0): DatasetStats {
+  const st: DatasetStats = { total: 0, by_split: {}, by_answer_type: {}, by_modality: {}, skipped };
+  for (const s of samples) {
+    st.total++;
+    bump(st.by_split, s.split);
+    bump(st.by_answer_type, s.answer_type);
+    bump(st.by_modality, s.modality);
+  }
+  return st;
+}
+
+/** Streams a dataset and counts it; also returns the skipped rows and the filtered count. */
+export async function datasetStats(ds: DatasetStream): Promise<{ stats: DatasetStats; skippedRows: SkippedRow[]; filtered: number }> {
+  const st = countSamples([]);
+  for await (const s of ds) {
+    st.total++;
+    bump(st.by_split, s.split);
+    bump(st.by_answer_type, s.answer_type);
+    bump(st.by_modality, s.modality);
+  }
+  st.skipped = ds.skipped.length;
+  return { stats: st, skippedRows: [...ds.skipped], filtered: ds.filtered };
+}
+
+function safeName(s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 120);
+}
+
+/**
+ * Writes the normalised samples as JSONL (one {@link Sample} per line, loadable with format "jsonl"),
+ * atomically. Images are copied beside it under `images/` so the export is self-contained:
+ * path images keep their relative path, embedded bytes are written as `images/<id>.<ext>`
+ * (ext from sharp's format detection). Returns the number of samples written.
+ */
+export async function exportSamples(ds: DatasetStream, outFile: string): Promise<{ written: number; skipped: SkippedRow[] }> {
+  const outDir = path.dirname(path.resolve(outFile));
+  const lines: string[] = [];
+  const usedNames = new Set<string>();
+  for await (const s of ds) {
+    let rel: string;
+    if ("path" in s.image) {
+      rel = `images/${s.image.path}`;
+      const src = resolveImage(ds.root!, s.image.path);
+      const dst = resolveImage(outDir, rel);
+      if (path.resolve(src) !== path.resolve(dst)) {
+        fs.mkdirSync(path.dirname(dst), { recursive: true });
+        fs.copyFileSync(src, dst);
+      }
+    } else {
+      let ext = "bin";
+      try {
+        ext = (await sharp(s.image.bytes).metadata()).format ?? "bin";
+      } catch {
+        /* verifyImages "none": keep raw bytes */
+      }
+      let name = `${safeName(s.id)}.${ext === "jpeg" ? "jpg" : ext}`;
+      for (let k = 2; usedNames.has(name); k++) name = `${safeName(s.id)}-${k}.${ext}`;
+      usedNames.add(name);
+      rel = `images/${name}`;
+      const dst = resolveImage(outDir, rel);
+      fs.mkdirSync(path.dirname(dst), { recursive: true });
+      writeFileAtomic(dst, s.image.bytes);
+    }
+    lines.push(JSON.stringify({ ...s, image: { path: rel } }));
+  }
+  writeFileAtomic(outFile, lines.length ? `${lines.join("\n")}\n` : "");
+  return { written: lines.length, skipped: [...ds.skipped] };
+}
