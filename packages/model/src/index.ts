@@ -1,4 +1,4 @@
-export {};
+
 // processor (M2)
 export { ImageDecodeError, ProcessorError } from "./qwen2_vl/processor_errors";
 export { compositeOverWhite, decodeImage, type ImageInput, PIL_BICUBIC, PIL_BILINEAR, type RgbImage, resampleCoeffs, resizePillow } from "./qwen2_vl/image";
@@ -14,3 +14,12 @@ export {
 export { type ChatContentPart, type ChatMessage, ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./qwen2_vl/chat_template";
 export { Qwen2Tokenizer, type SpecialTokenIds } from "./qwen2_vl/tokenizer";
 export { type ProcessInput, type ProcessorLoadOptions, type ProcessorOutput, Qwen2VLProcessor } from "./qwen2_vl/processor";
+// parity tool (M2)
+export { maxAbsDiff, TOLERANCES, toleranceFor, topIdMismatches } from "./parity/compare";
+export { ParityFixture } from "./parity/fixture";
+export { formatParityReport } from "./parity/report";
+export { type CaseResult, type CaseStatus, discoverParityApi, type FieldResult, type ParityApi, type ParityOptions, type ParityReport, runParity } from "./parity/run";
+// model (M1)
+export * from "./qwen2_vl/index";
+export { areAdaptersEnabled, isLoraTraining, Linear, type LoraSlot, setAdaptersEnabled, setLoraTraining } from "./nn/linear";
+export { activation, bmm, geluErf, layerNorm, quickGelu, rmsNorm, silu } from "./nn/ops";

@@ -1,0 +1,108 @@
+import * as tf from "@tensorflow/tfjs-core";
+
+/**
+ * A LoRA adapter attached to one {@link Linear}: `y += scale · dropout(x) Aᵀ Bᵀ`.
+ * Written by the LoRA code (src/lora); the Linear only reads it.
+ */
+export interface LoraSlot {
+  /** Down projection, shape [r, in] (PEFT `lora_A.weight`). */
+  A: tf.Variable;
+  /** Up projection, shape [out, r] (PEFT `lora_B.weight`). */
+  B: tf.Variable;
+  /** alpha / r (or alpha / sqrt(r) with rsLoRA). */
+  scale: number;
+  /** Dropout probability on the adapter's input; applied only while {@link setLoraTraining}(true). */
+  dropout: number;
+}
+
+let adaptersEnabled = true;
+let loraTraining = false;
+
+/** Turns every attached LoRA adapter on or off (module-wide). Off = the base model (reference policy). */
+export function setAdaptersEnabled(on: boolean): void {
+  adaptersEnabled = on;
+}
+/** Whether attached LoRA adapters are applied. Default true. */
+export function areAdaptersEnabled(): boolean {
+  return adaptersEnabled;
+}
+/** Turns LoRA dropout on (training) or off (inference, the default). */
+export function setLoraTraining(on: boolean): void {
+  loraTraining = on;
+}
+/** Whether LoRA dropout is active. */
+export function isLoraTraining(): boolean {
+  return loraTraining;
+}
+
+/**
+ * A dense layer `y = x Wᵀ + b` with weight [out, in] (PyTorch / Hugging Face layout) and optional bias [out],
+ * plus an optional LoRA slot. Used by every projection of the model (q/k/v/o, gate/up/down, vision qkv/proj/fc1/fc2,
+ * merger MLP), so `model.namedLinears()` reaches them all.
+ *
+ * Implementation note: tfjs-wasm runs `matMul(x, W, false, true)` about 10x slower than an untransposed matmul,
+ * so `apply` computes `(W · xᵀ)ᵀ` (two cheap activation transposes, no transposed-flag matmul, no second copy of W).
+ */
+export class Linear {
+  /** Weight [out, in]. Owned by this layer (disposed by {@link dispose}). Replace it with {@link setWeight}. */
+  weight: tf.Tensor2D;
+  /** Bias [out] or null. */
+  bias: tf.Tensor1D | null;
+  /** LoRA adapter, or null. Set by the LoRA code. */
+  lora: LoraSlot | null = null;
+
+  constructor(weight: tf.Tensor2D, bias: tf.Tensor1D | null = null) {
+    if (weight.rank !== 2) throw new Error(`Linear weight must be rank 2 [out, in], got shape [${weight.shape}]`);
+    if (bias && bias.shape[0] !== weight.shape[0]) throw new Error(`Linear bias [${bias.shape}] does not match weight [${weight.shape}]`);
+    this.weight = weight;
+    this.bias = bias;
+  }
+
+  get inFeatures(): number {
+    return this.weight.shape[1];
+  }
+  get outFeatures(): number {
+    return this.weight.shape[0];
+  }
+
+  /** Replaces the weight (e.g. LoRA merge); disposes the old one unless `disposeOld` is false. */
+  setWeight(w: tf.Tensor2D, disposeOld = true): void {
+    if (w.shape[0] !== this.outFeatures || w.shape[1] !== this.inFeatures) {
+      throw new Error(`Linear.setWeight: shape [${w.shape}] != [${this.weight.shape}]`);
+    }
+    if (disposeOld) this.weight.dispose();
+    this.weight = w;
+  }
+
+  /** x [..., in] -> [..., out]. */
+  apply(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const inF = this.inFeatures;
+      const lead = x.shape.slice(0, -1);
+      if (x.shape[x.shape.length - 1] !== inF) throw new Error(`Linear: input last dim ${x.shape[x.shape.length - 1]} != in_features ${inF}`);
+      const n = lead.reduce((a, b) => a * b, 1);
+      const xT = tf.transpose(tf.reshape(x, [n, inF])); // [in, N]
+      let yT = tf.matMul(this.weight, xT); // [out, N]
+      const lora = this.lora;
+      if (lora && adaptersEnabled) {
+        let xin = xT;
+        if (loraTraining && lora.dropout > 0) xin = tf.dropout(xT, lora.dropout);
+        const ax = tf.matMul(lora.A, xin); // [r, N]
+        yT = tf.add(yT, tf.mul(tf.matMul(lora.B, ax), lora.scale));
+      }
+      let y = tf.transpose(yT); // [N, out]
+      if (this.bias) y = tf.add(y, this.bias);
+      return tf.reshape(y, [...lead, this.outFeatures]);
+    });
+  }
+
+  /** Number of weight + bias elements. */
+  numParams(): number {
+    return this.weight.size + (this.bias?.size ?? 0);
+  }
+
+  dispose(): void {
+    this.weight.dispose();
+    this.bias?.dispose();
+  }
+}

@@ -1,0 +1,174 @@
+import * as tf from "@tensorflow/tfjs-core";
+import type { Linear } from "../nn/linear";
+import { bmm, rmsNorm, silu } from "../nn/ops";
+import type { Qwen2VLConfig } from "./config";
+import { applyRotary } from "./rope";
+
+/** float32 finfo.min, the additive mask value transformers uses. */
+export const MASK_MIN = -3.4028234663852886e38;
+
+/** Weights of one decoder layer (Qwen2VLDecoderLayer). */
+export interface DecoderLayerWeights {
+  /** input_layernorm.weight [H]. */
+  inputLayernorm: tf.Tensor1D;
+  /** post_attention_layernorm.weight [H]. */
+  postAttentionLayernorm: tf.Tensor1D;
+  /** self_attn.q_proj [heads·D, H] + bias. */
+  qProj: Linear;
+  /** self_attn.k_proj [kvHeads·D, H] + bias. */
+  kProj: Linear;
+  /** self_attn.v_proj [kvHeads·D, H] + bias. */
+  vProj: Linear;
+  /** self_attn.o_proj [H, heads·D], no bias. */
+  oProj: Linear;
+  /** mlp.gate_proj [I, H]. */
+  gateProj: Linear;
+  /** mlp.up_proj [I, H]. */
+  upProj: Linear;
+  /** mlp.down_proj [H, I]. */
+  downProj: Linear;
+}
+
+/** Weights of the language model. */
+export interface TextWeights {
+  /** model.embed_tokens.weight [V, H]. */
+  embedTokens: tf.Tensor2D;
+  layers: DecoderLayerWeights[];
+  /** model.norm.weight [H]. */
+  norm: tf.Tensor1D;
+  /** lm_head.weight [V, H]; null when tied to embedTokens. */
+  lmHead: tf.Tensor2D | null;
+}
+
+/**
+ * Additive attention mask [B, 1, S, T] (0 = attend, finfo.min = masked) for S new queries at absolute key
+ * positions past..past+S-1 over T = past + S keys: causal, and keys with attentionMask2d = 0 masked
+ * (transformers' `_update_causal_mask`, eager path). Pure data; wrap with tf.tensor4d.
+ * @param mask2d [B][T] 0/1 over all keys (past + new).
+ */
+export function buildAttentionMask(mask2d: number[][], past: number, S: number): Float32Array {
+  const B = mask2d.length;
+  const T = past + S;
+  const out = new Float32Array(B * S * T);
+  for (let b = 0; b < B; b++) {
+    const row = mask2d[b];
+    if (row.length !== T) throw new RangeError(`attention mask row ${b} has ${row.length} entries, expected ${T} (cache ${past} + new ${S})`);
+    for (let i = 0; i < S; i++) {
+      const o = (b * S + i) * T;
+      const qpos = past + i;
+      for (let j = 0; j < T; j++) out[o + j] = j > qpos || row[j] === 0 ? MASK_MIN : 0;
+    }
+  }
+  return out;
+}
+
+/** One layer's cached keys/values, each [B, kvHeads, T, headDim] (after RoPE for keys). */
+export interface LayerKV {
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+}
+
+/**
+ * The Qwen2 decoder of Qwen2-VL (transformers 4.47 `Qwen2VLModel`, eager attention): RMSNorm, grouped-query
+ * attention with q/k/v bias and M-RoPE, SwiGLU MLP, final RMSNorm.
+ */
+export class Qwen2VLTextModel {
+  constructor(
+    readonly config: Qwen2VLConfig,
+    readonly weights: TextWeights,
+  ) {}
+
+  /** Every Linear with PEFT/HF module paths (`model.layers.<i>.self_attn.q_proj`, ...). */
+  namedLinears(prefix = "model."): Map<string, Linear> {
+    const m = new Map<string, Linear>();
+    this.weights.layers.forEach((l, i) => {
+      m.set(`${prefix}layers.${i}.self_attn.q_proj`, l.qProj);
+      m.set(`${prefix}layers.${i}.self_attn.k_proj`, l.kProj);
+      m.set(`${prefix}layers.${i}.self_attn.v_proj`, l.vProj);
+      m.set(`${prefix}layers.${i}.self_attn.o_proj`, l.oProj);
+      m.set(`${prefix}layers.${i}.mlp.gate_proj`, l.gateProj);
+      m.set(`${prefix}layers.${i}.mlp.up_proj`, l.upProj);
+      m.set(`${prefix}layers.${i}.mlp.down_proj`, l.downProj);
+    });
+    return m;
+  }
+
+  /** Token embeddings [B, S, H] for ids [B, S]. */
+  embed(inputIds: tf.Tensor2D): tf.Tensor3D {
+    return tf.tidy(() => {
+      const [B, S] = inputIds.shape;
+      return tf.reshape(tf.gather(this.weights.embedTokens, tf.reshape(inputIds, [B * S])), [B, S, this.config.hiddenSize]);
+    });
+  }
+
+  /**
+   * One decoder layer. h [B, S, H]; cos/sinSigned [B, 1, S, D]; mask [B, 1, S, T] additive; past: cached K/V of
+   * this layer (T - S positions) or null. Returns the new residual stream and this layer's full K/V (past + new).
+   */
+  layer(i: number, h: tf.Tensor3D, cos: tf.Tensor4D, sinSigned: tf.Tensor4D, mask: tf.Tensor4D, past: LayerKV | null): { h: tf.Tensor3D; kv: LayerKV } {
+    const cfg = this.config;
+    const w = this.weights.layers[i];
+    const [B, S, H] = h.shape;
+    const nh = cfg.numAttentionHeads;
+    const kvh = cfg.numKeyValueHeads;
+    const D = cfg.headDim;
+    const G = nh / kvh;
+    let kv!: LayerKV;
+    const out = tf.tidy(() => {
+      const x = rmsNorm(h, w.inputLayernorm, cfg.rmsNormEps);
+      const q0 = tf.transpose(tf.reshape(w.qProj.apply(x), [B, S, nh, D]), [0, 2, 1, 3]);
+      const k0 = tf.transpose(tf.reshape(w.kProj.apply(x), [B, S, kvh, D]), [0, 2, 1, 3]);
+      const v0 = tf.transpose(tf.reshape(w.vProj.apply(x), [B, S, kvh, D]), [0, 2, 1, 3]) as tf.Tensor4D;
+      const q = applyRotary(q0, cos, sinSigned);
+      const kNew = applyRotary(k0, cos, sinSigned) as tf.Tensor4D;
+      const k = past ? (tf.concat([past.k, kNew], 2) as tf.Tensor4D) : kNew;
+      const v = past ? (tf.concat([past.v, v0], 2) as tf.Tensor4D) : v0;
+      kv = { k: tf.keep(k), v: tf.keep(v) };
+      const T = k.shape[2];
+      // grouped-query attention: query head j uses kv head floor(j / G) (repeat_kv), so fold the G query heads
+      // of each kv head into the row axis: [B, kvh, G·S, D] x [B, kvh, D, T].
+      const qg = tf.reshape(q, [B, kvh, G * S, D]);
+      const kT = tf.transpose(k, [0, 1, 3, 2]);
+      let scores = tf.mul(bmm(qg, kT), 1 / Math.sqrt(D));
+      scores = tf.add(tf.reshape(scores, [B, kvh, G, S, T]), tf.reshape(mask, [B, 1, 1, S, T]));
+      const p = tf.reshape(tf.softmax(scores), [B, kvh, G * S, T]);
+      const att = tf.reshape(bmm(p, v), [B, nh, S, D]);
+      const attOut = w.oProj.apply(tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [B, S, nh * D]));
+      const h1 = tf.add(h, attOut);
+      const x2 = rmsNorm(h1, w.postAttentionLayernorm, cfg.rmsNormEps);
+      const mlp = w.downProj.apply(tf.mul(silu(w.gateProj.apply(x2)), w.upProj.apply(x2)));
+      return tf.reshape(tf.add(h1, mlp), [B, S, H]) as tf.Tensor3D;
+    });
+    return { h: out, kv };
+  }
+
+  /** Final RMSNorm. */
+  norm(h: tf.Tensor): tf.Tensor3D {
+    return rmsNorm(h, this.weights.norm, this.config.rmsNormEps) as tf.Tensor3D;
+  }
+
+  /**
+   * lm_head: h [B, S, H] -> logits [B, S, V]. Computed as (W · hᵀ)ᵀ with W [V, H] (tied: embed_tokens), which
+   * avoids both a transposed-flag matmul (slow on wasm) and a transposed copy of the 151936-row matrix.
+   */
+  lmHead(h: tf.Tensor3D): tf.Tensor3D {
+    return tf.tidy(() => {
+      const [B, S, H] = h.shape;
+      const W = this.weights.lmHead ?? this.weights.embedTokens;
+      const hT = tf.transpose(tf.reshape(h, [B * S, H]));
+      return tf.reshape(tf.transpose(tf.matMul(W, hT)), [B, S, W.shape[0]]) as tf.Tensor3D;
+    });
+  }
+
+  dispose(): void {
+    const w = this.weights;
+    w.embedTokens.dispose();
+    w.norm.dispose();
+    w.lmHead?.dispose();
+    for (const l of w.layers) {
+      l.inputLayernorm.dispose();
+      l.postAttentionLayernorm.dispose();
+      for (const lin of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj]) lin.dispose();
+    }
+  }
+}

@@ -1,0 +1,225 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { openCheckpoint, RarlError, type TensorSource } from "@rarl/core";
+import { Linear } from "../nn/linear";
+import { loadQwen2VLConfig, type Qwen2VLConfig } from "./config";
+import { type DecoderLayerWeights, Qwen2VLTextModel } from "./language";
+import { Qwen2VLForConditionalGeneration } from "./model";
+import { Qwen2VLProcessor } from "./processor";
+import { Qwen2VisionTransformerPretrainedModel, type VisionBlockWeights } from "./vision";
+
+/**
+ * A checkpoint's weights do not fit the config: `details.missing`, `details.unexpected` and `details.badShape`
+ * list every offending key (hub names), `details.file` the checkpoint.
+ */
+export class CheckpointError extends RarlError {}
+
+/** Options of {@link loadQwen2VL}. */
+export interface LoadQwen2VLOptions {
+  /** tokenizer.json (or a folder holding it) to use instead of `<dir>/tokenizer.json`. Default: the checkpoint's. */
+  tokenizerPath?: string;
+  /** Load the processor too (preprocessor_config.json, tokenizer, chat template). Default true. */
+  loadProcessor?: boolean;
+  /**
+   * Where frozen weights live. "device" (default): tfjs tensors on the active backend. "host" is not implemented
+   * yet (see the README's "Weight residency" note) and throws.
+   */
+  weightResidency?: "device" | "host";
+}
+
+/** Result of {@link loadQwen2VL}. */
+export interface LoadedQwen2VL {
+  config: Qwen2VLConfig;
+  model: Qwen2VLForConditionalGeneration;
+  /** null when `loadProcessor: false`. */
+  processor: Qwen2VLProcessor | null;
+}
+
+/**
+ * Maps a checkpoint key to hub naming: transformers >= 4.52 saves `model.language_model.*` and `model.visual.*`
+ * (see the fixture's key_map_transformers_ge_4_52.json); hub files use `model.*` and `visual.*`.
+ */
+export function normalizeKey(key: string): string {
+  if (key.startsWith("model.language_model.")) return `model.${key.slice("model.language_model.".length)}`;
+  if (key.startsWith("model.visual.")) return `visual.${key.slice("model.visual.".length)}`;
+  return key;
+}
+
+/** Every weight the config needs, hub names -> shape. */
+export function expectedWeights(cfg: Qwen2VLConfig): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const H = cfg.hiddenSize;
+  const D = cfg.headDim;
+  m.set("model.embed_tokens.weight", [cfg.vocabSize, H]);
+  for (let i = 0; i < cfg.numHiddenLayers; i++) {
+    const p = `model.layers.${i}.`;
+    m.set(`${p}input_layernorm.weight`, [H]);
+    m.set(`${p}post_attention_layernorm.weight`, [H]);
+    m.set(`${p}self_attn.q_proj.weight`, [cfg.numAttentionHeads * D, H]);
+    m.set(`${p}self_attn.q_proj.bias`, [cfg.numAttentionHeads * D]);
+    m.set(`${p}self_attn.k_proj.weight`, [cfg.numKeyValueHeads * D, H]);
+    m.set(`${p}self_attn.k_proj.bias`, [cfg.numKeyValueHeads * D]);
+    m.set(`${p}self_attn.v_proj.weight`, [cfg.numKeyValueHeads * D, H]);
+    m.set(`${p}self_attn.v_proj.bias`, [cfg.numKeyValueHeads * D]);
+    m.set(`${p}self_attn.o_proj.weight`, [H, cfg.numAttentionHeads * D]);
+    m.set(`${p}mlp.gate_proj.weight`, [cfg.intermediateSize, H]);
+    m.set(`${p}mlp.up_proj.weight`, [cfg.intermediateSize, H]);
+    m.set(`${p}mlp.down_proj.weight`, [H, cfg.intermediateSize]);
+  }
+  m.set("model.norm.weight", [H]);
+  if (!cfg.tieWordEmbeddings) m.set("lm_head.weight", [cfg.vocabSize, H]);
+  const v = cfg.visionConfig;
+  const E = v.embedDim;
+  const F = Math.trunc(E * v.mlpRatio);
+  const M = E * v.spatialMergeSize ** 2;
+  m.set("visual.patch_embed.proj.weight", [E, v.inChannels, v.temporalPatchSize, v.patchSize, v.patchSize]);
+  for (let i = 0; i < v.depth; i++) {
+    const p = `visual.blocks.${i}.`;
+    for (const n of ["norm1", "norm2"]) {
+      m.set(`${p}${n}.weight`, [E]);
+      m.set(`${p}${n}.bias`, [E]);
+    }
+    m.set(`${p}attn.qkv.weight`, [3 * E, E]);
+    m.set(`${p}attn.qkv.bias`, [3 * E]);
+    m.set(`${p}attn.proj.weight`, [E, E]);
+    m.set(`${p}attn.proj.bias`, [E]);
+    m.set(`${p}mlp.fc1.weight`, [F, E]);
+    m.set(`${p}mlp.fc1.bias`, [F]);
+    m.set(`${p}mlp.fc2.weight`, [E, F]);
+    m.set(`${p}mlp.fc2.bias`, [E]);
+  }
+  m.set("visual.merger.ln_q.weight", [E]);
+  m.set("visual.merger.ln_q.bias", [E]);
+  m.set("visual.merger.mlp.0.weight", [M, M]);
+  m.set("visual.merger.mlp.0.bias", [M]);
+  m.set("visual.merger.mlp.2.weight", [cfg.hiddenSize, M]);
+  m.set("visual.merger.mlp.2.bias", [cfg.hiddenSize]);
+  return m;
+}
+
+const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/**
+ * Builds the model from an open checkpoint. Validates every key first (one CheckpointError listing all missing,
+ * unexpected and wrongly shaped keys), then reads the tensors one at a time, uploading each to the backend before
+ * reading the next, so the host never holds more than one decoded tensor (BF16/F16 are widened to float32 by the
+ * reader). A tied lm_head reuses embed_tokens (one copy).
+ */
+export function buildQwen2VLFromSource(cfg: Qwen2VLConfig, source: TensorSource): Qwen2VLForConditionalGeneration {
+  const expected = expectedWeights(cfg);
+  const fileKey = new Map<string, string>(); // hub name -> file key
+  const unexpected: string[] = [];
+  const duplicate: string[] = [];
+  for (const k of source.keys()) {
+    const n = normalizeKey(k);
+    if (n === "lm_head.weight" && cfg.tieWordEmbeddings) continue; // tied: transformers ignores a stored copy too
+    if (!expected.has(n)) {
+      unexpected.push(k);
+      continue;
+    }
+    if (fileKey.has(n)) duplicate.push(`${fileKey.get(n)} / ${k}`);
+    fileKey.set(n, k);
+  }
+  const missing: string[] = [];
+  const badShape: string[] = [];
+  for (const [n, shape] of expected) {
+    const k = fileKey.get(n);
+    if (k === undefined) {
+      missing.push(n);
+      continue;
+    }
+    const info = source.info(k);
+    if (!sameShape(info.shape, shape)) badShape.push(`${k}: [${info.shape.join(", ")}], expected [${shape.join(", ")}]`);
+    else if (!["F32", "F16", "BF16"].includes(info.dtype)) badShape.push(`${k}: dtype ${info.dtype}, expected F32, F16 or BF16`);
+  }
+  if (missing.length || unexpected.length || badShape.length || duplicate.length) {
+    const parts: string[] = [];
+    if (missing.length) parts.push(`missing keys (${missing.length}): ${missing.join(", ")}`);
+    if (unexpected.length) parts.push(`unexpected keys (${unexpected.length}): ${unexpected.join(", ")}`);
+    if (badShape.length) parts.push(`wrongly shaped keys (${badShape.length}): ${badShape.join("; ")}`);
+    if (duplicate.length) parts.push(`keys present under both namings: ${duplicate.join(", ")}`);
+    throw new CheckpointError(`${source.path}: checkpoint does not match config.json: ${parts.join(" | ")}`, {
+      code: "CHECKPOINT_KEYS",
+      details: { file: source.path, missing, unexpected, badShape, duplicate },
+    });
+  }
+  const created: tf.Tensor[] = [];
+  const get = <T extends tf.Tensor>(n: string, reshape?: number[]): T => {
+    const k = fileKey.get(n)!;
+    const t = source.read(k);
+    const tensor = tf.tensor(t.data as Float32Array, reshape ?? t.shape, "float32") as T;
+    created.push(tensor);
+    return tensor;
+  };
+  try {
+    const lin = (p: string, bias: boolean, reshape?: number[]) =>
+      new Linear(get<tf.Tensor2D>(`${p}.weight`, reshape), bias ? get<tf.Tensor1D>(`${p}.bias`) : null);
+    const layers: DecoderLayerWeights[] = [];
+    const embedTokens = get<tf.Tensor2D>("model.embed_tokens.weight");
+    for (let i = 0; i < cfg.numHiddenLayers; i++) {
+      const p = `model.layers.${i}.`;
+      layers.push({
+        inputLayernorm: get(`${p}input_layernorm.weight`),
+        postAttentionLayernorm: get(`${p}post_attention_layernorm.weight`),
+        qProj: lin(`${p}self_attn.q_proj`, true),
+        kProj: lin(`${p}self_attn.k_proj`, true),
+        vProj: lin(`${p}self_attn.v_proj`, true),
+        oProj: lin(`${p}self_attn.o_proj`, false),
+        gateProj: lin(`${p}mlp.gate_proj`, false),
+        upProj: lin(`${p}mlp.up_proj`, false),
+        downProj: lin(`${p}mlp.down_proj`, false),
+      });
+    }
+    const norm = get<tf.Tensor1D>("model.norm.weight");
+    const lmHead = cfg.tieWordEmbeddings ? null : get<tf.Tensor2D>("lm_head.weight");
+    const v = cfg.visionConfig;
+    const E = v.embedDim;
+    const patchEmbed = lin("visual.patch_embed.proj", false, [E, v.inChannels * v.temporalPatchSize * v.patchSize * v.patchSize]);
+    const blocks: VisionBlockWeights[] = [];
+    for (let i = 0; i < v.depth; i++) {
+      const p = `visual.blocks.${i}.`;
+      blocks.push({
+        norm1: { weight: get(`${p}norm1.weight`), bias: get(`${p}norm1.bias`) },
+        norm2: { weight: get(`${p}norm2.weight`), bias: get(`${p}norm2.bias`) },
+        qkv: lin(`${p}attn.qkv`, true),
+        proj: lin(`${p}attn.proj`, true),
+        fc1: lin(`${p}mlp.fc1`, true),
+        fc2: lin(`${p}mlp.fc2`, true),
+      });
+    }
+    const visual = new Qwen2VisionTransformerPretrainedModel(v, {
+      patchEmbed,
+      blocks,
+      lnQ: { weight: get("visual.merger.ln_q.weight"), bias: get("visual.merger.ln_q.bias") },
+      mlp0: lin("visual.merger.mlp.0", true),
+      mlp2: lin("visual.merger.mlp.2", true),
+    });
+    const text = new Qwen2VLTextModel(cfg, { embedTokens, layers, norm, lmHead });
+    return new Qwen2VLForConditionalGeneration(cfg, visual, text);
+  } catch (e) {
+    for (const t of created) t.dispose();
+    throw e;
+  }
+}
+
+/**
+ * Loads a Hugging Face Qwen2-VL checkpoint folder: config.json, model.safetensors or model.safetensors.index.json
+ * shards (hub or transformers >= 4.52 key names; BF16/F16/F32), and the processor (preprocessor_config.json,
+ * tokenizer.json, chat template). Throws ModelConfigError / SafetensorsError / CheckpointError / ProcessorError.
+ */
+export async function loadQwen2VL(dir: string, opts: LoadQwen2VLOptions = {}): Promise<LoadedQwen2VL> {
+  if (opts.weightResidency === "host") {
+    throw new CheckpointError('weightResidency "host" is not implemented yet; use "device" (see @rarl/model README, Weight residency)', {
+      code: "NOT_IMPLEMENTED",
+      details: { field: "weightResidency" },
+    });
+  }
+  const config = loadQwen2VLConfig(dir);
+  const processor = opts.loadProcessor === false ? null : Qwen2VLProcessor.fromPretrained(dir, { tokenizerPath: opts.tokenizerPath });
+  const source = openCheckpoint(dir);
+  try {
+    const model = buildQwen2VLFromSource(config, source);
+    return { config, model, processor };
+  } finally {
+    source.close();
+  }
+}

@@ -1,0 +1,160 @@
+import { initBackend } from "@rarl/core";
+import * as tf from "@tensorflow/tfjs-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadQwen2VL } from "./loading";
+import { KVCache, ModelInputError, Qwen2VLForConditionalGeneration, tileCache } from "./model";
+import { maxAbsDiff, openReference, refArray, refRows, runCase, tinyFixtureDir } from "./parity_fixture";
+
+let model: Qwen2VLForConditionalGeneration;
+const ref = openReference();
+
+beforeAll(async () => {
+  await initBackend();
+  model = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false })).model;
+});
+afterAll(() => model?.dispose());
+
+function expectParity(d: Record<string, number>, withLast = true) {
+  expect(d.position_ids).toBe(0);
+  expect(d.rope_deltas).toBe(0);
+  expect(d.top_ids).toBe(0);
+  expect(d.hidden_states).toBeLessThan(1e-3);
+  expect(d.logits_cols).toBeLessThan(1e-4);
+  expect(d.logsumexp).toBeLessThan(1e-4);
+  expect(d.top_vals).toBeLessThan(1e-4);
+  if (withLast) expect(d.logits_last).toBeLessThan(1e-4);
+}
+
+describe(`Qwen2-VL forward parity with transformers 4.47 (backend ${process.env.RARL_BACKEND})`, () => {
+  it("image_prompt: vision intermediates, positions, rope_deltas, hidden states, logits", () => {
+    const d = runCase(model, ref, "image_prompt");
+    expectParity(d);
+    for (const k of ["patch_embed", "rot_pos_emb", "block0", "block1", "merger"]) expect(d[`vision.${k}`], k).toBeLessThan(1e-4);
+  });
+  it("text_only", () => expectParity(runCase(model, ref, "text_only")));
+  it("batch (two images, left padding; padded positions ignored)", () => expectParity(runCase(model, ref, "batch")));
+  it("completion (prompt + completion, teacher forced)", () => expectParity(runCase(model, ref, "completion"), false));
+
+  it("numTensors stays flat across repeated forwards (with and without cache)", () => {
+    const ids = tf.tensor2d([refRows(ref, "text_only.input_ids")[0]], undefined, "int32");
+    const run = () => {
+      const o = model.forward({ inputIds: ids, useCache: true, outputHiddenStates: true });
+      const next = tf.tensor2d([[42]], [1, 1], "int32");
+      const o2 = model.forward({ inputIds: next, pastKeyValues: o.pastKeyValues });
+      o.logits.dispose();
+      for (const h of o.hiddenStates!) h.dispose();
+      o2.logits.dispose();
+      o2.pastKeyValues!.dispose();
+      next.dispose();
+    };
+    run();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) run();
+    expect(tf.memory().numTensors).toBe(before);
+    ids.dispose();
+  });
+});
+
+/** Greedy decode with the KV cache, as generate() does: prefill, then one token per step. */
+describe("KV cache", () => {
+  it("cached greedy decode reproduces greedy.generated_ids and the per-step logits", () => {
+    const ids = refRows(ref, "image_prompt.input_ids");
+    const pv = ref.read("image_prompt.pixel_values");
+    const pixelValues = tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]);
+    const grid = refRows(ref, "image_prompt.image_grid_thw");
+    const cols = tf.tensor1d(refArray(ref, "logit_cols").data as number[], "int32");
+    const C = cols.shape[0];
+    const want = refArray(ref, "greedy.generated_ids").data as number[];
+    const wantCols = refArray(ref, "greedy.step_logits_cols").data as Float32Array;
+    const inputIds = tf.tensor2d(ids, undefined, "int32");
+    let out = model.forward({ inputIds, pixelValues, imageGridThw: grid, useCache: true, logitsToKeep: 1 });
+    inputIds.dispose();
+    pixelValues.dispose();
+    const cache = out.pastKeyValues!;
+    expect(out.logits.shape).toEqual([1, 1, model.config.vocabSize]);
+    const got: number[] = [];
+    let worst = 0;
+    for (let step = 0; step < want.length; step++) {
+      const row = tf.tidy(() => tf.gather(tf.reshape(out.logits, [-1]), cols).dataSync());
+      worst = Math.max(worst, maxAbsDiff(row, wantCols.subarray(step * C, (step + 1) * C)));
+      const next = tf.tidy(() => tf.argMax(tf.reshape(out.logits, [-1])).dataSync()[0]);
+      out.logits.dispose();
+      got.push(next);
+      if (step === want.length - 1) break;
+      const t = tf.tensor2d([[next]], [1, 1], "int32");
+      out = model.forward({ inputIds: t, pastKeyValues: cache });
+      t.dispose();
+      expect(out.pastKeyValues).toBe(cache);
+    }
+    expect(got).toEqual(want);
+    expect(worst).toBeLessThan(1e-4);
+    expect(cache.length).toBe(ids[0].length + want.length - 1);
+    cache.dispose();
+    cols.dispose();
+  });
+
+  it("tileCache: G copies of one prefill decode identically; left-padded batch decode matches an uncached forward", () => {
+    const ids = refRows(ref, "batch.input_ids");
+    const mask = refRows(ref, "batch.attention_mask");
+    const pv = ref.read("batch.pixel_values");
+    const grid = refRows(ref, "batch.image_grid_thw");
+    const pixelValues = tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]);
+    const inputIds = tf.tensor2d(ids, undefined, "int32");
+    const attentionMask = tf.tensor2d(mask, undefined, "int32");
+    const pre = model.forward({ inputIds, attentionMask, pixelValues, imageGridThw: grid, useCache: true, logitsToKeep: 1 });
+    pre.logits.dispose();
+    const tiled = tileCache(pre.pastKeyValues!, 2); // rows: 0,0,1,1
+    expect(tiled.batchSize).toBe(4);
+    expect(tiled.ropeDeltas).toEqual([pre.ropeDeltas[0], pre.ropeDeltas[0], pre.ropeDeltas[1], pre.ropeDeltas[1]]);
+    const nextTok = [7, 7, 99, 99];
+    const step = tf.tensor2d(nextTok.map((t) => [t]), [4, 1], "int32");
+    const dec = model.forward({ inputIds: step, pastKeyValues: tiled });
+    const dl = dec.logits.arraySync() as number[][][];
+    expect(maxAbsDiff(dl[0][0], dl[1][0])).toBe(0);
+    expect(maxAbsDiff(dl[2][0], dl[3][0])).toBe(0);
+    // reference: the same sequences without a cache
+    const full = tf.tensor2d(ids.map((r, b) => [...r, nextTok[2 * b]]), undefined, "int32");
+    const fullMask = tf.tensor2d(mask.map((r) => [...r, 1]), undefined, "int32");
+    const ref2 = model.forward({ inputIds: full, attentionMask: fullMask, pixelValues, imageGridThw: grid, logitsToKeep: 1 });
+    const rl = ref2.logits.arraySync() as number[][][];
+    expect(maxAbsDiff(dl[0][0], rl[0][0])).toBeLessThan(1e-4);
+    expect(maxAbsDiff(dl[2][0], rl[1][0])).toBeLessThan(1e-4);
+    // the original prefill cache was not modified by tiling/decoding
+    expect(pre.pastKeyValues!.length).toBe(ids[0].length);
+    for (const t of [pixelValues, inputIds, attentionMask, step, dec.logits, full, fullMask, ref2.logits]) t.dispose();
+    tiled.dispose();
+    pre.pastKeyValues!.dispose();
+  });
+});
+
+describe("typed input errors", () => {
+  it("sequence longer than max_position_embeddings", () => {
+    const short = new Qwen2VLForConditionalGeneration({ ...model.config, maxPositionEmbeddings: 8 }, model.visual, model.model);
+    const ids = tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8, 9]], undefined, "int32");
+    expect(() => short.forward({ inputIds: ids })).toThrow(ModelInputError);
+    expect(() => short.forward({ inputIds: ids })).toThrow(/exceeds max_position_embeddings 8/);
+    // and through a cache
+    const cache = new KVCache([], 5, [0], [[1, 1, 1, 1, 1]]);
+    const ids4 = tf.tensor2d([[1, 2, 3, 4]], undefined, "int32");
+    expect(() => short.forward({ inputIds: ids4, pastKeyValues: cache })).toThrow(/cache 5 \+ new 4/);
+    ids.dispose();
+    ids4.dispose();
+  });
+  it("image tokens and image features that do not match", () => {
+    const ids = refRows(ref, "image_prompt.input_ids");
+    const pv = ref.read("batch.pixel_values"); // two images (22 tokens) for a prompt with one slot run of 12
+    const pixelValues = tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]);
+    const inputIds = tf.tensor2d(ids, undefined, "int32");
+    const before = tf.memory().numTensors;
+    expect(() => model.forward({ inputIds, pixelValues, imageGridThw: refRows(ref, "batch.image_grid_thw") })).toThrow(/12 <\|image_pad\|> tokens in inputIds, 22 image feature rows/);
+    expect(() => model.forward({ inputIds })).toThrow(ModelInputError);
+    expect(() => model.forward({ inputIds, pixelValues, imageGridThw: [[1, 6, 6]] })).toThrow(/describes 36/);
+    expect(tf.memory().numTensors).toBe(before);
+    for (const t of [pixelValues, inputIds]) t.dispose();
+  });
+  it("token ids outside the vocabulary", () => {
+    const ids = tf.tensor2d([[1, model.config.vocabSize]], undefined, "int32");
+    expect(() => model.forward({ inputIds: ids })).toThrow(/outside the vocabulary/);
+    ids.dispose();
+  });
+});

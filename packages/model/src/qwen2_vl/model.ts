@@ -1,0 +1,314 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { RarlError } from "@rarl/core";
+import type { Linear } from "../nn/linear";
+import type { Qwen2VLConfig } from "./config";
+import { buildAttentionMask, type LayerKV, type Qwen2VLTextModel } from "./language";
+import { decodePositions, getRopeIndex, mropeCosSinTensors } from "./rope";
+import type { Qwen2VisionTransformerPretrainedModel, VisionIntermediates } from "./vision";
+
+/** Bad input to the model's forward pass (shapes, image slots, sequence length...). `details` names the field. */
+export class ModelInputError extends RarlError {}
+
+/**
+ * Key/value cache of the decoder (transformers' DynamicCache, functional flavour).
+ * - `layers[i].k` / `.v`: [B, numKVHeads, T, headDim] (keys after RoPE).
+ * - `length`: T, the number of cached positions (padding included).
+ * - `ropeDeltas`: per row, so that a token at cache position c gets M-RoPE position c + ropeDeltas[b] (3 rows).
+ * - `attentionMask`: [B][T] of 0/1 for the cached positions (left padding = 0).
+ *
+ * `forward({ pastKeyValues: cache, ... })` appends the new positions to this object in place (old tensors are
+ * disposed) and returns it as `pastKeyValues`. Call `dispose()` when done.
+ */
+export class KVCache {
+  constructor(
+    public layers: LayerKV[],
+    public length: number,
+    public ropeDeltas: number[],
+    public attentionMask: number[][],
+  ) {}
+
+  /** Batch size. */
+  get batchSize(): number {
+    return this.ropeDeltas.length;
+  }
+
+  /** Disposes every cached tensor; the cache is empty afterwards. */
+  dispose(): void {
+    for (const l of this.layers) {
+      l.k.dispose();
+      l.v.dispose();
+    }
+    this.layers = [];
+    this.length = 0;
+  }
+
+  /** A deep copy (new tensors). */
+  clone(): KVCache {
+    return new KVCache(
+      this.layers.map((l) => ({ k: l.k.clone(), v: l.v.clone() })),
+      this.length,
+      [...this.ropeDeltas],
+      this.attentionMask.map((r) => [...r]),
+    );
+  }
+}
+
+/**
+ * A new cache whose batch row b·G + g is a copy of row b of `cache` (repeat_interleave along the batch, as
+ * `generate(num_return_sequences=G)` expands a prompt), so G samples share one prefill. `cache` is not modified.
+ */
+export function tileCache(cache: KVCache, G: number): KVCache {
+  if (!Number.isInteger(G) || G < 1) throw new ModelInputError(`tileCache: G must be a positive integer, got ${G}`, { details: { field: "G" } });
+  const B = cache.batchSize;
+  const idx: number[] = [];
+  for (let b = 0; b < B; b++) for (let g = 0; g < G; g++) idx.push(b);
+  const layers = tf.tidy(() => {
+    const ix = tf.tensor1d(idx, "int32");
+    return cache.layers.map((l) => ({ k: tf.gather(l.k, ix) as tf.Tensor4D, v: tf.gather(l.v, ix) as tf.Tensor4D }));
+  });
+  return new KVCache(
+    layers,
+    cache.length,
+    idx.map((b) => cache.ropeDeltas[b]),
+    idx.map((b) => [...cache.attentionMask[b]]),
+  );
+}
+
+/** Arguments of {@link Qwen2VLForConditionalGeneration.forward}. */
+export interface ForwardArgs {
+  /** int32 [B, S] token ids (with each image's `<|image_pad|>` tokens already expanded). */
+  inputIds: tf.Tensor2D;
+  /**
+   * [B, S] (or [B, cache + S] with a cache) 0/1 mask, left padding = 0. Default all ones. With a cache and an
+   * [B, S] mask, the cache's own mask is prepended.
+   */
+  attentionMask?: tf.Tensor2D;
+  /** [N, C·T·P·P] patches of every image of the batch, in order (processor output). */
+  pixelValues?: tf.Tensor2D;
+  /** [numImages][3] (t, h, w) in patches, one per image in pixelValues order. Required with pixelValues/imageEmbeds. */
+  imageGridThw?: number[][];
+  /** Cache from a previous call: only the new tokens are passed; positions = cache.length + i + ropeDeltas. Updated in place. */
+  pastKeyValues?: KVCache;
+  /** Return a cache (a new one when pastKeyValues is absent). Default false. */
+  useCache?: boolean;
+  /** Return hiddenStates (L+1 tensors [B, S, H]: embeddings after image scatter, each layer's output, final norm). */
+  outputHiddenStates?: boolean;
+  /** Precomputed merged image features [numImageTokens, H] (from getImageFeatures), instead of pixelValues. */
+  imageEmbeds?: tf.Tensor2D;
+  /** Only compute logits for the last k positions (logits [B, k, V]). Default: all positions. */
+  logitsToKeep?: number;
+  /** Skip the lm_head entirely (logits is then an empty [B, 0, V] tensor); for callers that only need hidden states. */
+  skipLogits?: boolean;
+  /** Also return vision intermediates (patch_embed, rot_pos_emb, block<i>, merger) when pixelValues is given. */
+  outputVisionIntermediates?: boolean;
+}
+
+/** Result of {@link Qwen2VLForConditionalGeneration.forward}. The caller owns (disposes) every tensor. */
+export interface ForwardOutput {
+  /** [B, S or logitsToKeep, V] float32 logits. */
+  logits: tf.Tensor3D;
+  /** With outputHiddenStates: L+1 tensors [B, S, H]. */
+  hiddenStates?: tf.Tensor3D[];
+  /** With useCache or pastKeyValues: the (updated) cache. */
+  pastKeyValues?: KVCache;
+  /** Per row: M-RoPE delta (max position + 1 - S at prefill). */
+  ropeDeltas: number[];
+  /** [3][B][S] M-RoPE positions used for the new tokens. */
+  positionIds: number[][][];
+  /** With outputVisionIntermediates and pixelValues. */
+  visionIntermediates?: VisionIntermediates;
+}
+
+function toRows(t: tf.Tensor2D, what: string): number[][] {
+  if (t.rank !== 2) throw new ModelInputError(`${what} must be rank 2 [B, S], got shape [${t.shape}]`, { details: { field: what } });
+  return t.arraySync() as number[][];
+}
+
+/**
+ * Qwen2VLForConditionalGeneration (transformers 4.47): vision tower + Qwen2 decoder + lm_head, with the merged image
+ * features scattered into the `<|image_pad|>` slots (several images per prompt, left-padded batches).
+ */
+export class Qwen2VLForConditionalGeneration {
+  constructor(
+    readonly config: Qwen2VLConfig,
+    readonly visual: Qwen2VisionTransformerPretrainedModel,
+    readonly model: Qwen2VLTextModel,
+  ) {}
+
+  /**
+   * Every Linear with PEFT/HF module paths (hub naming): `model.layers.<i>.self_attn.{q,k,v,o}_proj`,
+   * `model.layers.<i>.mlp.{gate,up,down}_proj`, `visual.blocks.<i>.attn.{qkv,proj}`, `visual.blocks.<i>.mlp.fc{1,2}`,
+   * `visual.merger.mlp.{0,2}`. (The Conv3d patch embed and lm_head are not listed.)
+   */
+  namedLinears(): Map<string, Linear> {
+    return new Map([...this.model.namedLinears("model."), ...this.visual.namedLinears("visual.")]);
+  }
+
+  /** Merged image embeddings [Σ t·h·w / m², H] for pixelValues [N, C·T·P·P] (every image, in order). */
+  getImageFeatures(pixelValues: tf.Tensor2D, imageGridThw: number[][]): tf.Tensor2D {
+    try {
+      return this.visual.forward(pixelValues, imageGridThw).embeds;
+    } catch (e) {
+      if (e instanceof RangeError) throw new ModelInputError(e.message, { details: { field: "pixelValues/imageGridThw" }, cause: e });
+      throw e;
+    }
+  }
+
+  /** Runs the model. See {@link ForwardArgs}; every returned tensor belongs to the caller. */
+  forward(args: ForwardArgs): ForwardOutput {
+    const cfg = this.config;
+    const ids = toRows(args.inputIds, "inputIds");
+    const B = ids.length;
+    const S = B ? ids[0].length : 0;
+    if (B === 0 || S === 0) throw new ModelInputError(`inputIds is empty (shape [${args.inputIds.shape}])`, { details: { field: "inputIds" } });
+    const past = args.pastKeyValues ?? null;
+    if (past && past.batchSize !== B) {
+      throw new ModelInputError(`pastKeyValues has batch ${past.batchSize} but inputIds has ${B} rows`, { details: { field: "pastKeyValues" } });
+    }
+    const pastLen = past?.length ?? 0;
+    if (pastLen + S > cfg.maxPositionEmbeddings) {
+      throw new ModelInputError(
+        `sequence length ${pastLen + S} (cache ${pastLen} + new ${S}) exceeds max_position_embeddings ${cfg.maxPositionEmbeddings}`,
+        { code: "SEQUENCE_TOO_LONG", details: { field: "inputIds", length: pastLen + S, max: cfg.maxPositionEmbeddings } },
+      );
+    }
+    for (let b = 0; b < B; b++) {
+      for (let s = 0; s < S; s++) {
+        const t = ids[b][s];
+        if (!Number.isInteger(t) || t < 0 || t >= cfg.vocabSize) {
+          throw new ModelInputError(`inputIds[${b}][${s}] = ${t} is outside the vocabulary [0, ${cfg.vocabSize})`, { details: { field: "inputIds", row: b, col: s } });
+        }
+      }
+    }
+    // attention mask over all keys (past + new)
+    let newMask: number[][];
+    let fullMask: number[][];
+    if (args.attentionMask) {
+      const m = toRows(args.attentionMask, "attentionMask");
+      const w = m[0]?.length;
+      if (m.length !== B || (w !== S && w !== pastLen + S)) {
+        throw new ModelInputError(`attentionMask has shape [${args.attentionMask.shape}], expected [${B}, ${S}] or [${B}, ${pastLen + S}]`, { details: { field: "attentionMask" } });
+      }
+      if (w === pastLen + S) {
+        fullMask = m;
+        newMask = m.map((r) => r.slice(pastLen));
+      } else {
+        newMask = m;
+        fullMask = past ? m.map((r, b) => [...past.attentionMask[b], ...r]) : m;
+      }
+    } else {
+      newMask = ids.map((r) => r.map(() => 1));
+      fullMask = past ? newMask.map((r, b) => [...past.attentionMask[b], ...r]) : newMask;
+    }
+
+    // positions
+    const hasImages = !!(args.pixelValues || args.imageEmbeds);
+    if (hasImages && !args.imageGridThw) {
+      throw new ModelInputError("imageGridThw is required with pixelValues or imageEmbeds", { details: { field: "imageGridThw" } });
+    }
+    let positionIds: number[][][];
+    let ropeDeltas: number[];
+    if (!past) {
+      const r = getRopeIndex(ids, args.imageGridThw ?? null, args.attentionMask ? newMask : null, cfg);
+      positionIds = r.positionIds;
+      ropeDeltas = r.ropeDeltas;
+    } else {
+      ropeDeltas = [...past.ropeDeltas];
+      positionIds = decodePositions(pastLen, S, ropeDeltas);
+    }
+
+    // image slots
+    const slots: number[] = [];
+    for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) if (ids[b][s] === cfg.imageTokenId) slots.push(b * S + s);
+    if (!hasImages && slots.length > 0) {
+      throw new ModelInputError(`inputIds holds ${slots.length} <|image_pad|> tokens but no pixelValues/imageEmbeds were given`, {
+        code: "IMAGE_SLOT_MISMATCH",
+        details: { field: "pixelValues", tokens: slots.length, features: 0 },
+      });
+    }
+
+    let visionIntermediates: VisionIntermediates | undefined;
+    const wantCache = !!(args.useCache || past);
+    const L = cfg.numHiddenLayers;
+    const newKV: LayerKV[] = [];
+    const result = tf.tidy(() => {
+      let embeds = this.model.embed(args.inputIds);
+      if (hasImages) {
+        let feats: tf.Tensor2D;
+        if (args.imageEmbeds) feats = args.imageEmbeds;
+        else {
+          let vis: ReturnType<Qwen2VisionTransformerPretrainedModel["forward"]>;
+          try {
+            vis = this.visual.forward(args.pixelValues!, args.imageGridThw!, { intermediates: args.outputVisionIntermediates });
+          } catch (e) {
+            if (e instanceof RangeError) throw new ModelInputError(e.message, { details: { field: "pixelValues/imageGridThw" }, cause: e });
+            throw e;
+          }
+          feats = vis.embeds;
+          visionIntermediates = vis.intermediates;
+        }
+        if (feats.shape[0] !== slots.length || feats.shape[1] !== cfg.hiddenSize) {
+          throw new ModelInputError(
+            `image features and image tokens do not match: ${slots.length} <|image_pad|> tokens in inputIds, ${feats.shape[0]} image feature rows (width ${feats.shape[1]}, expected ${cfg.hiddenSize})`,
+            { code: "IMAGE_SLOT_MISMATCH", details: { field: "inputIds", tokens: slots.length, features: feats.shape[0] } },
+          );
+        }
+        // masked_scatter as one gather over [text embeddings; image features]
+        const flat = tf.reshape(embeds, [B * S, cfg.hiddenSize]);
+        const index = new Int32Array(B * S);
+        for (let i = 0; i < B * S; i++) index[i] = i;
+        slots.forEach((p, k) => {
+          index[p] = B * S + k;
+        });
+        embeds = tf.reshape(tf.gather(tf.concat([flat, feats], 0), tf.tensor1d(index, "int32")), [B, S, cfg.hiddenSize]);
+      }
+      const { cos, sinSigned } = mropeCosSinTensors(positionIds, cfg.headDim, cfg.ropeTheta, cfg.mropeSection);
+      const mask = tf.tensor4d(buildAttentionMask(fullMask, pastLen, S), [B, 1, S, pastLen + S]);
+      const hidden: tf.Tensor3D[] = [];
+      let h = embeds;
+      for (let i = 0; i < L; i++) {
+        if (args.outputHiddenStates) hidden.push(h);
+        const r = this.model.layer(i, h, cos, sinSigned, mask, past ? past.layers[i] : null);
+        h = r.h;
+        if (wantCache) newKV.push(r.kv);
+        else {
+          r.kv.k.dispose();
+          r.kv.v.dispose();
+        }
+      }
+      h = this.model.norm(h);
+      if (args.outputHiddenStates) hidden.push(h);
+      let logits: tf.Tensor3D;
+      if (args.skipLogits) logits = tf.zeros([B, 0, cfg.vocabSize]);
+      else {
+        const k = args.logitsToKeep;
+        const hk = k !== undefined && k > 0 && k < S ? (tf.slice(h, [0, S - k, 0], [B, k, cfg.hiddenSize]) as tf.Tensor3D) : h;
+        logits = this.model.lmHead(hk);
+      }
+      return { logits, hidden };
+    });
+    // KV tensors were tf.keep'd inside the layers: they survive the tidy.
+    const out: ForwardOutput = { logits: result.logits, ropeDeltas, positionIds };
+    if (args.outputHiddenStates) out.hiddenStates = result.hidden;
+    if (visionIntermediates) out.visionIntermediates = visionIntermediates;
+    if (past) {
+      for (const l of past.layers) {
+        l.k.dispose();
+        l.v.dispose();
+      }
+      past.layers = newKV;
+      past.length = pastLen + S;
+      past.attentionMask = fullMask.map((r) => [...r]);
+      out.pastKeyValues = past;
+    } else if (wantCache) {
+      out.pastKeyValues = new KVCache(newKV, S, ropeDeltas, fullMask.map((r) => [...r]));
+    }
+    return out;
+  }
+
+  /** Disposes every weight. */
+  dispose(): void {
+    this.visual.dispose();
+    this.model.dispose();
+  }
+}
