@@ -1,5 +1,12 @@
 export * from "./errors";
+export * from "./config";
 export * from "./math/advantages";
 export * from "./math/loss";
 export * from "./optim/adamw";
 export * from "./optim/schedule";
+export * from "./policy";
+export * from "./checkpoint";
+export * from "./metrics";
+export * from "./loop";
+export * from "./grpo-trainer";
+export { ToyPolicy, type ToyPolicyOptions, type ToyPrompt } from "./testing/toy-policy";

@@ -127,24 +127,40 @@ export interface GrpoBatchMetrics {
   ratioMean: number;
 }
 
-export function grpoMetrics(inp: GrpoLossInput, opts: Pick<GrpoLossOptions, "epsilonLow" | "epsilonHigh">): GrpoBatchMetrics {
+/**
+ * The metrics of {@link grpoMetrics} as one float32 tensor [klMean, clipLow, clipHigh, clipRegion, ratioMean]
+ * (the caller owns it), so the trainer can compute them inside its gradient pass without another forward.
+ */
+export function grpoMetricsTensor(inp: GrpoLossInput, opts: Pick<GrpoLossOptions, "epsilonLow" | "epsilonHigh">): tf.Tensor1D {
   checkShapes(inp);
   const epsHigh = opts.epsilonHigh ?? opts.epsilonLow;
-  const out = tf.tidy(() => {
+  return tf.tidy(() => {
     const mask = inp.mask;
     const denom = tf.maximum(tf.sum(mask), 1);
     const mmean = (x: tf.Tensor) => tf.div(tf.sum(tf.mul(x, mask)), denom);
     const ratio = inp.oldLogp ? tf.exp(tf.sub(inp.logp, inp.oldLogp)) : tf.onesLike(inp.logp);
     const adv = tf.reshape(inp.advantages instanceof tf.Tensor ? inp.advantages : tf.tensor1d(Array.from(inp.advantages), "float32"), [-1, 1]);
-    const low = tf.cast(tf.logicalAnd(tf.less(ratio, 1 - opts.epsilonLow), tf.less(adv, 0)), "float32");
-    const high = tf.cast(tf.logicalAnd(tf.greater(ratio, 1 + epsHigh), tf.greater(adv, 0)), "float32");
-    const region = tf.cast(tf.logicalOr(tf.cast(low, "bool"), tf.cast(high, "bool")), "float32");
+    const lowB = tf.logicalAnd(tf.less(ratio, 1 - opts.epsilonLow), tf.less(adv, 0));
+    const highB = tf.logicalAnd(tf.greater(ratio, 1 + epsHigh), tf.greater(adv, 0));
+    const low = tf.cast(lowB, "float32");
+    const high = tf.cast(highB, "float32");
+    const region = tf.cast(tf.logicalOr(lowB, highB), "float32");
     const kl = inp.refLogp ? mmean(perTokenKl(inp.logp, inp.refLogp)) : tf.scalar(0);
-    return tf.stack([kl, mmean(low), mmean(high), mmean(region), mmean(ratio)]);
+    return tf.stack([kl, mmean(low), mmean(high), mmean(region), mmean(ratio)]) as tf.Tensor1D;
   });
-  const v = out.dataSync();
-  out.dispose();
+}
+
+/** Reads a {@link grpoMetricsTensor} result into named numbers. */
+export function readGrpoMetrics(t: tf.Tensor1D): GrpoBatchMetrics {
+  const v = t.dataSync();
   return { klMean: v[0], clipLow: v[1], clipHigh: v[2], clipRegion: v[3], ratioMean: v[4] };
+}
+
+export function grpoMetrics(inp: GrpoLossInput, opts: Pick<GrpoLossOptions, "epsilonLow" | "epsilonHigh">): GrpoBatchMetrics {
+  const t = grpoMetricsTensor(inp, opts);
+  const m = readGrpoMetrics(t);
+  t.dispose();
+  return m;
 }
 
 /**

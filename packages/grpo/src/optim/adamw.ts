@@ -35,10 +35,15 @@ export class AdamW {
   private readonly m: tf.Variable[];
   private readonly v: tf.Variable[];
 
+  /** State keys, parallel to `variables` (default: the variables' names). */
+  readonly names: string[];
+
   constructor(
     readonly variables: tf.Variable[],
     opts: AdamWOptions = {},
+    names?: string[],
   ) {
+    this.names = names ?? variables.map((v) => v.name);
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
@@ -51,10 +56,10 @@ export class AdamW {
     }
     if (!(this.eps > 0)) throw new TrainConfigError(`AdamW eps must be > 0, got ${this.eps}`, { code: "CONFIG_RANGE", details: { field: "eps" } });
     if (!(this.weightDecay >= 0)) throw new TrainConfigError(`AdamW weightDecay must be >= 0, got ${this.weightDecay}`, { code: "CONFIG_RANGE", details: { field: "weightDecay" } });
-    const names = new Set<string>();
-    for (const v of variables) {
-      if (names.has(v.name)) throw new TrainConfigError(`two trainable variables share the name "${v.name}"`, { code: "CONFIG_DUPLICATE_VARIABLE", details: { variable: v.name } });
-      names.add(v.name);
+    const seen = new Set<string>();
+    for (const n of this.names) {
+      if (seen.has(n)) throw new TrainConfigError(`two trainable variables share the name "${n}"`, { code: "CONFIG_DUPLICATE_VARIABLE", details: { variable: n } });
+      seen.add(n);
     }
     this.m = variables.map((v) => tf.variable(tf.zerosLike(v), false));
     this.v = variables.map((v) => tf.variable(tf.zerosLike(v), false));
@@ -94,23 +99,24 @@ export class AdamW {
   getState(): AdamWState {
     const m: Record<string, Float32Array> = {};
     const v: Record<string, Float32Array> = {};
-    this.variables.forEach((p, i) => {
-      m[p.name] = this.m[i].dataSync() as Float32Array;
-      v[p.name] = this.v[i].dataSync() as Float32Array;
+    this.names.forEach((name, i) => {
+      m[name] = this.m[i].dataSync() as Float32Array;
+      v[name] = this.v[i].dataSync() as Float32Array;
     });
     return { step: this.t, m, v };
   }
 
   setState(state: AdamWState): void {
     this.variables.forEach((p, i) => {
+      const name = this.names[i];
       for (const [kind, src, dst] of [
         ["m", state.m, this.m],
         ["v", state.v, this.v],
       ] as const) {
-        const data = src[p.name];
-        if (!data) throw new CheckpointError(`optimizer state has no ${kind} for variable "${p.name}"`, { code: "CKPT_OPTIM_MISSING", details: { variable: p.name } });
+        const data = src[name];
+        if (!data) throw new CheckpointError(`optimizer state has no ${kind} for variable "${name}"`, { code: "CKPT_OPTIM_MISSING", details: { variable: name } });
         if (data.length !== p.size) {
-          throw new CheckpointError(`optimizer ${kind} for "${p.name}" has ${data.length} values, expected ${p.size}`, { code: "CKPT_OPTIM_SHAPE", details: { variable: p.name } });
+          throw new CheckpointError(`optimizer ${kind} for "${name}" has ${data.length} values, expected ${p.size}`, { code: "CKPT_OPTIM_SHAPE", details: { variable: name } });
         }
         tf.tidy(() => dst[i].assign(tf.tensor(data, p.shape, "float32")));
       }
