@@ -9,3 +9,15 @@ export { type CompositeOptions, CompositeReward, type CompositeScore, type Rewar
 export { loadTokenCounter } from "./tokenizer";
 export { BertEncoder, type EncoderConfig, parseEncoderConfig, type WeightSource } from "./bertscore/encoder";
 export { type BertScoreOptions, BertScorer, greedyMatch, type PRF } from "./bertscore/bertscore";
+export {
+  type BuildRewardsOptions,
+  buildRewards,
+  jsonPath,
+  loadRewardConfig,
+  REWARD_CONFIG_SCHEMA,
+  type RewardConfig,
+  type RewardEntryConfig,
+  type RewardSet,
+  validateRewardConfig,
+} from "./config";
+export { type CompletionLine, readCompletions, type ScoredLine, type ScoreFileOptions, type ScoreFileResult, scoreFile } from "./score-file";
