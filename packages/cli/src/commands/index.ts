@@ -1,7 +1,9 @@
 import type { Command } from "commander";
+import * as parity from "./parity";
 
 /**
  * Every `rarl` subcommand lives in its own module under commands/ and exports
  * `register(program)`. Add one line here per subcommand.
  */
 export const commandModules: Array<{ register(program: Command): void }> = [];
+commandModules.push(parity);

@@ -1,0 +1,34 @@
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { runParity } from "./run";
+
+function fixture(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!fs.existsSync(path.join(dir, "shared", "fixtures"))) dir = path.dirname(dir);
+  return path.join(dir, "shared", "fixtures", "qwen2vl-tiny");
+}
+const FX = fixture();
+
+describe("runParity", () => {
+  it("derives the cases from the fixture; without model capabilities they are NOT RUN and the report fails", async () => {
+    const r = await runParity(FX, { api: {}, cases: ["processor", "image_prompt", "greedy", "lora_image_prompt"] });
+    expect(r.cases.processor.status).toBe("PASS");
+    for (const c of ["image_prompt", "greedy", "lora_image_prompt"]) expect(r.cases[c].status).toBe("NOT RUN");
+    // every output field of the case is listed, inputs are not
+    expect(Object.keys(r.cases.image_prompt.fields)).toEqual(expect.arrayContaining(["logits_cols", "hidden_states", "vision.merger", "position_ids"]));
+    expect(r.cases.image_prompt.fields.input_ids).toBeUndefined();
+    expect(r.overall).toBe("FAIL");
+  });
+
+  it("processor alone passes: ids, masks, grids exact and pixel_values from the PNGs within 1e-5", async () => {
+    const r = await runParity(FX, { api: {}, cases: ["processor"] });
+    expect(r.overall).toBe("PASS");
+    const f = r.cases.processor.fields;
+    expect(f["batch.input_ids"].max_abs_diff).toBe(0);
+    expect(f["batch.attention_mask"].max_abs_diff).toBe(0);
+    expect(f["batch.pixel_values"].max_abs_diff).toBeLessThanOrEqual(1e-5);
+    expect(f["disc_100x80.resized_rgb_uint8"].max_abs_diff).toBe(0);
+  });
+});
