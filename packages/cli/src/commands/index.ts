@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import * as parity from "./parity";
+import * as reward from "./reward";
 
 /**
  * Every `rarl` subcommand lives in its own module under commands/ and exports
@@ -7,3 +8,4 @@ import * as parity from "./parity";
  */
 export const commandModules: Array<{ register(program: Command): void }> = [];
 commandModules.push(parity);
+commandModules.push(reward);
