@@ -1,40 +1,206 @@
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
+import "./gradients";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { BackendError } from "./errors";
+import { getLogger } from "./logger";
+import { applyWasmKernelFixes } from "./wasm-fixes";
+import { prepareWasmThreads, unrefWasmWorkers } from "./wasm-threads";
 
+/** tfjs backends @rarl/core can start, in default order of preference. */
 export type BackendName = "tensorflow" | "webgpu" | "wasm" | "cpu";
 
+export const BACKEND_ORDER: readonly BackendName[] = ["tensorflow", "webgpu", "wasm", "cpu"];
+
+/** Options of {@link initBackend}. */
 export interface InitBackendOptions {
-  /** Order of preference. Default: tensorflow, webgpu, wasm, cpu. RARL_BACKEND overrides it. */
+  /**
+   * Backends to try, in order. Default: tensorflow (native libtensorflow via the optional peer
+   * @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node), webgpu (needs a `navigator.gpu`, in Node the optional
+   * `webgpu` package), wasm, cpu. The env var RARL_BACKEND (one name or a comma-separated list) overrides it.
+   * When the list is given explicitly (here or by RARL_BACKEND) and none starts, a BackendError says how to install them.
+   */
   prefer?: BackendName[];
+  /**
+   * wasm threads (1 or 2+; default from RARL_WASM_THREADS, else 1). Threads are opt-in: on a shared 2-core machine
+   * 2 threads are slower than 1. Only takes effect when the wasm backend is first started.
+   */
+  wasmThreads?: number;
 }
 
 const require_ = createRequire(import.meta.url);
+const log = getLogger("core:backend");
 let chosen: BackendName | null = null;
+let wasmRegistered: Promise<void> | null = null;
+let wasmThreads = 1;
 
-async function tryWasm(): Promise<boolean> {
-  const wasm = await import("@tensorflow/tfjs-backend-wasm");
-  const dir = path.dirname(require_.resolve("@tensorflow/tfjs-backend-wasm"));
-  wasm.setWasmPaths(`${dir}${path.sep}`);
-  return tf.setBackend("wasm");
+const INSTALL_HINT: Record<BackendName, string> = {
+  tensorflow:
+    "install the optional peer: `npm install @tensorflow/tfjs-node@4.22.0` (CPU) or `npm install @tensorflow/tfjs-node-gpu@4.22.0` (CUDA); its version must match @tensorflow/tfjs-core 4.22.0 so both share one tfjs-core",
+  webgpu: "in Node install the optional `webgpu` package (Dawn) so that navigator.gpu exists, and make sure a GPU adapter is visible",
+  wasm: "@tensorflow/tfjs-backend-wasm ships with @rarl/core; reinstall dependencies (`npm ci`) if its .wasm files are missing",
+  cpu: "@tensorflow/tfjs-backend-cpu ships with @rarl/core; reinstall dependencies (`npm ci`)",
+};
+
+function parseEnvOrder(v: string): BackendName[] {
+  const names = v
+    .split(",")
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  for (const n of names) {
+    if (!BACKEND_ORDER.includes(n as BackendName)) {
+      throw new BackendError(`RARL_BACKEND="${v}": unknown backend "${n}" (expected one of ${BACKEND_ORDER.join(", ")})`, {
+        code: "BACKEND_UNKNOWN",
+        details: { value: v },
+      });
+    }
+  }
+  return names as BackendName[];
+}
+
+async function importOptional(name: string): Promise<unknown> {
+  // A variable specifier keeps bundlers from trying to resolve the optional peer at build time.
+  return import(/* @vite-ignore */ name);
+}
+
+/** Registers the wasm backend (files from node_modules, no network), its kernel fixes and optional threads. */
+export async function registerWasmBackend(threads?: number): Promise<void> {
+  if (!wasmRegistered) {
+    wasmRegistered = (async () => {
+      const wasm = (await import("@tensorflow/tfjs-backend-wasm")) as unknown as {
+        setWasmPaths(prefix: string): void;
+        setThreadsCount(n: number): void;
+      };
+      const dir = path.dirname(require_.resolve("@tensorflow/tfjs-backend-wasm"));
+      wasm.setWasmPaths(`${dir}${path.sep}`);
+      applyWasmKernelFixes();
+      const want = threads ?? Number(process.env.RARL_WASM_THREADS ?? 1);
+      if (!Number.isInteger(want) || want < 1) {
+        throw new BackendError(`RARL_WASM_THREADS must be a positive integer, got "${process.env.RARL_WASM_THREADS}"`, { code: "BACKEND_THREADS" });
+      }
+      if (want > 1) {
+        const undo = prepareWasmThreads(wasm, want);
+        try {
+          await tf.setBackend("wasm");
+        } finally {
+          undo();
+        }
+        unrefWasmWorkers();
+        wasmThreads = want;
+      }
+    })();
+  }
+  return wasmRegistered;
+}
+
+async function tryTensorflow(): Promise<string | null> {
+  const errors: string[] = [];
+  for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    try {
+      await importOptional(pkg);
+    } catch (e) {
+      errors.push(`${pkg}: ${(e as Error).message.split("\n")[0]}`);
+      continue;
+    }
+    if (!tf.findBackendFactory("tensorflow")) {
+      return `${pkg} loaded but registered no "tensorflow" backend with this @tensorflow/tfjs-core (${tf.version_core}); install a matching 4.22.0 so both share one tfjs-core`;
+    }
+    if (await tf.setBackend("tensorflow")) return null;
+    errors.push(`${pkg}: backend failed to start`);
+  }
+  return errors.join("; ");
+}
+
+async function tryWebgpu(): Promise<string | null> {
+  const g = globalThis as { navigator?: { gpu?: unknown } };
+  if (!g.navigator?.gpu) {
+    let mod: { create?: (flags: string[]) => unknown; globals?: Record<string, unknown> };
+    try {
+      mod = (await importOptional("webgpu")) as typeof mod;
+    } catch {
+      return "no navigator.gpu and the optional `webgpu` package is not installed";
+    }
+    if (typeof mod.create !== "function") return "the `webgpu` package has no create()";
+    if (mod.globals) Object.assign(globalThis, mod.globals);
+    const flags = (process.env.RARL_WEBGPU_FLAGS ?? "").split(",").filter(Boolean);
+    const gpu = mod.create(flags);
+    if (!g.navigator) Object.defineProperty(globalThis, "navigator", { value: { gpu }, configurable: true, writable: true });
+    else Object.defineProperty(g.navigator, "gpu", { value: gpu, configurable: true });
+  }
+  const gpu = g.navigator?.gpu as { requestAdapter(): Promise<unknown> };
+  const adapter = await gpu.requestAdapter().catch(() => null);
+  if (!adapter) return "navigator.gpu found no GPU adapter";
+  try {
+    await import("@tensorflow/tfjs-backend-webgpu");
+  } catch (e) {
+    return `@tensorflow/tfjs-backend-webgpu failed to load: ${(e as Error).message}`;
+  }
+  if (!tf.findBackendFactory("webgpu")) return "@tensorflow/tfjs-backend-webgpu did not register (navigator.gpu missing when it loaded)";
+  return (await tf.setBackend("webgpu")) ? null : "webgpu backend failed to start";
+}
+
+async function tryWasm(threads?: number): Promise<string | null> {
+  try {
+    await registerWasmBackend(threads);
+    return (await tf.setBackend("wasm")) ? null : "wasm backend failed to start";
+  } catch (e) {
+    if (e instanceof BackendError) throw e;
+    return (e as Error).message;
+  }
+}
+
+async function tryBackend(name: BackendName, opts: InitBackendOptions): Promise<string | null> {
+  switch (name) {
+    case "tensorflow":
+      return tryTensorflow();
+    case "webgpu":
+      return tryWebgpu();
+    case "wasm":
+      return tryWasm(opts.wasmThreads);
+    case "cpu":
+      return (await tf.setBackend("cpu")) ? null : "cpu backend failed to start";
+  }
 }
 
 /**
- * Picks and starts a tfjs backend. Minimal version: wasm and cpu.
- * (Full version with tensorflow/webgpu and wasm kernel fixes: see the core README.)
+ * Picks and starts a tfjs backend: the first of `prefer` (or RARL_BACKEND, or tensorflow, webgpu, wasm, cpu) that
+ * starts. Logs the choice once (logger "core:backend"). Idempotent: later calls return the running backend when it
+ * is in the requested list. Throws BackendError, with install instructions, when an explicitly requested list fails.
  */
 export async function initBackend(opts: InitBackendOptions = {}): Promise<BackendName> {
-  if (chosen) return chosen;
-  const env = process.env.RARL_BACKEND as BackendName | undefined;
-  const order = env ? [env] : (opts.prefer ?? ["wasm", "cpu"]);
+  const env = process.env.RARL_BACKEND?.trim();
+  const explicit = Boolean(env) || opts.prefer !== undefined;
+  const order = env ? parseEnvOrder(env) : (opts.prefer ?? [...BACKEND_ORDER]);
+  if (order.length === 0) throw new BackendError("initBackend: empty backend list", { code: "BACKEND_UNKNOWN" });
+  if (chosen && order.includes(chosen) && tf.getBackend() === chosen) return chosen;
+  const failures: string[] = [];
   for (const name of order) {
-    if (name === "wasm" && (await tryWasm())) chosen = "wasm";
-    else if (name === "cpu" && (await tf.setBackend("cpu"))) chosen = "cpu";
-    if (chosen) break;
+    const why = await tryBackend(name, opts);
+    if (why === null) {
+      await tf.ready();
+      if (chosen !== name) {
+        log.info("tfjs backend ready", { backend: name, ...(name === "wasm" ? { threads: wasmThreads } : {}), tried: order.slice(0, order.indexOf(name) + 1).join(",") });
+      }
+      chosen = name;
+      return name;
+    }
+    failures.push(`${name}: ${why}`);
+    log.debug("backend unavailable", { backend: name, reason: why });
   }
-  if (!chosen) throw new BackendError(`No tfjs backend could start (tried ${order.join(", ")})`);
-  await tf.ready();
+  const hints = order.map((n) => `  - ${n}: ${INSTALL_HINT[n]}`).join("\n");
+  throw new BackendError(
+    `No requested tfjs backend could start (${explicit ? "requested" : "tried"}: ${order.join(", ")}).\n${failures.map((f) => `  - ${f}`).join("\n")}\nHow to install:\n${hints}`,
+    { code: "BACKEND_UNAVAILABLE", details: { order, failures } },
+  );
+}
+
+/** The backend chosen by {@link initBackend}, or null before it ran. */
+export function getBackendName(): BackendName | null {
   return chosen;
+}
+
+/** Threads of the wasm backend (1 unless RARL_WASM_THREADS / wasmThreads asked for more when wasm started). */
+export function getWasmThreads(): number {
+  return wasmThreads;
 }

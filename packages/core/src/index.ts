@@ -1,7 +1,9 @@
 export { RarlError, BackendError, SafetensorsError } from "./errors";
 export { Rng, type RngState } from "./rng";
-export { initBackend, type BackendName, type InitBackendOptions } from "./backend";
+export { BACKEND_ORDER, getBackendName, getWasmThreads, initBackend, type BackendName, type InitBackendOptions } from "./backend";
+export { setWasmTransposeFix } from "./wasm-fixes";
 export { writeFileAtomic } from "./fs";
 export * from "./safetensors/index";
 export { getLogger, setLogSink, formatLogLine, type Logger, type LogLevel, type LogFields } from "./logger";
 export { createProgress, type Progress, type ProgressOptions } from "./progress";
+export { gradientsRegistered } from "./gradients";

@@ -9,4 +9,4 @@ export {
   type TensorInfo,
   type TensorSource,
 } from "./reader";
-export { type TensorToWrite, writeSafetensors } from "./writer";
+export { serializeSafetensors, type TensorToWrite, writeSafetensors } from "./writer";

@@ -6,7 +6,7 @@ import { SafetensorsError } from "../errors";
 import { fixturesDir } from "../testing/fixtures";
 import { bf16ToF32, f16ToF32, f32ToBf16 } from "./dtypes";
 import { openCheckpoint, openSafetensors, parseSafetensors } from "./reader";
-import { writeSafetensors } from "./writer";
+import { serializeSafetensors, writeSafetensors } from "./writer";
 
 const FIX = fixturesDir();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-st-"));
@@ -173,6 +173,8 @@ describe("safetensors writer", () => {
     expect(Array.from(st.read("u").data as Uint8Array)).toEqual([0, 128, 255]);
     expect(st.read("m")).toMatchObject({ dtype: "BOOL", shape: [2] });
     expect(st.read("e").shape).toEqual([0, 3]);
+    // the in-memory serialisation is byte-identical to the file
+    expect(Buffer.from(serializeSafetensors({ h: { dtype: "BF16", shape: [10, 100], data: h } }))).toEqual(fs.readFileSync(path.join(tmp, "rt2.safetensors")));
     // no temp files left behind
     expect(fs.readdirSync(tmp).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });

@@ -59,14 +59,16 @@ function encode(file: string, name: string, t: TensorToWrite): Uint8Array {
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
-/**
- * Writes tensors to a .safetensors file atomically (temp file in the same directory, then rename).
- * Layout as Python `safetensors`: tensors ordered by dtype size (largest first) then name, header
- * padded with spaces to a multiple of 8 bytes, `__metadata__` (string map) when given.
- * Tensors are encoded and written one at a time, so peak extra memory is one tensor.
- */
-export function writeSafetensors(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
+/** Orders tensors as Python `safetensors` does and builds the 8-byte length + padded JSON header. */
+function layout(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): { names: string[]; head: Uint8Array } {
   if (os.endianness() !== "LE") bad(file, undefined, "big-endian hosts are not supported");
+  for (const [name, t] of Object.entries(tensors)) {
+    if (name === "__metadata__") bad(file, name, "reserved tensor name");
+    if (!t || !Object.hasOwn(DTYPE_SIZE, t.dtype) || t.dtype === ("F16" as string)) bad(file, name, `cannot write dtype ${JSON.stringify(t?.dtype)}`);
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      bad(file, name, `shape must be non-negative integers, got ${JSON.stringify(t.shape)}`);
+    }
+  }
   const names = Object.keys(tensors).sort((a, b) => {
     const s = DTYPE_SIZE[tensors[b].dtype] - DTYPE_SIZE[tensors[a].dtype];
     return s !== 0 ? s : a < b ? -1 : a > b ? 1 : 0;
@@ -78,24 +80,31 @@ export function writeSafetensors(file: string, tensors: Record<string, TensorToW
   }
   let offset = 0;
   for (const name of names) {
-    if (name === "__metadata__") bad(file, name, "reserved tensor name");
     const t = tensors[name];
-    if (!t || !Object.hasOwn(DTYPE_SIZE, t.dtype)) bad(file, name, `cannot write dtype ${JSON.stringify(t?.dtype)}`);
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const len = n * DTYPE_SIZE[t.dtype];
+    const len = t.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[t.dtype];
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + len] };
     offset += len;
   }
   let json = Buffer.from(JSON.stringify(header), "utf8");
   const pad = (8 - (json.length % 8)) % 8;
   if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
+  const head = Buffer.alloc(8 + json.length);
+  head.writeBigUInt64LE(BigInt(json.length), 0);
+  json.copy(head, 8);
+  return { names, head };
+}
 
+/**
+ * Writes tensors to a .safetensors file atomically (temp file in the same directory, then rename).
+ * Layout as Python `safetensors`: tensors ordered by dtype size (largest first) then name, header
+ * padded with spaces to a multiple of 8 bytes, `__metadata__` (string map) when given.
+ * Tensors are encoded and written one at a time, so peak extra memory is one tensor.
+ */
+export function writeSafetensors(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
+  const { names, head } = layout(file, tensors, metadata);
   const tmp = openTemp(file);
   try {
-    fs.writeSync(tmp.fd, len);
-    fs.writeSync(tmp.fd, json);
+    fs.writeSync(tmp.fd, head);
     for (const name of names) {
       const bytes = encode(file, name, tensors[name]);
       let done = 0;
@@ -109,3 +118,8 @@ export function writeSafetensors(file: string, tensors: Record<string, TensorToW
   }
 }
 
+/** The bytes {@link writeSafetensors} would write, in memory (for small tensors, tests and uploads). */
+export function serializeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>, label = "<buffer>"): Uint8Array {
+  const { names, head } = layout(label, tensors, metadata);
+  return new Uint8Array(Buffer.concat([head, ...names.map((n) => encode(label, n, tensors[n]))]));
+}

@@ -1,0 +1,97 @@
+import { createRequire } from "node:module";
+import * as tf from "@tensorflow/tfjs-core";
+import { afterEach, describe, expect, it } from "vitest";
+import { getBackendName, initBackend } from "./backend";
+import { BackendError } from "./errors";
+import { setLogSink } from "./logger";
+
+const saved = { backend: process.env.RARL_BACKEND, level: process.env.RARL_LOG_LEVEL };
+afterEach(() => {
+  for (const [k, v] of [
+    ["RARL_BACKEND", saved.backend],
+    ["RARL_LOG_LEVEL", saved.level],
+  ] as const) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+});
+
+function installed(pkg: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("initBackend", () => {
+  it("starts the backend named by RARL_BACKEND and reports it", async () => {
+    const want = process.env.RARL_BACKEND ?? "wasm";
+    expect(await initBackend()).toBe(want);
+    expect(getBackendName()).toBe(want);
+    expect(tf.getBackend()).toBe(want);
+    const s = tf.tidy(() => tf.add(tf.tensor1d([1, 2]), tf.tensor1d([3, 4])).arraySync());
+    expect(s).toEqual([4, 6]);
+  });
+
+  it("logs the chosen backend once per switch", async () => {
+    delete process.env.RARL_BACKEND;
+    await initBackend({ prefer: ["wasm"] }); // known starting point, whatever ran before
+    process.env.RARL_LOG_LEVEL = "info";
+    const lines: string[] = [];
+    const prev = setLogSink((l) => lines.push(l));
+    try {
+      await initBackend({ prefer: ["cpu"] });
+      await initBackend({ prefer: ["cpu"] });
+      await initBackend({ prefer: ["wasm", "cpu"] });
+      await initBackend({ prefer: ["wasm"] });
+    } finally {
+      setLogSink(prev);
+    }
+    const ready = lines.filter((l) => l.includes("tfjs backend ready"));
+    expect(ready).toHaveLength(2);
+    expect(ready[0]).toContain("backend=cpu");
+    expect(ready[1]).toContain("backend=wasm");
+    expect(tf.getBackend()).toBe("wasm");
+  });
+
+  it.skipIf(installed("@tensorflow/tfjs-node") || installed("@tensorflow/tfjs-node-gpu"))(
+    "an explicitly requested but missing tensorflow backend gives a BackendError that says how to install it (skipped when tfjs-node is installed)",
+    async () => {
+      delete process.env.RARL_BACKEND;
+      const err = await initBackend({ prefer: ["tensorflow"] }).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendError);
+      expect(err.message).toContain("npm install @tensorflow/tfjs-node@4.22.0");
+      expect(err.message).toContain("@tensorflow/tfjs-node-gpu");
+      process.env.RARL_BACKEND = "tensorflow";
+      await expect(initBackend({ prefer: ["cpu"] })).rejects.toThrow(BackendError); // env overrides prefer
+    },
+  );
+
+  it.skipIf(installed("webgpu"))("a requested webgpu without navigator.gpu gives a BackendError naming the `webgpu` package (skipped when it is installed)", async () => {
+    delete process.env.RARL_BACKEND;
+    const err = await initBackend({ prefer: ["webgpu"] }).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err.message).toMatch(/optional `webgpu` package/);
+  });
+
+  it("falls through to the next backend in the list and rejects unknown names in RARL_BACKEND", async () => {
+    process.env.RARL_BACKEND = "webgpu,cpu";
+    if (!installed("webgpu")) expect(await initBackend()).toBe("cpu");
+    process.env.RARL_BACKEND = "tpu";
+    await expect(initBackend()).rejects.toThrow(/unknown backend "tpu"/);
+  });
+});
+
+describe("gradients", () => {
+  it("@rarl/core registers tfjs-core's gradients (the Node entry of tfjs-core registers none)", async () => {
+    const { gradientsRegistered } = await import("./gradients");
+    expect(gradientsRegistered()).toBe(true);
+    await initBackend();
+    const g = tf.tidy(() => Array.from(tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.softmax(x), tf.tensor1d([1, 0, 0]))))(tf.tensor1d([0, 0, 0])).dataSync()));
+    // d softmax_0 / dx = p0 (delta - p): p = 1/3 -> [2/9, -1/9, -1/9]
+    expect(g[0]).toBeCloseTo(2 / 9, 6);
+    expect(g[1]).toBeCloseTo(-1 / 9, 6);
+  });
+});

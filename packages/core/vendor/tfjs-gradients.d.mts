@@ -1,0 +1,2 @@
+// Side-effect module: registers every tfjs-core gradient. See scripts/vendor-tfjs-gradients.mjs.
+export {};
