@@ -43,7 +43,7 @@ function readOut(file: string): ResultRecord[] {
 }
 
 describe.each(providers)("judge against the fault-injecting server: $judge", (p) => {
-  const base = (extra: object = {}) => ({ judge: p.judge, baseURL: p.base(), env: p.env, timeoutMs: 250, retry: { baseDelayMs: 2, maxAttempts: 4 }, concurrency: 4, ...extra });
+  const base = (extra: object = {}) => ({ judge: p.judge, baseURL: p.base(), env: p.env, timeoutMs: 700, retry: { baseDelayMs: 2, maxAttempts: 4 }, concurrency: 4, ...extra });
 
   it("ends every sample scored or failed with a reason, through each fault", async () => {
     const cases: Array<[string, "scored" | "failed", string | undefined, number]> = [

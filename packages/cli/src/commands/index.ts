@@ -1,5 +1,7 @@
 import type { Command } from "commander";
 import * as parity from "./parity";
+import * as judge from "./judge";
+import * as report from "./report";
 import * as reward from "./reward";
 
 /**
@@ -7,5 +9,6 @@ import * as reward from "./reward";
  * `register(program)`. Add one line here per subcommand.
  */
 export const commandModules: Array<{ register(program: Command): void }> = [];
+commandModules.push(judge, report);
 commandModules.push(parity);
 commandModules.push(reward);

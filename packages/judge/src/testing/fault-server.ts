@@ -7,7 +7,7 @@ import type { AddressInfo, Socket } from "node:net";
  * (`POST .../models/<m>:generateContent`) wire formats. Faults are scripted per sample inside
  * the question text: `#fault=429,500,ok` makes the 1st request for that question answer 429, the
  * 2nd 500, the 3rd (and later) normally. Fault names:
- *  ok | fenced | prose | 429[@seconds] | 500 | 503 | hang | malformed | range | badwire | 401
+ *  ok | slow[@ms] | fenced | prose | 429[@seconds] | 500 | 503 | hang | malformed | range | badwire | 401
  * The verdict is computed from the prompt: prediction_score = normalised final answers equal,
  * reasoning_score likewise for reasoning (null when the prompt has no reference reasoning).
  */
@@ -107,6 +107,11 @@ export async function startFaultServer(opts: { defaultRetryAfter?: string } = {}
       switch (name) {
         case "ok":
           return send(JSON.stringify(v));
+        case "slow": {
+          const t = setTimeout(() => send(JSON.stringify(v)), Number(arg ?? 50));
+          res.on("close", () => clearTimeout(t));
+          return;
+        }
         case "fenced":
           return send(`Sure, here is the evaluation:\n\`\`\`json\n${JSON.stringify(v, null, 2)}\n\`\`\`\nLet me know if you need more.`);
         case "prose":
