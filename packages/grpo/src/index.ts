@@ -10,3 +10,5 @@ export * from "./metrics";
 export * from "./loop";
 export * from "./grpo-trainer";
 export { ToyPolicy, type ToyPolicyOptions, type ToyPrompt } from "./testing/toy-policy";
+export * from "./sft-trainer";
+export * from "./vllm-backend";

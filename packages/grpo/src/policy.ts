@@ -39,6 +39,10 @@ export interface PreparedPrompt {
   promptText?: string;
   /** Encoded image bytes, for remote backends. */
   image?: Uint8Array;
+  /** MIME type of `image` (default "image/png"). */
+  imageMime?: string;
+  /** The prompt as OpenAI chat messages (for remote backends with images); text parts only, the image is added from `image`. */
+  chatMessages?: Array<{ role: string; content: string }>;
 }
 
 /**
