@@ -26,10 +26,12 @@ describe("tokenLogprobs (chunked, custom gradient)", () => {
       const refV = reference(h, w, ids).arraySync();
       const refG = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(reference(x as tf.Tensor2D, w, ids), up)))(h).arraySync() as number[][];
       for (const chunk of [1, 3, 7, 100]) {
-        const val = tokenLogprobs(h, w, ids, chunk).arraySync();
-        for (let i = 0; i < n; i++) expect(Math.abs(val[i] - refV[i])).toBeLessThan(1e-5);
-        const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tokenLogprobs(x as tf.Tensor2D, w, ids, chunk), up)))(h).arraySync() as number[][];
-        for (let i = 0; i < n; i++) for (let j = 0; j < hdim; j++) expect(Math.abs(g[i][j] - refG[i][j])).toBeLessThan(1e-5);
+        for (const wT of [undefined, tf.transpose(w) as tf.Tensor2D]) {
+          const val = tokenLogprobs(h, w, ids, chunk, wT).arraySync();
+          for (let i = 0; i < n; i++) expect(Math.abs(val[i] - refV[i])).toBeLessThan(1e-5);
+          const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tokenLogprobs(x as tf.Tensor2D, w, ids, chunk, wT), up)))(h).arraySync() as number[][];
+          for (let i = 0; i < n; i++) for (let j = 0; j < hdim; j++) expect(Math.abs(g[i][j] - refG[i][j])).toBeLessThan(1e-5);
+        }
       }
     });
   });

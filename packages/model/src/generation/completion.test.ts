@@ -1,0 +1,75 @@
+import { initBackend, type TensorSource } from "@rarl/core";
+import * as tf from "@tensorflow/tfjs-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadQwen2VL } from "../qwen2_vl/loading";
+import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
+import { openReference, refArray, refRows, tinyFixtureDir } from "../qwen2_vl/parity_fixture";
+import { completionLogprobs, completionLogprobsHost } from "./completion";
+import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
+import type { TokenizedPrompt } from "./types";
+
+let model: Qwen2VLForConditionalGeneration;
+let ref: TensorSource;
+let imagePrompt: TokenizedPrompt;
+let textPrompt: TokenizedPrompt;
+let completion: number[];
+let wantLogprobs: number[];
+
+beforeAll(async () => {
+  await initBackend();
+  model = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false })).model;
+  ref = openReference();
+  imagePrompt = {
+    inputIds: refRows(ref, "image_prompt.input_ids")[0],
+    pixelValues: refArray(ref, "image_prompt.pixel_values").data as Float32Array,
+    imageGridThw: refRows(ref, "image_prompt.image_grid_thw"),
+  };
+  textPrompt = { inputIds: refRows(ref, "text_only.input_ids")[0] };
+  completion = refRows(ref, "completion.completion_ids")[0];
+  wantLogprobs = Array.from(refArray(ref, "completion.completion_logprobs").data as Float32Array);
+});
+
+afterAll(() => model?.dispose());
+
+const maxDiff = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x - b[i])));
+
+describe("completionLogprobs on qwen2vl-tiny", () => {
+  it("matches completion.completion_logprobs within 1e-4", () => {
+    for (const transposedLmHead of [true, false]) {
+      const [got] = completionLogprobsHost(model, { prompts: [imagePrompt], completions: [completion], transposedLmHead });
+      expect(got).toHaveLength(12);
+      expect(maxDiff(got, wantLogprobs)).toBeLessThan(1e-4);
+    }
+  });
+
+  it("pads a batch (left prompts, right completions) without changing any row, and masks the padding", () => {
+    const short = completion.slice(0, 5);
+    const rows = completionLogprobsHost(model, { prompts: [textPrompt, imagePrompt, imagePrompt], completions: [completion, short, completion] });
+    expect(maxDiff(rows[2], wantLogprobs)).toBeLessThan(1e-4);
+    expect(maxDiff(rows[1], wantLogprobs.slice(0, 5))).toBeLessThan(1e-4);
+    const [alone] = completionLogprobsHost(model, { prompts: [textPrompt], completions: [completion] });
+    expect(maxDiff(rows[0], alone)).toBeLessThan(1e-4);
+    const r = completionLogprobs(model, { prompts: [imagePrompt, imagePrompt], completions: [short, completion] });
+    expect(r.logprobs.shape).toEqual([2, 12]);
+    const mask = r.mask.arraySync();
+    expect(mask[0]).toEqual([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]);
+    expect((r.logprobs.arraySync() as number[][])[0].slice(5).every((x) => x === 0)).toBe(true);
+    tf.dispose([r.logprobs, r.mask]);
+  });
+
+  it("rejects bad batches with typed errors", () => {
+    expect(() => completionLogprobs(model, { prompts: [textPrompt], completions: [] })).toThrow(InvalidGenerationParamError);
+    expect(() => completionLogprobs(model, { prompts: [textPrompt], completions: [[]] })).toThrow(/completions\[0\] is empty/);
+    expect(() => completionLogprobs(model, { prompts: [textPrompt], completions: [[-1]] })).toThrow(/vocabulary/);
+    const long = new Array(model.config.maxPositionEmbeddings).fill(13);
+    expect(() => completionLogprobs(model, { prompts: [textPrompt], completions: [long] })).toThrow(SequenceTooLongError);
+  });
+
+  it("keeps tf.memory().numTensors flat across 100 log-prob calls", () => {
+    const batch = { prompts: [textPrompt], completions: [completion.slice(0, 3)] };
+    completionLogprobsHost(model, batch);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 100; i++) completionLogprobsHost(model, batch);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});

@@ -1,0 +1,120 @@
+/**
+ * Teacher-forced per-token log-probs of completions given prompts, for GRPO's policy / old-policy / reference terms.
+ *
+ * Layout of the batch: prompts left-padded to the longest prompt Lp, completions right-padded to the longest
+ * completion Lc, attention mask 0 on every pad. One forward pass runs with `skipLogits` (no lm_head over the whole
+ * sequence); the final hidden states at positions Lp-1 .. Lp+Lc-2 (those that predict the completion tokens) go
+ * through {@link tokenLogprobs}, which never holds the [B·Lc, V] logits at once and has its own gradient.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
+import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
+import { buildBatch } from "./generate";
+import { lmHeadWeight, transposedLmHead } from "./lm_head";
+import { tokenLogprobs } from "./token_logprobs";
+import type { TokenizedPrompt } from "./types";
+
+/** A batch of (prompt, completion) pairs. */
+export interface CompletionBatch {
+  /** B prompts (ids after image-pad expansion, with their pixels). */
+  prompts: TokenizedPrompt[];
+  /** B completions (token ids; each at least one token). */
+  completions: number[][];
+  /** Id used for padding (masked out, any valid id works). Default 151643 (`<|endoftext|>`). */
+  padTokenId?: number;
+  /** Use the cached transposed lm_head copy (see ./lm_head.ts). Default true. */
+  transposedLmHead?: boolean;
+}
+
+/** Result of {@link completionLogprobs}; both tensors belong to the caller. */
+export interface CompletionLogprobs {
+  /** [B, Lc] log p(completion[b][t] | prompt, completion[b][<t]); 0 where mask is 0. Differentiable. */
+  logprobs: tf.Tensor2D;
+  /** [B, Lc] float32: 1 for real completion tokens, 0 for right padding. */
+  mask: tf.Tensor2D;
+}
+
+function validate(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch): void {
+  const { prompts, completions } = batch;
+  if (prompts.length === 0 || prompts.length !== completions.length) {
+    throw new InvalidGenerationParamError(`completionLogprobs needs as many completions as prompts (>= 1), got ${prompts.length} prompts and ${completions.length} completions`, {
+      code: "GENERATION_BAD_BATCH",
+      details: { field: "completions", prompts: prompts.length, completions: completions.length },
+    });
+  }
+  const V = model.config.vocabSize;
+  const maxPos = model.config.maxPositionEmbeddings;
+  prompts.forEach((p, b) => {
+    const c = completions[b];
+    if (p.inputIds.length === 0) throw new InvalidGenerationParamError(`prompts[${b}] has no tokens`, { code: "GENERATION_BAD_BATCH", details: { field: `prompts[${b}]`, row: b } });
+    if (!Array.isArray(c) || c.length === 0) throw new InvalidGenerationParamError(`completions[${b}] is empty`, { code: "GENERATION_BAD_BATCH", details: { field: `completions[${b}]`, row: b } });
+    c.forEach((t, i) => {
+      if (!Number.isInteger(t) || t < 0 || t >= V) {
+        throw new InvalidGenerationParamError(`completions[${b}][${i}] = ${t} is outside the vocabulary [0, ${V})`, { code: "GENERATION_BAD_BATCH", details: { field: `completions[${b}]`, row: b, col: i } });
+      }
+    });
+    if (p.inputIds.length + c.length > maxPos) {
+      throw new SequenceTooLongError(`row ${b}: prompt ${p.inputIds.length} + completion ${c.length} tokens exceed max_position_embeddings ${maxPos}`, {
+        code: "SEQUENCE_TOO_LONG",
+        details: { row: b, promptLength: p.inputIds.length, completionLength: c.length, limit: maxPos },
+      });
+    }
+  });
+}
+
+/**
+ * Per-token log-probs of each completion under the model (LoRA adapters included when attached and enabled), as
+ * tensors usable inside `tf.variableGrads` / `tf.grad`: the gradient flows through the transformer to any trainable
+ * variable (LoRA A/B). Positions past a completion's end are 0 and flagged 0 in `mask`.
+ */
+export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch): CompletionLogprobs {
+  validate(model, batch);
+  const padId = batch.padTokenId ?? 151643;
+  const B = batch.prompts.length;
+  const enc = buildBatch(batch.prompts, padId, batch.completions);
+  const Lc = enc.completionLength;
+  const Lp = enc.length - Lc;
+  const H = model.config.hiddenSize;
+  const tgt = new Int32Array(B * Lc).fill(padId);
+  const m = new Float32Array(B * Lc);
+  batch.completions.forEach((c, b) => {
+    c.forEach((t, i) => {
+      tgt[b * Lc + i] = t;
+      m[b * Lc + i] = 1;
+    });
+  });
+  try {
+    return tf.tidy(() => {
+      const out = model.forward({
+        inputIds: enc.inputIds,
+        attentionMask: enc.attentionMask,
+        pixelValues: enc.pixelValues,
+        imageGridThw: enc.imageGridThw,
+        outputHiddenStates: true,
+        skipLogits: true,
+      });
+      const hs = out.hiddenStates!;
+      const last = hs[hs.length - 1]; // after the final norm: the lm_head input
+      const h = tf.reshape(tf.slice(last, [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
+      const mask = tf.tensor2d(m, [B, Lc]);
+      const W = lmHeadWeight(model);
+      const lp = tokenLogprobs(h, W, tf.tensor1d(tgt, "int32"), undefined, batch.transposedLmHead === false ? undefined : transposedLmHead(model));
+      return { logprobs: tf.mul(tf.reshape(lp, [B, Lc]), mask) as tf.Tensor2D, mask };
+    });
+  } finally {
+    tf.dispose([enc.inputIds, enc.attentionMask, enc.pixelValues].filter((t) => t !== undefined) as tf.Tensor[]);
+  }
+}
+
+/** Host version of {@link completionLogprobs}: per row, the log-probs of that completion's tokens (no padding). */
+export function completionLogprobsHost(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch): number[][] {
+  const r = completionLogprobs(model, batch);
+  try {
+    const lc = r.logprobs.shape[1];
+    const data = r.logprobs.dataSync();
+    return batch.completions.map((c, b) => Array.from(data.subarray(b * lc, b * lc + c.length)));
+  } finally {
+    r.logprobs.dispose();
+    r.mask.dispose();
+  }
+}

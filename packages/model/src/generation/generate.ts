@@ -1,0 +1,384 @@
+/**
+ * KV-cached generation for Qwen2-VL: one prefill of a (left-padded) batch of prompts, the cache broadcast to G
+ * samples per prompt, then one token per step for every row.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { Rng } from "@rarl/core";
+import * as tf from "@tensorflow/tfjs-core";
+import { type KVCache, type Qwen2VLForConditionalGeneration, tileCache } from "../qwen2_vl/model";
+import type { ImageInput } from "../qwen2_vl/image";
+import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
+import { headLogits } from "./lm_head";
+import { type ResolvedSamplingParams, type SamplingParams, resolveSamplingParams, sampleRow } from "./sampling";
+import { type FinishReason, StopTracker } from "./stopping";
+import type { TokenizedPrompt } from "./types";
+
+/** A prompt given as text (with `<|image_pad|>` slots, e.g. from the chat template) plus its images; needs a processor. */
+export interface TextPrompt {
+  text: string;
+  images?: ImageInput[];
+}
+
+/** One prompt of a request: token ids (+ pixels) or text (+ images). */
+export type PromptInput = TokenizedPrompt | TextPrompt;
+
+/** What generate() needs from the processor: tokenization of text prompts and decoding of completions. */
+export interface GenerationProcessor {
+  process(input: { text: string; images?: ImageInput[] }): Promise<{
+    inputIds: number[][];
+    pixelValues: Float32Array;
+    imageGridThw: number[][];
+  }>;
+  tokenizer: {
+    decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): Promise<string>;
+    specialIds: { eos: number | null; pad: number | null };
+  };
+}
+
+/** A generation request. Sampling fields: see {@link SamplingParams}. */
+export interface GenerateRequest extends SamplingParams {
+  /** The prompts (a batch is left-padded to its longest prompt). At least one. */
+  prompts: PromptInput[];
+  /** Samples per prompt (GRPO's G), sharing one prefill. Default 1. (Paper: not stated; TRL's default is 8.) */
+  numSamples?: number;
+  /** Most new tokens per sample, >= 1. Default 256. */
+  maxNewTokens?: number;
+  /** Seed of the request's Rng; every row gets its own stream forked from it in row order. Default 0. */
+  seed?: number;
+  /** Strings that end a sample; they are cut from the returned text (not from ids). Default none. */
+  stopStrings?: string[];
+  /**
+   * Ids that end a sample. Default: config.json's eos_token_id plus the tokenizer's eos token
+   * (use {@link loadGenerationConfig} to take generation_config.json's list, [151645, 151643] for Qwen2-VL).
+   */
+  eosTokenIds?: number[];
+  /** Id fed for finished rows and used to left-pad prompts. Default: the tokenizer's pad id, else 151643. */
+  padTokenId?: number;
+  /**
+   * Compute the last-position logits with a transposed [H, V] copy of the lm_head weight, kept per model (4-5x
+   * faster per step on wasm; costs V·H·4 bytes once, see ./lm_head.ts). Default true.
+   */
+  transposedLmHead?: boolean;
+}
+
+/** One generated sample. */
+export interface GeneratedSample {
+  /** Index of the prompt in the request. */
+  promptIndex: number;
+  /** Index of the sample among the prompt's G samples. */
+  sampleIndex: number;
+  /** Generated ids (an ending EOS id included). */
+  ids: number[];
+  /** Decoded ids (special tokens skipped), cut before a matched stop string. */
+  text: string;
+  /**
+   * Per generated id: log-softmax of the model's raw logits (before repetition penalty, temperature and the
+   * warpers) at that id. This is what TRL's GRPO recomputes as the policy log-prob and what vLLM reports by default
+   * (`logprobs_mode = raw_logprobs`), so it can serve as the "old policy" log-prob of the sample.
+   */
+  logprobs: number[];
+  /** "stop" (EOS id or stop string) or "length" (maxNewTokens). */
+  finishReason: FinishReason;
+}
+
+/** Timing and counters of one generate() call. */
+export interface GenerateStats {
+  /** Forward passes over the full prompts (always 1). */
+  prefillCalls: number;
+  /** Forward passes of one new token per row. */
+  decodeSteps: number;
+  /** Rows decoded together (prompts × samples). */
+  rows: number;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+/** Result of generate(): `samples[p][g]` is sample g of prompt p. */
+export interface GenerateResult {
+  samples: GeneratedSample[][];
+  stats: GenerateStats;
+}
+
+/** The fields of generation_config.json that generation uses. */
+export interface GenerationConfigFile {
+  /** `eos_token_id` as a list. */
+  eosTokenIds: number[];
+  /** `pad_token_id`, or null. */
+  padTokenId: number | null;
+}
+
+/** Reads `<dir>/generation_config.json` (null when absent). */
+export function loadGenerationConfig(dir: string): GenerationConfigFile | null {
+  const file = path.join(dir, "generation_config.json");
+  if (!fs.existsSync(file)) return null;
+  let raw: any;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new InvalidGenerationParamError(`${file}: not valid JSON: ${(e as Error).message}`, { code: "GENERATION_CONFIG", details: { file }, cause: e });
+  }
+  const eos = raw.eos_token_id;
+  const eosTokenIds = Array.isArray(eos) ? eos.filter((x: unknown) => Number.isInteger(x)) : Number.isInteger(eos) ? [eos] : [];
+  return { eosTokenIds, padTokenId: Number.isInteger(raw.pad_token_id) ? raw.pad_token_id : null };
+}
+
+function isTokenized(p: PromptInput): p is TokenizedPrompt {
+  return Array.isArray((p as TokenizedPrompt).inputIds);
+}
+
+async function tokenizePrompts(prompts: PromptInput[], processor: GenerationProcessor | null): Promise<TokenizedPrompt[]> {
+  const out: TokenizedPrompt[] = [];
+  for (let i = 0; i < prompts.length; i++) {
+    const p = prompts[i];
+    if (isTokenized(p)) {
+      out.push(p);
+      continue;
+    }
+    if (typeof (p as TextPrompt).text !== "string") {
+      throw new InvalidGenerationParamError(`prompts[${i}] has neither inputIds (number[]) nor text (string)`, { code: "GENERATION_BAD_PROMPT", details: { field: `prompts[${i}]` } });
+    }
+    if (!processor) {
+      throw new InvalidGenerationParamError(`prompts[${i}] is text, which needs a processor`, { code: "GENERATION_BAD_PROMPT", details: { field: "processor" } });
+    }
+    const r = await processor.process({ text: (p as TextPrompt).text, images: (p as TextPrompt).images });
+    out.push({ inputIds: r.inputIds[0], pixelValues: r.pixelValues, imageGridThw: r.imageGridThw });
+  }
+  return out;
+}
+
+/** A left-padded batch of prompts as model inputs (tensors owned by the caller). */
+export interface PromptBatch {
+  inputIds: tf.Tensor2D;
+  attentionMask: tf.Tensor2D;
+  pixelValues?: tf.Tensor2D;
+  imageGridThw?: number[][];
+  /** Padded length. */
+  length: number;
+}
+
+/** Left-pads prompts (and optional right-appended completions) into one batch; concatenates their images in order. */
+export function buildBatch(prompts: TokenizedPrompt[], padId: number, completions?: number[][]): PromptBatch & { completionLength: number } {
+  const P = prompts.length;
+  const Lp = Math.max(...prompts.map((p) => p.inputIds.length));
+  const Lc = completions ? Math.max(...completions.map((c) => c.length)) : 0;
+  const S = Lp + Lc;
+  const ids = new Int32Array(P * S).fill(padId);
+  const mask = new Int32Array(P * S);
+  const grids: number[][] = [];
+  const pixels: Float32Array[] = [];
+  let patchDim = 0;
+  prompts.forEach((p, b) => {
+    const off = b * S + (Lp - p.inputIds.length);
+    p.inputIds.forEach((t, i) => {
+      ids[off + i] = t;
+      mask[off + i] = 1;
+    });
+    if (completions) {
+      completions[b].forEach((t, i) => {
+        ids[b * S + Lp + i] = t;
+        mask[b * S + Lp + i] = 1;
+      });
+    }
+    if (p.pixelValues && p.pixelValues.length > 0) {
+      const g = p.imageGridThw ?? [];
+      const n = g.reduce((a, x) => a + x[0] * x[1] * x[2], 0);
+      if (n === 0 || p.pixelValues.length % n !== 0) {
+        throw new InvalidGenerationParamError(`prompts[${b}]: pixelValues has ${p.pixelValues.length} values, not a multiple of the ${n} patches of imageGridThw`, {
+          code: "GENERATION_BAD_PROMPT",
+          details: { field: `prompts[${b}].pixelValues`, row: b },
+        });
+      }
+      const d = p.pixelValues.length / n;
+      if (patchDim && d !== patchDim) throw new InvalidGenerationParamError(`prompts[${b}]: patch size ${d} differs from ${patchDim}`, { code: "GENERATION_BAD_PROMPT", details: { row: b } });
+      patchDim = d;
+      pixels.push(p.pixelValues);
+      grids.push(...g);
+    }
+  });
+  const out: PromptBatch & { completionLength: number } = {
+    inputIds: tf.tensor2d(ids, [P, S], "int32"),
+    attentionMask: tf.tensor2d(mask, [P, S], "int32"),
+    length: S,
+    completionLength: Lc,
+  };
+  if (pixels.length > 0) {
+    const total = pixels.reduce((a, x) => a + x.length, 0);
+    const all = new Float32Array(total);
+    let o = 0;
+    for (const x of pixels) {
+      all.set(x, o);
+      o += x.length;
+    }
+    out.pixelValues = tf.tensor2d(all, [total / patchDim, patchDim]);
+    out.imageGridThw = grids;
+  }
+  return out;
+}
+
+/**
+ * Runs the model and returns the last position's logits on the host ([B·V], row-major), computing the lm_head only
+ * there (forward with skipLogits, then {@link headLogits}).
+ */
+function lastPositionLogits(model: Qwen2VLForConditionalGeneration, args: Parameters<Qwen2VLForConditionalGeneration["forward"]>[0], transposed: boolean): { logits: Float32Array; cache: KVCache | undefined } {
+  const out = model.forward({ ...args, skipLogits: true, outputHiddenStates: true });
+  try {
+    const hs = out.hiddenStates!;
+    const h = hs[hs.length - 1];
+    const [B, S, H] = h.shape;
+    const logits = tf.tidy(() => headLogits(model, tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D, transposed));
+    const host = logits.dataSync() as Float32Array;
+    logits.dispose();
+    return { logits: host, cache: out.pastKeyValues };
+  } finally {
+    out.logits.dispose();
+    tf.dispose(out.hiddenStates ?? []);
+  }
+}
+
+function validateRequest(req: GenerateRequest, maxPos: number, prompts: TokenizedPrompt[]): { G: number; maxNew: number } {
+  const G = req.numSamples ?? 1;
+  const maxNew = req.maxNewTokens ?? 256;
+  if (!(Number.isInteger(G) && G >= 1)) throw new InvalidGenerationParamError(`Generation parameter numSamples = ${G} is out of range: expected an integer >= 1`, { code: "GENERATION_BAD_PARAM", details: { field: "numSamples", value: G } });
+  if (!(Number.isInteger(maxNew) && maxNew >= 1)) {
+    throw new InvalidGenerationParamError(`Generation parameter maxNewTokens = ${maxNew} is out of range: expected an integer >= 1`, {
+      code: "GENERATION_BAD_PARAM",
+      details: { field: "maxNewTokens", value: maxNew, expected: "an integer >= 1" },
+    });
+  }
+  if (prompts.length === 0) throw new InvalidGenerationParamError("prompts is empty", { code: "GENERATION_BAD_PROMPT", details: { field: "prompts" } });
+  prompts.forEach((p, i) => {
+    if (p.inputIds.length === 0) throw new InvalidGenerationParamError(`prompts[${i}] has no tokens`, { code: "GENERATION_BAD_PROMPT", details: { field: `prompts[${i}]`, row: i } });
+    if (p.inputIds.length + maxNew > maxPos) {
+      throw new SequenceTooLongError(
+        `prompts[${i}] has ${p.inputIds.length} tokens; with maxNewTokens ${maxNew} that is ${p.inputIds.length + maxNew} positions, more than the model's max_position_embeddings ${maxPos}`,
+        { code: "SEQUENCE_TOO_LONG", details: { row: i, promptLength: p.inputIds.length, maxNewTokens: maxNew, limit: maxPos } },
+      );
+    }
+  });
+  return { G, maxNew };
+}
+
+/**
+ * Generates `numSamples` completions for each prompt.
+ *
+ * One prefill runs over the left-padded batch of prompts (vision tower included) and keeps only the last
+ * position's logits; the KV cache is then tiled G times along the batch (row p·G + g = sample g of prompt p), and
+ * each step feeds one token per row through the cache. Finished rows are fed the pad id until every row is done
+ * (as transformers does); their outputs are ignored. Logits processing and sampling run on the host per row
+ * (see ./sampling.ts), seeded by one Rng per request, forked per row.
+ *
+ * @param model the Qwen2-VL model.
+ * @param processor needed for text prompts and to decode texts; may be null for tokenized prompts, then `text` is "".
+ */
+export async function generate(model: Qwen2VLForConditionalGeneration, processor: GenerationProcessor | null, request: GenerateRequest): Promise<GenerateResult> {
+  const params: ResolvedSamplingParams = resolveSamplingParams(request);
+  const cfg = model.config;
+  const prompts = await tokenizePrompts(request.prompts, processor);
+  const { G, maxNew } = validateRequest(request, cfg.maxPositionEmbeddings, prompts);
+  const stopStrings = request.stopStrings ?? [];
+  if (stopStrings.length > 0 && !processor) {
+    throw new InvalidGenerationParamError("stopStrings need a processor (to decode the text)", { code: "GENERATION_BAD_PARAM", details: { field: "stopStrings" } });
+  }
+  const eos = request.eosTokenIds ?? [
+    ...new Set([...(Array.isArray(cfg.eosTokenId) ? cfg.eosTokenId : [cfg.eosTokenId]), ...(processor?.tokenizer.specialIds.eos != null ? [processor.tokenizer.specialIds.eos] : [])]),
+  ];
+  const padId = request.padTokenId ?? processor?.tokenizer.specialIds.pad ?? 151643;
+  const transposed = request.transposedLmHead ?? true;
+  const V = cfg.vocabSize;
+  const P = prompts.length;
+  const R = P * G;
+  const decode = (ids: number[]) => (processor ? processor.tokenizer.decode(ids, { skipSpecialTokens: true }) : Promise.resolve(""));
+
+  const rng = new Rng(request.seed ?? 0);
+  const rows = Array.from({ length: R }, (_, r) => {
+    const p = Math.floor(r / G);
+    return {
+      prompt: p,
+      tracker: new StopTracker({ eosTokenIds: eos, stopStrings, maxNewTokens: maxNew }),
+      rng: rng.fork(),
+      seen: params.repetitionPenalty !== 1 ? new Set(prompts[p].inputIds) : null,
+    };
+  });
+  const stats: GenerateStats = { prefillCalls: 0, decodeSteps: 0, rows: R, prefillMs: 0, decodeMs: 0 };
+  const scratch = new Float32Array(V);
+
+  // Prefill.
+  let t0 = performance.now();
+  const batch = buildBatch(prompts, padId);
+  let cache: KVCache | undefined;
+  let logits: Float32Array;
+  try {
+    const out = lastPositionLogits(
+      model,
+      { inputIds: batch.inputIds, attentionMask: batch.attentionMask, pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw, useCache: true },
+      transposed,
+    );
+    stats.prefillCalls++;
+    cache = out.cache!;
+    logits = out.logits; // [P, V]
+    if (G > 1) {
+      const tiled = tileCache(cache, G);
+      cache.dispose();
+      cache = tiled;
+    }
+  } catch (e) {
+    cache?.dispose();
+    throw e;
+  } finally {
+    tf.dispose([batch.inputIds, batch.attentionMask, batch.pixelValues].filter((t) => t !== undefined) as tf.Tensor[]);
+  }
+  stats.prefillMs = performance.now() - t0;
+
+  t0 = performance.now();
+  try {
+    // rowLogits(r): the row's last logits; after the prefill rows of one prompt share the prompt's row.
+    let stride = G; // prefill: logits row = floor(r / G)
+    const next = new Int32Array(R);
+    for (let step = 0; step < maxNew; step++) {
+      const chosen: Array<{ token: number; logprob: number } | null> = rows.map((row, r) => {
+        if (row.tracker.done) return null;
+        const base = Math.floor(r / stride) * V;
+        const c = sampleRow(logits.subarray(base, base + V), row.seen ?? [], params, row.rng, scratch);
+        return c;
+      });
+      const texts = await Promise.all(rows.map((row, r) => (chosen[r] && row.tracker.needsText ? decode([...row.tracker.ids, chosen[r]!.token]) : Promise.resolve(undefined))));
+      let allDone = true;
+      rows.forEach((row, r) => {
+        const c = chosen[r];
+        if (c) {
+          row.tracker.push(c.token, c.logprob, texts[r]);
+          row.seen?.add(c.token);
+        }
+        next[r] = c ? c.token : padId;
+        if (!row.tracker.done) allDone = false;
+      });
+      if (allDone) break;
+      const ids = tf.tensor2d(next, [R, 1], "int32");
+      try {
+        logits = lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed).logits; // [R, V]
+      } finally {
+        ids.dispose();
+      }
+      stats.decodeSteps++;
+      stride = 1;
+    }
+  } finally {
+    cache.dispose();
+  }
+  stats.decodeMs = performance.now() - t0;
+
+  const texts = await Promise.all(rows.map((row) => (row.tracker.cutText !== null ? Promise.resolve(row.tracker.cutText) : decode(row.tracker.ids))));
+  const samples: GeneratedSample[][] = Array.from({ length: P }, () => []);
+  rows.forEach((row, r) => {
+    samples[row.prompt].push({
+      promptIndex: row.prompt,
+      sampleIndex: r % G,
+      ids: row.tracker.ids,
+      text: texts[r],
+      logprobs: row.tracker.logprobs,
+      finishReason: row.tracker.finishReason ?? "length",
+    });
+  });
+  return { samples, stats };
+}
