@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import * as data from "./data";
 import * as parity from "./parity";
 import * as judge from "./judge";
 import * as report from "./report";
@@ -12,3 +13,4 @@ export const commandModules: Array<{ register(program: Command): void }> = [];
 commandModules.push(judge, report);
 commandModules.push(parity);
 commandModules.push(reward);
+commandModules.push(data);

@@ -16,7 +16,7 @@ const B64 = /^[A-Za-z0-9+/=\s]+$/;
 export function imageFrom(v: unknown, at: RowRef, field: string, dir = ""): SampleImage {
   if (typeof v === "string") {
     if (!v.trim()) throw new DatasetError(`field "${field}" is empty`, { code: "DATASET_MISSING_FIELD", ...at, details: { field } });
-    return { path: checkRelativeImagePath(joinRel(dir, v.trim()), at) };
+    return { path: checkRelativeImagePath(joinRel(dir, checkRelativeImagePath(v.trim(), at)), at) };
   }
   if (v && typeof v === "object" && !Array.isArray(v) && !(v instanceof Uint8Array)) {
     const o = v as Record<string, unknown>;
@@ -24,7 +24,7 @@ export function imageFrom(v: unknown, at: RowRef, field: string, dir = ""): Samp
     if (typeof o.bytes === "string" && o.bytes.length > 0 && B64.test(o.bytes)) {
       return { bytes: new Uint8Array(Buffer.from(o.bytes, "base64")) };
     }
-    if (typeof o.path === "string" && o.path.trim()) return { path: checkRelativeImagePath(joinRel(dir, o.path.trim()), at) };
+    if (typeof o.path === "string" && o.path.trim()) return { path: checkRelativeImagePath(joinRel(dir, checkRelativeImagePath(o.path.trim(), at)), at) };
     throw new DatasetError(`field "${field}" has neither image bytes nor a path`, {
       code: "DATASET_MISSING_FIELD",
       ...at,

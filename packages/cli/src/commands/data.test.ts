@@ -1,0 +1,81 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import sharp from "sharp";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { runCli } from "../program";
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-cli-data-"));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+async function capture(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const o = vi.spyOn(process.stdout, "write").mockImplementation((c: any) => {
+    out += String(c);
+    return true;
+  });
+  const e = vi.spyOn(process.stderr, "write").mockImplementation((c: any) => {
+    err += String(c);
+    return true;
+  });
+  try {
+    const code = await runCli(args);
+    return { code, out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+describe("rarl data", () => {
+  it("synth writes images + samples.jsonl; stats --json prints exactly one JSON object", async () => {
+    const out = path.join(dir, "synth");
+    const s = await capture(["data", "synth", "--n", "20", "--seed", "1", "--size", "48", "--out", out]);
+    expect(s.code).toBe(0);
+    expect(s.err).toMatch(/wrote 20 samples/);
+    expect(fs.readFileSync(path.join(out, "samples.jsonl"), "utf8").trim().split("\n")).toHaveLength(20);
+    const r = await capture(["data", "stats", "--format", "rarl", path.join(out, "samples.jsonl"), "--json"]);
+    expect(r.code).toBe(0);
+    const obj = JSON.parse(r.out);
+    expect(Object.keys(obj).sort()).toEqual(["by_answer_type", "by_modality", "by_split", "skipped", "total"]);
+    expect(obj.total).toBe(20);
+    expect(obj.skipped).toBe(0);
+    expect(obj.by_split.train + obj.by_split.test).toBe(20);
+    const h = await capture(["data", "stats", "--format", "rarl", out]);
+    expect(h.out).toMatch(/20 samples, 0 skipped/);
+    expect(h.out).toMatch(/by modality:/);
+  });
+
+  it("stats counts and reports skipped rows; export writes JSONL that loads back", async () => {
+    const d = path.join(dir, "slake");
+    fs.mkdirSync(path.join(d, "imgs/xmlab1"), { recursive: true });
+    fs.writeFileSync(path.join(d, "imgs/xmlab1/source.jpg"), await sharp({ create: { width: 4, height: 4, channels: 3, background: "#888" } }).jpeg().toBuffer());
+    const rec = (qid: number, o: object = {}) => ({ img_id: 1, img_name: "xmlab1/source.jpg", question: "Is this a CT?", answer: "Yes", q_lang: "en", modality: "CT", answer_type: "CLOSED", qid, ...o });
+    fs.writeFileSync(path.join(d, "train.json"), JSON.stringify([rec(1), rec(2, { img_name: "../../etc/x.jpg" }), rec(3, { q_lang: "zh" })]));
+    fs.writeFileSync(path.join(d, "test.json"), JSON.stringify([rec(4, { answer_type: "OPEN", answer: "CT" })]));
+    const r = await capture(["data", "stats", "--format", "slake", d, "--json"]);
+    expect(JSON.parse(r.out)).toEqual({ total: 2, by_split: { train: 1, test: 1 }, by_answer_type: { closed: 1, open: 1 }, by_modality: { CT: 2 }, skipped: 1 });
+    expect(r.err).toMatch(/train\.json, row 2: image path "\.\.\/\.\.\/etc\/x\.jpg" escapes the dataset root/);
+    expect(r.err).toMatch(/filtered 1 row/);
+
+    const outFile = path.join(dir, "export", "samples.jsonl");
+    fs.mkdirSync(path.dirname(outFile), { recursive: true });
+    const bad = await capture(["data", "export", "--format", "slake", d, "--out", outFile]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/rarl: .*train\.json, row 2/);
+    const ok = await capture(["data", "export", "--format", "slake", d, "--out", outFile, "--on-error", "skip"]);
+    expect(ok.code).toBe(0);
+    const back = await capture(["data", "stats", "--format", "jsonl", outFile, "--json"]);
+    expect(JSON.parse(back.out)).toMatchObject({ total: 2, skipped: 0, by_modality: { CT: 2 } });
+  });
+
+  it("rejects an unknown format", async () => {
+    const r = await capture(["data", "stats", "--format", "nope", dir]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/nope/);
+  });
+});
