@@ -23,3 +23,24 @@ export { type CaseResult, type CaseStatus, discoverParityApi, type FieldResult, 
 export * from "./qwen2_vl/index";
 export { areAdaptersEnabled, isLoraTraining, Linear, type LoraSlot, setAdaptersEnabled, setLoraTraining } from "./nn/linear";
 export { activation, bmm, geluErf, layerNorm, quickGelu, rmsNorm, silu } from "./nn/ops";
+// generation and log-probs (M3)
+export { GenerationError, InvalidGenerationParamError, SequenceTooLongError } from "./generation/errors";
+export {
+  buildBatch,
+  type GeneratedSample,
+  type GenerateRequest,
+  type GenerateResult,
+  type GenerateStats,
+  type GenerationConfigFile,
+  type GenerationProcessor,
+  generate,
+  loadGenerationConfig,
+  type PromptInput,
+  type TextPrompt,
+} from "./generation/generate";
+export { type CompletionBatch, type CompletionLogprobs, completionLogprobs, completionLogprobsHost } from "./generation/completion";
+export { headLogits, lmHeadWeight, releaseTransposedLmHead, transposedLmHead } from "./generation/lm_head";
+export { type ResolvedSamplingParams, type RowChoice, type SamplingParams, resolveSamplingParams, sampleRow, selectToken } from "./generation/sampling";
+export { type FinishReason, type StopConfig, StopTracker } from "./generation/stopping";
+export { chunkRows, tokenLogprobs } from "./generation/token_logprobs";
+export type { TokenizedPrompt } from "./generation/types";
