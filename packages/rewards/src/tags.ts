@@ -29,13 +29,18 @@ export function parseExactFormat(text: string): { think: string; answer: string 
   return { think, answer };
 }
 
-/** The text between the first `<think>` and the next `</think>`, trimmed; null when there is no such pair. */
+/**
+ * The text between the first `<think>` and the next `</think>`, with any other tag strings inside removed (nested
+ * `<think>`), trimmed; null when there is no such pair.
+ */
 export function extractThink(text: string): string | null {
   const a = text.indexOf("<think>");
   if (a < 0) return null;
   const b = text.indexOf("</think>", a + 7);
   if (b < 0) return null;
-  return text.slice(a + 7, b).trim();
+  let out = text.slice(a + 7, b);
+  for (const t of TAGS) out = out.split(t).join(" ");
+  return out.trim();
 }
 
 /**
