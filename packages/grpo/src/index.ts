@@ -12,3 +12,4 @@ export * from "./grpo-trainer";
 export { ToyPolicy, type ToyPolicyOptions, type ToyPrompt } from "./testing/toy-policy";
 export * from "./sft-trainer";
 export * from "./vllm-backend";
+export * from "./run";

@@ -4,6 +4,7 @@ import * as parity from "./parity";
 import * as judge from "./judge";
 import * as report from "./report";
 import * as reward from "./reward";
+import * as train from "./train";
 
 /**
  * Every `rarl` subcommand lives in its own module under commands/ and exports
@@ -14,3 +15,4 @@ commandModules.push(judge, report);
 commandModules.push(parity);
 commandModules.push(reward);
 commandModules.push(data);
+commandModules.push(train);

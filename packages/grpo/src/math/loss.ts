@@ -1,5 +1,4 @@
 import * as tf from "@tensorflow/tfjs-core";
-import "@tensorflow/tfjs-core/dist/register_all_gradients";
 import { GrpoInputError } from "../errors";
 
 /** How per-token losses are reduced to one number (TRL's `loss_type`). */

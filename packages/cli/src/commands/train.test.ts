@@ -1,0 +1,68 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { synthesize } from "@rarl/datasets";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../program";
+
+let tmp: string;
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-train-cli-"));
+  await synthesize(path.join(tmp, "synth"), { n: 8, size: 32, seed: 3 });
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const lines = (f: string) =>
+  fs
+    .readFileSync(f, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l));
+
+describe("rarl train", () => {
+  it("runs GRPO on the synthetic set with the toy model, then --resume continues to --max-steps", async () => {
+    const cfg = {
+      trainer: "grpo",
+      numGenerations: 4,
+      maxCompletionLength: 4,
+      saveSteps: 2,
+      progress: false,
+      model: { type: "toy", vocab: 16 },
+      data: { format: "rarl", path: "synth/samples.jsonl", split: "train", limit: 6 },
+      rewards: { rewards: [{ use: "format" }, { use: "accuracy", weight: 2 }], scorer: "lexical-f1" },
+    };
+    fs.writeFileSync(path.join(tmp, "grpo.json"), JSON.stringify(cfg));
+    const out = path.join(tmp, "run-grpo");
+    expect(await runCli(["train", "--config", path.join(tmp, "grpo.json"), "--out", out, "--max-steps", "3"])).toBe(0);
+    expect(lines(path.join(out, "metrics.jsonl")).map((r) => r.step)).toEqual([1, 2, 3]);
+    const m = lines(path.join(out, "metrics.jsonl"))[0];
+    expect(m).toHaveProperty("rewards/format/mean");
+    expect(m).toHaveProperty("rewards/accuracy/mean");
+    expect(fs.readdirSync(path.join(out, "checkpoints")).sort()).toEqual(["checkpoint-000002", "checkpoint-000003"]);
+    expect(fs.existsSync(path.join(out, "adapter", "adapter_model.safetensors"))).toBe(true);
+    expect(JSON.parse(fs.readFileSync(path.join(out, "adapter", "adapter_config.json"), "utf8")).peft_type).toBe("LORA");
+    expect(await runCli(["train", "--config", path.join(tmp, "grpo.json"), "--out", out, "--max-steps", "5", "--resume"])).toBe(0);
+    expect(lines(path.join(out, "metrics.jsonl")).map((r) => r.step)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("runs SFT, and reports bad configs with the field name", async () => {
+    const cfg = { trainer: "sft", batchSize: 2, maxCompletionLength: 16, progress: false, model: { type: "toy" }, data: { format: "rarl", path: "synth/samples.jsonl", limit: 4 } };
+    fs.writeFileSync(path.join(tmp, "sft.json"), JSON.stringify(cfg));
+    const out = path.join(tmp, "run-sft");
+    expect(await runCli(["train", "--config", path.join(tmp, "sft.json"), "--out", out, "--max-steps", "2"])).toBe(0);
+    expect(lines(path.join(out, "metrics.jsonl"))).toHaveLength(2);
+    fs.writeFileSync(path.join(tmp, "bad.json"), JSON.stringify({ ...cfg, epsilon: 0.2 }));
+    const errs: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => {
+      errs.push(String(s));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      expect(await runCli(["train", "--config", path.join(tmp, "bad.json"), "--out", out])).toBe(1);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(errs.join("")).toMatch(/unknown field "epsilon"/);
+  });
+});
