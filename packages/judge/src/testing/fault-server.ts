@@ -15,6 +15,8 @@ export interface FaultServer {
   url: string;
   /** Requests received so far (every attempt and repair). */
   readonly requests: number;
+  /** Most requests open at the same time so far. */
+  readonly maxInFlight: number;
   /** Requests per question key. */
   byKey: Map<string, number>;
   /** One entry per request. */
@@ -49,7 +51,12 @@ export async function startFaultServer(opts: { defaultRetryAfter?: string } = {}
   const log: FaultServer["log"] = [];
   const sockets = new Set<Socket>();
   let count = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
   const server = http.createServer((req, res) => {
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    res.on("close", () => inFlight--);
     const chunks: Buffer[] = [];
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
@@ -148,6 +155,9 @@ export async function startFaultServer(opts: { defaultRetryAfter?: string } = {}
     url: `http://127.0.0.1:${port}`,
     get requests() {
       return count;
+    },
+    get maxInFlight() {
+      return maxInFlight;
     },
     byKey,
     log,
