@@ -1,0 +1,87 @@
+/**
+ * Random Qwen2-VL weights for benchmarks: an in-memory TensorSource (no file) that produces every weight the config
+ * needs, deterministic from a seed, so `buildQwen2VLFromSource` loads it exactly like a checkpoint.
+ */
+import type { TensorData, TensorInfo, TensorSource } from "@rarl/core";
+import { expectedWeights, type Qwen2VLConfig } from "../src/qwen2_vl/index";
+
+/** xorshift32 uniform in [-1, 1) scaled so the std is `std` (uniform: std = a/√3). */
+function fill(n: number, seed: number, std: number, mean = 0): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  const a = std * Math.sqrt(3);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = mean + a * ((s / 4294967296) * 2 - 1);
+  }
+  return out;
+}
+
+export function randomSource(cfg: Qwen2VLConfig, seed = 1): TensorSource {
+  const shapes = expectedWeights(cfg);
+  const names = [...shapes.keys()].sort();
+  const info = (name: string): TensorInfo => {
+    const shape = shapes.get(name);
+    if (!shape) throw new Error(`no tensor ${name}`);
+    return { dtype: "F32", shape: [...shape], byteLength: shape.reduce((a, b) => a * b, 1) * 4 };
+  };
+  return {
+    path: "<random>",
+    metadata: {},
+    keys: () => [...names],
+    has: (n) => shapes.has(n),
+    info,
+    read(name: string): TensorData {
+      const i = info(name);
+      const n = i.byteLength / 4;
+      const idx = names.indexOf(name);
+      const isNorm = /norm|ln_q/.test(name) && name.endsWith(".weight");
+      const isBias = name.endsWith(".bias");
+      const data = isNorm ? fill(n, seed + idx * 7919, 0.02, 1) : fill(n, seed + idx * 7919, isBias ? 0.01 : 0.02);
+      return { dtype: "F32", shape: i.shape, data };
+    },
+    readRaw(name: string): Uint8Array {
+      const d = this.read(name).data as Float32Array;
+      return new Uint8Array(d.buffer);
+    },
+    close() {},
+  };
+}
+
+/** The issue-3 bench config: Qwen2-VL shape, ~107M parameters. */
+export function benchConfigJson(): Record<string, unknown> {
+  return {
+    model_type: "qwen2_vl",
+    vocab_size: 151936,
+    hidden_size: 512,
+    intermediate_size: 1536,
+    num_hidden_layers: 8,
+    num_attention_heads: 8,
+    num_key_value_heads: 2,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000.0,
+    max_position_embeddings: 32768,
+    tie_word_embeddings: true,
+    rope_scaling: { type: "mrope", mrope_section: [8, 12, 12] },
+    image_token_id: 151655,
+    video_token_id: 151656,
+    vision_start_token_id: 151652,
+    vision_end_token_id: 151653,
+    vision_config: {
+      depth: 4,
+      embed_dim: 256,
+      mlp_ratio: 4,
+      num_heads: 4,
+      in_chans: 3,
+      hidden_size: 512,
+      hidden_act: "quick_gelu",
+      patch_size: 14,
+      spatial_merge_size: 2,
+      temporal_patch_size: 2,
+    },
+  };
+}
