@@ -13,3 +13,4 @@ export { ToyPolicy, type ToyPolicyOptions, type ToyPrompt } from "./testing/toy-
 export * from "./sft-trainer";
 export * from "./vllm-backend";
 export * from "./run";
+export * from "./qwen-policy";

@@ -73,7 +73,7 @@ export interface Policy<P = unknown, H extends PreparedPrompt = PreparedPrompt> 
   /** Writes the trainable weights in the policy's deployable format (PEFT adapter dir for LoRA). */
   saveAdapter(dir: string): void;
   /** Number of tokens of text (for length metrics in SFT targets); optional. */
-  encode?(text: string): number[];
+  encode?(text: string): number[] | Promise<number[]>;
 }
 
 /** Where completions come from. The local policy is the default; a remote server (vLLM) is the other. */

@@ -20,7 +20,7 @@ export interface SFTTrainerOptions<E extends HasId, P, H extends PreparedPrompt>
   /** The target completion text of an example. Default: sftTarget(answer, reasoning) for {answer, reasoning} examples. */
   target?: (example: E) => string;
   /** Tokenises a target completion (include the end-of-turn token the model should learn to emit). Default: policy.encode. */
-  encodeTarget?: (text: string) => number[];
+  encodeTarget?: (text: string) => number[] | Promise<number[]>;
   runDir: string;
 }
 
@@ -29,7 +29,7 @@ export interface SFTTrainerOptions<E extends HasId, P, H extends PreparedPrompt>
  * image tokens carry no loss), mean over the micro-batch's completion tokens, averaged over accumulation steps.
  */
 export class SFTTrainer<E extends HasId, P, H extends PreparedPrompt> extends TrainLoop<E, P, H> {
-  private readonly encodeTarget: (text: string) => number[];
+  private readonly encodeTarget: (text: string) => number[] | Promise<number[]>;
   private readonly target: (example: E) => string;
 
   constructor(private readonly o: SFTTrainerOptions<E, P, H>) {
@@ -67,7 +67,7 @@ export class SFTTrainer<E extends HasId, P, H extends PreparedPrompt> extends Tr
         for (const { example, epoch } of mb) {
           const h = await this.policy.prepare(this.o.buildPrompt(example, epoch));
           prepared.push(h);
-          items.push({ prepared: h, completionIds: this.encodeTarget(this.target(example)).slice(0, this.o.config.maxCompletionLength) });
+          items.push({ prepared: h, completionIds: (await this.encodeTarget(this.target(example))).slice(0, this.o.config.maxCompletionLength) });
         }
         const lens = items.map((it) => it.completionIds.length);
         const T = Math.max(1, ...lens);
