@@ -202,6 +202,10 @@ describe("SLAKE", () => {
     expect(s[0]).toMatchObject({ image: { path: "imgs/xmlab1/source.jpg" }, modality: "MRI", extra: { location: "Abdomen", content_type: "Position" } });
     const all = await loadDataset({ format: "slake", path: d, languages: "all" }).toArray();
     expect(all).toHaveLength(6);
+    // the Slake1.0 release names its validation file validate.json
+    fs.renameSync(path.join(d, "validation.json"), path.join(d, "validate.json"));
+    const again = await loadDataset({ format: "slake", path: d }).toArray();
+    expect(again.map((x) => x.split)).toEqual(["train", "train", "validation", "test"]);
   });
 });
 

@@ -45,11 +45,11 @@ export function imageFrom(v: unknown, at: RowRef, field: string, dir = ""): Samp
 /** Split name from a file name such as `train-00000-of-00001.parquet`, `test.json`, `All_QA_Pairs_val.txt`. */
 export function splitFromName(file: string): string | undefined {
   const b = path.basename(file).toLowerCase();
-  const m = b.match(/(?:^|[^a-z])(train|training|validation|valid|val|dev|test)(?:[^a-z]|$)/);
+  const m = b.match(/(?:^|[^a-z])(train|training|validation|validate|valid|val|dev|test)(?:[^a-z]|$)/);
   if (!m) return undefined;
   const s = m[1];
   if (s === "training") return "train";
-  if (s === "val" || s === "valid" || s === "dev") return "validation";
+  if (s === "val" || s === "valid" || s === "validate" || s === "dev") return "validation";
   return s;
 }
 

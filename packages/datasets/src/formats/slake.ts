@@ -15,7 +15,7 @@ import { defaultImageDir, imageFrom, listFiles, noFiles, splitFromName, statPath
 export function loadSlake(opts: { path: string; root?: string; imageDir?: string; languages?: readonly string[] | "all" }): FormatRows {
   let files: string[];
   if (statPath(opts.path)) {
-    files = listFiles(opts.path, /^(train|validation|valid|val|test)\.json$/i);
+    files = listFiles(opts.path, /^(train|validation|validate|valid|val|test)\.json$/i);
     const order = ["train", "validation", "test"];
     files.sort((a, b) => order.indexOf(splitFromName(a) ?? "") - order.indexOf(splitFromName(b) ?? ""));
     if (!files.length) throw noFiles(opts.path, "SLAKE split files (train.json, validation.json, test.json)");

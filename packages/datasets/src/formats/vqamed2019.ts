@@ -90,7 +90,6 @@ export function loadVqaMed2019(opts: { path: string; root?: string; imageDir?: s
           if (alternatives && alternatives.length > 1) extra.alternatives = alternatives;
           if (rawAnswer === undefined) extra.unanswered = true;
           s.extra = extra;
-          if (category === "modality" && answer) s.modality = answer;
           return s;
         });
       }
