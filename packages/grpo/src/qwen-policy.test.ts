@@ -34,7 +34,9 @@ describe("QwenPolicy on the tiny Qwen2-VL fixture", () => {
     const ref = policy.withAdapterDisabled(() => policy.completionLogprobs(items, T));
     // The log-probs recomputed with the cached image features equal the sampler's raw log-probs.
     const rows = lp.arraySync() as number[][];
-    comps.forEach((c, b) => c.logprobs!.forEach((x, t) => expect(rows[b][t]).toBeCloseTo(x, 3)));
+    for (const [b, c] of comps.entries()) {
+      for (const [t, x] of c.logprobs!.entries()) expect(rows[b][t]).toBeCloseTo(x, 3);
+    }
     const mask = tf.tensor2d(items.flatMap((it) => Array.from({ length: T }, (_, t) => (t < it.completionIds.length ? 1 : 0))), [3, T]);
     const m = grpoMetrics({ logp: lp, oldLogp: lp, refLogp: ref, mask, advantages: [1, 0, -1] }, { epsilonLow: 0.2 });
     expect(m.klMean).toBe(0);
