@@ -36,6 +36,19 @@ describe("tokenLogprobs (chunked, custom gradient)", () => {
     });
   });
 
+  it("still differentiates when the ids tensor is disposed before the backward pass (ids created inside a tidy)", () => {
+    const h = tf.randomNormal([3, 4], 0, 1, "float32", 1) as tf.Tensor2D;
+    const w = tf.randomNormal([9, 4], 0, 1, "float32", 2) as tf.Tensor2D;
+    const hv = tf.variable(tf.ones([3, 4]), true, "hv_scale2");
+    const f = () => tf.tidy(() => tf.sum(tokenLogprobs(tf.mul(h, hv), w, tf.tensor1d([1, 5, 8], "int32"), 2)) as tf.Scalar);
+    const { value, grads } = tf.variableGrads(f, [hv]);
+    const ref = tf.variableGrads(() => tf.sum(tf.mul(tf.logSoftmax(tf.matMul(tf.mul(h, hv), w, false, true)), tf.oneHot(tf.tensor1d([1, 5, 8], "int32"), 9))) as tf.Scalar, [hv]);
+    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(grads[hv.name], ref.grads[hv.name]))).dataSync()[0])).toBeLessThan(1e-5);
+    tf.dispose([value, ref.value, h, w, hv]);
+    tf.dispose(grads);
+    tf.dispose(ref.grads);
+  });
+
   it("leaks no tensors across calls with a gradient", () => {
     const h = tf.randomNormal([4, 3], 0, 1, "float32", 1) as tf.Tensor2D;
     const w = tf.randomNormal([11, 3], 0, 1, "float32", 2) as tf.Tensor2D;

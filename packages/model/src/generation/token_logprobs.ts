@@ -41,7 +41,7 @@ export function tokenLogprobs(hidden: tf.Tensor2D, weight: tf.Tensor2D, ids: tf.
 
   const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     const hx = x as tf.Tensor2D;
-    save([hx]);
+    save([hx, ids]); // ids too: the caller may dispose it (e.g. at the end of a tidy) before the backward pass
     const value = tf.tidy(() => {
       const parts = bounds.map(([a, b]) => {
         const hc = tf.slice(hx, [a, 0], [b - a, h]);
@@ -54,10 +54,11 @@ export function tokenLogprobs(hidden: tf.Tensor2D, weight: tf.Tensor2D, ids: tf.
     });
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const hs = saved[0] as tf.Tensor2D;
+      const idsSaved = saved[1] as tf.Tensor1D;
       return tf.tidy(() => {
         const parts = bounds.map(([a, b]) => {
           const hc = tf.slice(hs, [a, 0], [b - a, h]);
-          const idc = tf.slice(ids, [a], [b - a]);
+          const idc = tf.slice(idsSaved, [a], [b - a]);
           const dyc = tf.reshape(tf.slice(dy, [a], [b - a]), [b - a, 1]);
           const probs = tf.softmax(chunkLogits(hc)); // [c, V]
           const expected = tf.matMul(probs as tf.Tensor2D, weight); // [c, H]
