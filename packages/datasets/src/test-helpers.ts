@@ -4,9 +4,18 @@ import os from "node:os";
 import path from "node:path";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import sharp from "sharp";
+import { afterAll } from "vitest";
 
+const made: string[] = [];
+afterAll(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh temp folder, removed after the test file. */
 export function tmpDir(prefix = "rarl-ds-"): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(d);
+  return d;
 }
 
 /** A tiny real PNG (w x h, solid grey level v). */
