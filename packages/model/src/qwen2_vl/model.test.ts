@@ -127,6 +127,60 @@ describe("KV cache", () => {
   });
 });
 
+describe("autodiff through the forward pass", () => {
+  it("LoRA slots on a text and a vision Linear get gradients that match central differences (one-image split included)", () => {
+    const ids = tf.tensor2d(refRows(ref, "image_prompt.input_ids"), undefined, "int32");
+    const pv0 = ref.read("image_prompt.pixel_values");
+    const pv = tf.tensor2d(pv0.data as Float32Array, pv0.shape as [number, number]);
+    const grid = refRows(ref, "image_prompt.image_grid_thw");
+    const lin = model.namedLinears().get("model.layers.0.self_attn.v_proj")!;
+    const vlin = model.namedLinears().get("visual.blocks.1.mlp.fc2")!;
+    const vars = [
+      tf.variable(tf.randomNormal([4, lin.inFeatures], 0, 0.3, "float32", 1)),
+      tf.variable(tf.randomNormal([lin.outFeatures, 4], 0, 0.3, "float32", 2)),
+      tf.variable(tf.randomNormal([4, vlin.inFeatures], 0, 0.3, "float32", 3)),
+      tf.variable(tf.randomNormal([vlin.outFeatures, 4], 0, 0.3, "float32", 4)),
+    ];
+    lin.lora = { A: vars[0], B: vars[1], scale: 2, dropout: 0 };
+    vlin.lora = { A: vars[2], B: vars[3], scale: 2, dropout: 0 };
+    const cols = tf.tensor1d([70388, 16812, 5, 100], "int32");
+    const loss = () =>
+      tf.tidy(() => {
+        const o = model.forward({ inputIds: ids, pixelValues: pv, imageGridThw: grid, logitsToKeep: 1 });
+        return tf.sum(tf.gather(tf.reshape(o.logits, [-1]), cols)) as tf.Scalar;
+      });
+    try {
+      const { value, grads } = tf.variableGrads(loss, vars);
+      value.dispose();
+      for (const v of vars) {
+        const g = grads[v.name].dataSync();
+        let i = 0;
+        for (let j = 0; j < g.length; j++) if (Math.abs(g[j]) > Math.abs(g[i])) i = j;
+        expect(Math.abs(g[i])).toBeGreaterThan(1e-2);
+        const orig = v.dataSync().slice();
+        const eps = 2e-2;
+        const at = (d: number) => {
+          const p = orig.slice();
+          p[i] += d;
+          tf.tidy(() => v.assign(tf.tensor(p, v.shape)));
+          const l = loss();
+          const x = l.dataSync()[0];
+          l.dispose();
+          return x;
+        };
+        const fd = (at(eps) - at(-eps)) / (2 * eps);
+        tf.tidy(() => v.assign(tf.tensor(orig, v.shape)));
+        expect(Math.abs(fd - g[i]) / Math.abs(g[i]), v.name).toBeLessThan(1e-2);
+      }
+      tf.dispose(Object.values(grads));
+    } finally {
+      lin.lora = null;
+      vlin.lora = null;
+      tf.dispose([...vars, cols, ids, pv]);
+    }
+  });
+});
+
 describe("typed input errors", () => {
   it("sequence longer than max_position_embeddings", () => {
     const short = new Qwen2VLForConditionalGeneration({ ...model.config, maxPositionEmbeddings: 8 }, model.visual, model.model);

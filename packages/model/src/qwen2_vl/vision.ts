@@ -119,9 +119,11 @@ export class Qwen2VisionTransformerPretrainedModel {
           let [q, k, v] = tf.unstack(qkv, 1) as tf.Tensor3D[]; // [N, heads, hd]
           q = applyRotary(q, cos, sinSigned) as tf.Tensor3D;
           k = applyRotary(k, cos, sinSigned) as tf.Tensor3D;
-          const qs = tf.split(q, sizes, 0);
-          const ks = tf.split(k, sizes, 0);
-          const vs = tf.split(v, sizes, 0);
+          // (a one-way split has no gradient in tfjs: "Pass at least one tensor to concat")
+          const parts = (x: tf.Tensor3D) => (sizes.length === 1 ? [x] : tf.split(x, sizes, 0));
+          const qs = parts(q);
+          const ks = parts(k);
+          const vs = parts(v);
           const outs = qs.map((qi, i) => {
             const qh = tf.transpose(qi, [1, 0, 2]); // [heads, n, hd]
             const khT = tf.transpose(ks[i], [1, 2, 0]); // [heads, hd, n]
