@@ -44,3 +44,24 @@ export { type ResolvedSamplingParams, type RowChoice, type SamplingParams, resol
 export { type FinishReason, type StopConfig, StopTracker } from "./generation/stopping";
 export { chunkRows, tokenLogprobs } from "./generation/token_logprobs";
 export type { TokenizedPrompt } from "./generation/types";
+// LoRA (M2)
+export {
+  applyLora,
+  DEFAULT_LORA_CONFIG,
+  fromPeftConfig,
+  getAdapter,
+  type HasLinears,
+  kaimingUniformA,
+  LoraAdapter,
+  type LoraConfig,
+  LoraError,
+  loadAdapter,
+  loraScale,
+  loraTargets,
+  matchesTarget,
+  peftModuleToHubPath,
+  removeLora,
+  resolveLoraConfig,
+  saveAdapter,
+  toPeftConfig,
+} from "./lora/index";

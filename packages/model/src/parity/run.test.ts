@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { initBackend } from "@rarl/core";
 import { describe, expect, it } from "vitest";
 import { runParity } from "./run";
 
@@ -30,5 +31,17 @@ describe("runParity", () => {
     expect(f["batch.attention_mask"].max_abs_diff).toBe(0);
     expect(f["batch.pixel_values"].max_abs_diff).toBeLessThanOrEqual(1e-5);
     expect(f["disc_100x80.resized_rgb_uint8"].max_abs_diff).toBe(0);
+  });
+
+  it("the whole fixture passes with the discovered model API (forward, vision, greedy, completion, LoRA cases)", async () => {
+    await initBackend();
+    const r = await runParity(FX);
+    const expected = ["processor", "batch", "completion", "greedy", "image_prompt", "text_only", "lora_completion", "lora_image_prompt"];
+    expect(Object.keys(r.cases).sort()).toEqual(expected.sort());
+    for (const [name, c] of Object.entries(r.cases)) expect(c.status, `${name}: ${c.reason ?? ""}`).toBe("PASS");
+    expect(r.overall).toBe("PASS");
+    expect(r.cases.greedy.fields.generated_ids.max_abs_diff).toBe(0);
+    expect(r.cases.lora_completion.fields.completion_logprobs.max_abs_diff).toBeLessThanOrEqual(1e-4);
+    expect(r.cases.image_prompt.fields["vision.merger"].max_abs_diff).toBeLessThanOrEqual(1e-3);
   });
 });

@@ -571,6 +571,22 @@ export async function discoverParityApi(): Promise<ParityApi> {
       x.dispose();
     }
   };
+  if (typeof m.generate === "function") {
+    api.greedy = async (model, prompt, o) => {
+      const r = await m.generate(model, null, {
+        prompts: [prompt],
+        doSample: false,
+        maxNewTokens: o.maxNewTokens,
+        eosTokenIds: o.eosTokenIds,
+        padTokenId: o.padTokenId,
+      });
+      const s = r.samples[0][0];
+      return { ids: s.ids, logprobs: s.logprobs };
+    };
+  }
+  if (typeof m.completionLogprobsHost === "function") {
+    api.completionLogprobs = async (model, prompt, completionIds) => m.completionLogprobsHost(model, { prompts: [prompt], completions: [completionIds] })[0];
+  }
   if (typeof m.loadAdapter === "function") {
     api.loadAdapter = (model, dir) => m.loadAdapter(model, dir);
     if (typeof m.removeLora === "function") api.unloadAdapter = (model) => m.removeLora(model);
