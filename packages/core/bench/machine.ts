@@ -1,0 +1,23 @@
+import { execFileSync } from "node:child_process";
+import os from "node:os";
+
+/** CPU model (lscpu, else os.cpus), logical cores, RAM, node version, load average: the header of every RESULTS.md. */
+export function machineInfo(): { cpu: string; cores: number; ramGiB: number; node: string; load: string } {
+  let cpu = os.cpus()[0]?.model ?? "unknown";
+  try {
+    const m = execFileSync("lscpu", { encoding: "utf8" }).match(/^Model name:\s*(.+)$/m);
+    if (m) cpu = m[1].trim();
+  } catch {
+    /* no lscpu */
+  }
+  return {
+    cpu,
+    cores: os.cpus().length,
+    ramGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    load: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" "),
+  };
+}
