@@ -21,5 +21,5 @@ export { CallError, OpenAIChatClient, GeminiClient, redact, type ChatClient, typ
 export { isClosed, offlineVerdict, type OfflineJudgeOptions } from "./offline";
 export { Judge, type JudgeOptions, type JudgeOutcome, type JudgeStats } from "./judge";
 export { runJudge, type RunJudgeOptions, type RunJudgeSummary } from "./run";
-export { buildReport, formatReportMarkdown, cohenKappa, HUMAN, type JudgeReport, type ReportCell, type Agreement } from "./report";
+export { buildReport, formatReportMarkdown, formatSectionsMarkdown, cohenKappa, HUMAN, type JudgeReport, type ReportCell, type Agreement } from "./report";
 export { judgeReward, splitCompletion, type JudgeRewardOptions, type JudgeRewardSample } from "./reward";

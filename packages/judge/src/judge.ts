@@ -1,7 +1,10 @@
+import fs from "node:fs";
+import path from "node:path";
 import { cacheKey, JudgeCache } from "./cache";
 import { CallError, type CallErrorKind, type ChatClient, GeminiClient, OpenAIChatClient, redact } from "./clients";
 import { JudgeConfigError } from "./errors";
-import { type OfflineJudgeOptions, offlineVerdict } from "./offline";
+import { type OfflineJudgeOptions, offlineSimilarity, offlineVerdict } from "./offline";
+import type { TextSimilarity } from "@rarl/rewards";
 import { parseVerdict } from "./parse";
 import { costUsd, DEFAULT_PRICES, type Price, priceFor } from "./pricing";
 import { DEFAULT_PROMPT, hasReferenceReasoning, type JudgePrompt, renderPrompt, renderRepair } from "./prompt";
@@ -103,6 +106,7 @@ export class Judge {
   private secrets: string[];
   private price?: Price;
   private counters: JudgeStats;
+  private similarity?: () => Promise<TextSimilarity>;
 
   private constructor(
     private opts: JudgeOptions,
@@ -121,6 +125,7 @@ export class Judge {
     this.sem = new Semaphore(conc);
     this.retry = { ...DEFAULT_RETRY, ...(opts.retry ?? {}) };
     this.price = priceFor(spec.model, { ...DEFAULT_PRICES, ...(opts.prices ?? {}) });
+    if (spec.provider === "offline") this.similarity = offlineSimilarity(opts.offline ?? {});
     if (opts.cacheDir && spec.provider !== "offline") this.cache = new JudgeCache(opts.cacheDir, spec.name);
     this.counters = {
       judge: spec.name,
@@ -140,7 +145,20 @@ export class Judge {
   /** Validates the judge name and reads the API key from the environment (throws {@link JudgeConfigError}); sends nothing. */
   static create(opts: JudgeOptions): Judge {
     const spec = parseJudgeName(opts.judge);
-    if (spec.provider === "offline") return new Judge(opts, spec, undefined, []);
+    if (spec.provider === "offline") {
+      const dir = opts.offline?.encoderDir;
+      if (dir && !opts.offline?.similarity) {
+        for (const f of ["config.json", "tokenizer.json"]) {
+          if (!fs.existsSync(path.join(dir, f))) {
+            throw new JudgeConfigError(`offline judge: encoder folder ${dir} has no ${f} (expected a Hugging Face BERT/RoBERTa folder)`, {
+              code: "JUDGE_BAD_ENCODER",
+              details: { file: path.join(dir, f) },
+            });
+          }
+        }
+      }
+      return new Judge(opts, spec, undefined, []);
+    }
     if (opts.client) return new Judge(opts, spec, opts.client, []);
     const key = resolveApiKey(spec.provider, opts.apiKeyEnv, opts.env);
     const client = spec.provider === "openai" ? new OpenAIChatClient(spec.model, key, opts.baseURL) : new GeminiClient(spec.model, key, opts.baseURL);
@@ -176,7 +194,8 @@ export class Judge {
   private async judgeInner(sample: PredictionRecord): Promise<JudgeOutcome> {
     if (this.spec.provider === "offline") {
       try {
-        return { status: "scored", verdict: await offlineVerdict(sample, this.opts.offline), cached: false };
+        const similarity = await this.similarity!();
+        return { status: "scored", verdict: await offlineVerdict(sample, { ...this.opts.offline, similarity }), cached: false };
       } catch (e: any) {
         return { status: "failed", error: `internal: ${e?.message ?? e}`, errorKind: "internal", cached: false };
       }
@@ -244,8 +263,14 @@ export class Judge {
     }
   }
 
-  /** Closes the cache file. */
+  /** Closes the cache file (and frees a BERTScore encoder the offline judge loaded). */
   close(): void {
     this.cache?.close();
+    if (this.similarity && this.opts.offline?.encoderDir && !this.opts.offline.similarity) {
+      this.similarity().then(
+        (s) => (s as { dispose?: () => void }).dispose?.(),
+        () => undefined,
+      );
+    }
   }
 }

@@ -54,3 +54,22 @@ describe("judge-as-reward adapter", () => {
     expect(await reward("<answer>Yes</answer>", { ...sample, reasoning: undefined }, {})).toBe(1);
   });
 });
+
+describe("offline judge with BERTScore (@rarl/rewards BertScorer on the bertscore-tiny fixture)", () => {
+  it("loads the encoder once, scores open answers by BERTScore F1 against the threshold", async () => {
+    const { fileURLToPath } = await import("node:url");
+    const encoderDir = fileURLToPath(new URL("../../../../shared/fixtures/bertscore-tiny", import.meta.url));
+    const j = Judge.create({ judge: "offline", offline: { encoderDir, threshold: 0.999 } });
+    const same = await j.judge(s("a chest x-ray with pneumonia", "A chest x-ray with pneumonia."));
+    const diff = await j.judge(s("a chest x-ray with pneumonia", "the liver looks normal"));
+    expect(same.verdict?.prediction_score).toBe(1); // normalised exact match
+    expect(diff.verdict?.prediction_score).toBe(0);
+    expect(diff.verdict?.evaluation).toMatch(/open question, bertscore 0\.\d{3} vs threshold 0\.999/);
+    const f1 = Number(/bertscore (0\.\d+)/.exec(diff.verdict!.evaluation)![1]);
+    const lenient = Judge.create({ judge: "offline", offline: { encoderDir, threshold: f1 - 0.01 } });
+    expect((await lenient.judge(s("a chest x-ray with pneumonia", "the liver looks normal"))).verdict?.prediction_score).toBe(1);
+    j.close();
+    lenient.close();
+    expect(() => Judge.create({ judge: "offline", offline: { encoderDir: "/nonexistent-enc" } })).toThrow(/encoder folder \/nonexistent-enc has no config\.json/);
+  });
+});

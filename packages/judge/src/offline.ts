@@ -1,4 +1,5 @@
-import { accuracyReward, canonicalYesNo, lexicalF1, normalizeAnswer, reasoningReward, type RewardSample, type TextSimilarity } from "@rarl/rewards";
+import { initBackend } from "@rarl/core";
+import { accuracyReward, BertScorer, canonicalYesNo, lexicalF1, normalizeAnswer, reasoningReward, type RewardSample, type TextSimilarity } from "@rarl/rewards";
 import type { PredictionRecord, Verdict } from "./types";
 
 /** Options of the offline judge (judge name "offline"; not an LLM judge). */
@@ -14,6 +15,30 @@ export interface OfflineJudgeOptions {
    * else the default @rarl/rewards `lexicalF1` (token F1; no model needed).
    */
   similarity?: TextSimilarity;
+  /**
+   * Hugging Face encoder folder (config.json, model.safetensors, tokenizer.json) for @rarl/rewards' BERTScore
+   * (`BertScorer.fromFolder`, tfjs backend started with @rarl/core's initBackend). Used when `similarity` is
+   * not given. Default: none (lexical F1).
+   */
+  encoderDir?: string;
+}
+
+/** Resolves the similarity scorer of the offline judge (loads BERTScore once when `encoderDir` is set). */
+export function offlineSimilarity(opts: OfflineJudgeOptions): () => Promise<TextSimilarity> {
+  if (opts.similarity) {
+    const s = opts.similarity;
+    return async () => s;
+  }
+  if (!opts.encoderDir) return async () => lexicalF1;
+  let p: Promise<TextSimilarity> | undefined;
+  const dir = opts.encoderDir;
+  return () => {
+    p ??= (async () => {
+      await initBackend();
+      return BertScorer.fromFolder(dir);
+    })();
+    return p;
+  };
 }
 
 /** A question is "closed" when its reference is a yes/no answer of at most two words (VQA-RAD/SLAKE convention). Pure. */

@@ -177,45 +177,70 @@ function pct(v: number | null): string {
   return v === null ? "_" : `${v.toFixed(2)}%`;
 }
 
+/** Judges in column order: as first seen, human labels last. */
+function columnJudges(reports: JudgeReport[]): string[] {
+  const all: string[] = [];
+  for (const r of reports) for (const j of r.judges) if (!all.includes(j)) all.push(j);
+  return [...all.filter((j) => j !== HUMAN), ...all.filter((j) => j === HUMAN)];
+}
+
 /**
  * Markdown laid out like the paper's Tables 3 and 6: one row per dataset, a Reasoning (%) and a
  * Final (%) column per judge (human last), "_" where no reasoning was scored; then counts and
  * failures per dataset × judge, and the agreement table. Pure.
  */
 export function formatReportMarkdown(report: JudgeReport, opts: { title?: string } = {}): string {
-  const judges = [...report.judges.filter((j) => j !== HUMAN), ...report.judges.filter((j) => j === HUMAN)];
-  const cell = (d: string, j: string) => report.cells.find((c) => c.dataset === d && c.judge === j);
+  return formatSectionsMarkdown([{ report }], opts);
+}
+
+/**
+ * Several experiments in one table, as in Table 3 ("Our experiment using SFT" / "... RL + LoRA"):
+ * a shared header, then per section a title row followed by its dataset rows; the counts and
+ * agreement tables follow, per section. Pure.
+ */
+export function formatSectionsMarkdown(sections: Array<{ title?: string; report: JudgeReport }>, opts: { title?: string } = {}): string {
+  const judges = columnJudges(sections.map((x) => x.report));
   const lines: string[] = [];
   if (opts.title) lines.push(`### ${opts.title}`, "");
   lines.push(`| Dataset | ${judges.map((j) => `${label(j)} Reasoning (%) | ${label(j)} Final (%)`).join(" | ")} |`);
   lines.push(`|---|${judges.map(() => "---:|---:").join("|")}|`);
-  for (const d of report.datasets) {
-    const cols = judges.map((j) => {
-      const c = cell(d, j);
-      return c ? `${pct(c.reasoningPct)} | ${pct(c.finalPct)}` : "_ | _";
-    });
-    lines.push(`| ${d} | ${cols.join(" | ")} |`);
-  }
-  if (report.judges.includes("offline")) lines.push("", "offline = normalised match / similarity threshold, not an LLM judge.");
-  lines.push("", "| Dataset | Judge | Samples | Scored | Failed | Failures | With reasoning |", "|---|---|---:|---:|---:|---|---:|");
-  for (const d of report.datasets) {
-    for (const j of judges) {
-      const c = cell(d, j);
-      if (!c) continue;
-      const f = Object.entries(c.failures)
-        .map(([k, v]) => `${k} ${v}`)
-        .join(", ");
-      lines.push(`| ${d} | ${label(j)} | ${c.total} | ${c.scored} | ${c.failed} | ${f || "-"} | ${c.reasoningN} |`);
+  for (const { title, report } of sections) {
+    const cell = (d: string, j: string) => report.cells.find((c) => c.dataset === d && c.judge === j);
+    if (title) lines.push(`| **${title}** |${" |".repeat(2 * judges.length)}`);
+    for (const d of report.datasets) {
+      const cols = judges.map((j) => {
+        const c = cell(d, j);
+        return c ? `${pct(c.reasoningPct)} | ${pct(c.finalPct)}` : "_ | _";
+      });
+      lines.push(`| ${d} | ${cols.join(" | ")} |`);
     }
   }
-  if (report.agreement.length) {
-    lines.push("", "| Judge A | Judge B | Score | Samples | Agreement (%) | Cohen's κ |", "|---|---|---|---:|---:|---:|");
-    for (const a of report.agreement) {
-      lines.push(
-        `| ${label(a.a)} | ${label(a.b)} | ${a.score === "prediction" ? "Final" : "Reasoning"} | ${a.n} | ${a.percentAgreement === null ? "_" : a.percentAgreement.toFixed(2)} | ${a.kappa === null ? "_" : a.kappa.toFixed(3)} |`,
-      );
+  if (judges.includes("offline")) lines.push("", "offline = normalised match / similarity threshold, not an LLM judge.");
+  const titled = sections.length > 1 || sections.some((x) => x.title);
+  lines.push("", `|${titled ? " Section |" : ""} Dataset | Judge | Samples | Scored | Failed | Failures | With reasoning |`, `|${titled ? "---|" : ""}---|---|---:|---:|---:|---|---:|`);
+  for (const { title, report } of sections) {
+    for (const d of report.datasets) {
+      for (const j of judges) {
+        const c = report.cells.find((x) => x.dataset === d && x.judge === j);
+        if (!c) continue;
+        const f = Object.entries(c.failures)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ");
+        lines.push(`|${titled ? ` ${title ?? ""} |` : ""} ${d} | ${label(j)} | ${c.total} | ${c.scored} | ${c.failed} | ${f || "-"} | ${c.reasoningN} |`);
+      }
     }
   }
-  if (report.duplicates) lines.push("", `Note: ${report.duplicates} duplicate (judge, id) rows; the last one was used.`);
+  if (sections.some((x) => x.report.agreement.length)) {
+    lines.push("", `|${titled ? " Section |" : ""} Judge A | Judge B | Score | Samples | Agreement (%) | Cohen's κ |`, `|${titled ? "---|" : ""}---|---|---|---:|---:|---:|`);
+    for (const { title, report } of sections) {
+      for (const a of report.agreement) {
+        lines.push(
+          `|${titled ? ` ${title ?? ""} |` : ""} ${label(a.a)} | ${label(a.b)} | ${a.score === "prediction" ? "Final" : "Reasoning"} | ${a.n} | ${a.percentAgreement === null ? "_" : a.percentAgreement.toFixed(2)} | ${a.kappa === null ? "_" : a.kappa.toFixed(3)} |`,
+        );
+      }
+    }
+  }
+  const dups = sections.reduce((n, x) => n + x.report.duplicates, 0);
+  if (dups) lines.push("", `Note: ${dups} duplicate (judge, id) rows; the last one was used.`);
   return `${lines.join("\n")}\n`;
 }

@@ -39,7 +39,8 @@ export function register(program: Command): void {
     .option("--prompt-version <v>", "version of the custom prompt (part of the cache key; required with --prompt-file)")
     .option("--price-input <usd>", "USD per 1M input tokens for this judge's model (overrides the table)", num("price-input"))
     .option("--price-output <usd>", "USD per 1M output tokens for this judge's model (overrides the table)", num("price-output"))
-    .option("--threshold <x>", "offline judge: similarity threshold for open answers and reasoning", num("threshold"))
+    .option("--threshold <x>", "offline judge: similarity threshold for open answers and reasoning (default 0.5)", num("threshold"))
+    .option("--encoder <dir>", "offline judge: BERT/RoBERTa folder for BERTScore (default: lexical F1)")
     .option("--quiet", "no progress lines")
     .action(async (o) => {
       let prompt: JudgePrompt | undefined;
@@ -67,7 +68,7 @@ export function register(program: Command): void {
         cacheDir,
         prompt,
         prices,
-        offline: o.threshold !== undefined ? { threshold: o.threshold } : undefined,
+        offline: { threshold: o.threshold, encoderDir: o.encoder },
         onResult: o.quiet
           ? undefined
           : (_r, done, total) => {

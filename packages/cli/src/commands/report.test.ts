@@ -65,4 +65,31 @@ describe("rarl report", () => {
       (process.stderr as any).write = orig;
     }
   });
+
+  it("--section blocks: one shared header, a title row per experiment, as in Table 3", async () => {
+    const rl = write("rl.jsonl", [row("1", "Ours", "openai:gpt-4o-mini", 1, 1), row("3", "VQA-RAD", "openai:gpt-4o-mini", 0, null)]);
+    const labels = write("labels.jsonl", [{ id: "1", reasoning_score: 0, prediction_score: 1 }]);
+    const outs: string[] = [];
+    const orig = process.stdout.write.bind(process.stdout);
+    (process.stdout as any).write = (s: string) => {
+      outs.push(String(s));
+      return true;
+    };
+    try {
+      expect(await runCli(["report", "--section", `Our experiment using SFT=${gpt},${gem}`, "--section", `RL + LoRA=${rl},human:${labels}`])).toBe(0);
+    } finally {
+      (process.stdout as any).write = orig;
+    }
+    const l = outs.join("").split("\n");
+    expect(l[0]).toBe(
+      "| Dataset | GPT-4o mini Reasoning (%) | GPT-4o mini Final (%) | Gemini 1.5 Flash Reasoning (%) | Gemini 1.5 Flash Final (%) | Human Evaluation Reasoning (%) | Human Evaluation Final (%) |",
+    );
+    expect(l[2]).toBe("| **Our experiment using SFT** | | | | | | |");
+    expect(l[3]).toBe("| Ours | 100.00% | 50.00% | 50.00% | 50.00% | _ | _ |");
+    expect(l[5]).toBe("| **RL + LoRA** | | | | | | |");
+    expect(l[6]).toBe("| Ours | 100.00% | 100.00% | _ | _ | 0.00% | 100.00% |");
+    expect(l[7]).toBe("| VQA-RAD | _ | 0.00% | _ | _ | _ | _ |");
+    expect(() => judgeResultsReport([], { sections: ["no-equals"] })).toThrow(/expected "<title>=<results.jsonl>/);
+  });
 });
+
