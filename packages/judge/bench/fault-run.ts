@@ -8,6 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { writeFileAtomic } from "@rarl/core";
 import { runJudge } from "../src/index";
 import { faultPredictions, simulateFaults } from "../src/testing/fault-plan";
 import { startFaultServer } from "../src/testing/fault-server";
@@ -86,7 +87,7 @@ md.push("", "Failures itemised by kind (each failed sample's reason is in its re
 md.push(
   "\"Outcome = script\": samples whose final status and failure kind equal what the fault script dictates (simulateFaults). Requests beyond the expected count are extra retries caused by a request outliving the timeout on the loaded machine. Re-run: the same run again with the cache (transient failures are not cached and are retried).",
 );
-fs.writeFileSync(path.join(here, "RESULTS.md"), `${md.join("\n")}\n`);
+writeFileAtomic(path.join(here, "RESULTS.md"), `${md.join("\n")}\n`);
 process.stdout.write(`${md.join("\n")}\n`);
 if (bad) {
   process.stderr.write("fault run lost samples\n");

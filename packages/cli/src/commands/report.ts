@@ -1,4 +1,4 @@
-import fs from "node:fs";
+import { writeFileAtomic } from "@rarl/core";
 import { buildReport, formatSectionsMarkdown, type JudgeReport, readHumanLabels, readResults, type ResultRecord } from "@rarl/judge";
 import type { Command } from "commander";
 
@@ -62,7 +62,7 @@ export function register(program: Command): void {
     .option("--out <file>", "also write the report to this file")
     .action((files: string[], o) => {
       const text = judgeResultsReport(files, { json: o.json, human: o.human, title: o.title, sections: o.section });
-      if (o.out) fs.writeFileSync(o.out, text);
+      if (o.out) writeFileAtomic(o.out, text);
       process.stdout.write(text);
     });
 }
