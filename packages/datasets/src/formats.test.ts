@@ -3,6 +3,7 @@ import path from "node:path";
 import { asyncBufferFromFile, parquetMetadataAsync } from "hyparquet";
 import { describe, expect, it } from "vitest";
 import { DatasetError } from "./errors";
+import { cvBenchScore } from "./formats/parquet";
 import { loadDataset } from "./load";
 import { png, tmpDir, writeJson, writeParquet, writePng, writeText } from "./test-helpers";
 
@@ -344,5 +345,26 @@ describe("bad input: typed errors naming file and row, or skips with reasons", (
   it("a missing dataset file or unknown format throws even under skip", async () => {
     await expect(loadDataset({ format: "slake", path: "/nonexistent/slake", onError: "skip" }).toArray()).rejects.toMatchObject({ code: "DATASET_BAD_FILE" });
     expect(() => loadDataset({ format: "nope" as any, path: "." })).toThrow(/unknown dataset format "nope"/);
+  });
+});
+
+describe("CV-Bench official score", () => {
+  it("is ½·((ADE20K + COCO)/2 + Omni3D) over per-source accuracies", () => {
+    const r = [
+      ...Array.from({ length: 4 }, (_, i) => ({ source: "ADE20K", correct: i < 3 })), // 0.75
+      ...Array.from({ length: 5 }, (_, i) => ({ source: "COCO", correct: i < 2 })), // 0.4
+      ...Array.from({ length: 2 }, (_, i) => ({ source: "Omni3D", correct: i < 1 })), // 0.5
+    ];
+    const s = cvBenchScore(r);
+    expect(s.ade20k).toBe(0.75);
+    expect(s.coco).toBe(0.4);
+    expect(s.omni3d).toBe(0.5);
+    expect(s.accuracy2d).toBeCloseTo(0.575, 12);
+    expect(s.overall).toBeCloseTo(0.5375, 12);
+    expect(s.counts).toEqual({ ADE20K: 4, COCO: 5, Omni3D: 2 });
+    // not the plain accuracy over all items (6/11)
+    expect(s.overall).not.toBeCloseTo(6 / 11, 3);
+    expect(() => cvBenchScore(r.filter((x) => x.source !== "Omni3D"))).toThrow(/Omni3D/);
+    expect(() => cvBenchScore([{ source: "KITTI", correct: true }])).toThrow(/unknown CV-Bench source/);
   });
 });
