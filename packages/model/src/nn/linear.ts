@@ -35,43 +35,84 @@ export function isLoraTraining(): boolean {
   return loraTraining;
 }
 
+/** A weight kept in host memory (JS Float32Array, row-major), uploaded to the backend only while it is used. */
+export interface HostWeight {
+  data: Float32Array;
+  shape: [number, number];
+}
+
 /**
  * A dense layer `y = x Wᵀ + b` with weight [out, in] (PyTorch / Hugging Face layout) and optional bias [out],
  * plus an optional LoRA slot. Used by every projection of the model (q/k/v/o, gate/up/down, vision qkv/proj/fc1/fc2,
  * merger MLP), so `model.namedLinears()` reaches them all.
  *
+ * Residency: normally the weight is a tfjs tensor on the backend (`residency === "device"`). A layer built with
+ * {@link Linear.fromHost} keeps it as a host Float32Array and uploads it for the duration of each `apply` (the
+ * `weightResidency: "host"` loading mode for models larger than the wasm heap); its `weight` getter then throws,
+ * and {@link setWeight} makes it device-resident.
+ *
  * Implementation note: tfjs-wasm runs `matMul(x, W, false, true)` about 10x slower than an untransposed matmul,
  * so `apply` computes `(W · xᵀ)ᵀ` (two cheap activation transposes, no transposed-flag matmul, no second copy of W).
  */
 export class Linear {
-  /** Weight [out, in]. Owned by this layer (disposed by {@link dispose}). Replace it with {@link setWeight}. */
-  weight: tf.Tensor2D;
-  /** Bias [out] or null. */
+  private w: tf.Tensor2D | null;
+  private host: HostWeight | null = null;
+  /** Bias [out] or null (always device-resident). */
   bias: tf.Tensor1D | null;
   /** LoRA adapter, or null. Set by the LoRA code. */
   lora: LoraSlot | null = null;
+  /** [out, in]. */
+  readonly shape: [number, number];
 
   constructor(weight: tf.Tensor2D, bias: tf.Tensor1D | null = null) {
     if (weight.rank !== 2) throw new Error(`Linear weight must be rank 2 [out, in], got shape [${weight.shape}]`);
     if (bias && bias.shape[0] !== weight.shape[0]) throw new Error(`Linear bias [${bias.shape}] does not match weight [${weight.shape}]`);
-    this.weight = weight;
+    this.w = weight;
     this.bias = bias;
+    this.shape = [weight.shape[0], weight.shape[1]];
+  }
+
+  /** A layer whose weight stays in host memory and is uploaded per `apply`. */
+  static fromHost(weight: HostWeight, bias: tf.Tensor1D | null = null): Linear {
+    const [o, i] = weight.shape;
+    if (weight.data.length !== o * i) throw new Error(`Linear.fromHost: ${weight.data.length} values for shape [${o}, ${i}]`);
+    const l = Object.create(Linear.prototype) as Linear;
+    Object.assign(l, { w: null, host: weight, bias, lora: null, shape: [o, i] });
+    if (bias && bias.shape[0] !== o) throw new Error(`Linear bias [${bias.shape}] does not match weight [${o}, ${i}]`);
+    return l;
+  }
+
+  /** "device": weight is a backend tensor; "host": a Float32Array uploaded per use. */
+  get residency(): "device" | "host" {
+    return this.w ? "device" : "host";
+  }
+
+  /** Weight [out, in] (device-resident layers only). Owned by this layer; replace it with {@link setWeight}. */
+  get weight(): tf.Tensor2D {
+    if (!this.w) throw new Error(`Linear [${this.shape}]: the weight is host-resident (weightResidency "host"); it has no device tensor`);
+    return this.w;
+  }
+
+  /** The host copy of a host-resident layer (null when device-resident). */
+  get hostWeight(): HostWeight | null {
+    return this.host;
   }
 
   get inFeatures(): number {
-    return this.weight.shape[1];
+    return this.shape[1];
   }
   get outFeatures(): number {
-    return this.weight.shape[0];
+    return this.shape[0];
   }
 
-  /** Replaces the weight (e.g. LoRA merge); disposes the old one unless `disposeOld` is false. */
+  /** Replaces the weight (e.g. LoRA merge); disposes the old one unless `disposeOld` is false. A host layer becomes device-resident. */
   setWeight(w: tf.Tensor2D, disposeOld = true): void {
     if (w.shape[0] !== this.outFeatures || w.shape[1] !== this.inFeatures) {
-      throw new Error(`Linear.setWeight: shape [${w.shape}] != [${this.weight.shape}]`);
+      throw new Error(`Linear.setWeight: shape [${w.shape}] != [${this.shape}]`);
     }
-    if (disposeOld) this.weight.dispose();
-    this.weight = w;
+    if (disposeOld) this.w?.dispose();
+    this.w = w;
+    this.host = null;
   }
 
   /** x [..., in] -> [..., out]. */
@@ -82,7 +123,8 @@ export class Linear {
       if (x.shape[x.shape.length - 1] !== inF) throw new Error(`Linear: input last dim ${x.shape[x.shape.length - 1]} != in_features ${inF}`);
       const n = lead.reduce((a, b) => a * b, 1);
       const xT = tf.transpose(tf.reshape(x, [n, inF])); // [in, N]
-      let yT = tf.matMul(this.weight, xT); // [out, N]
+      const W = this.w ?? tf.tensor2d(this.host!.data, this.shape); // host: uploaded for this call, freed by the tidy
+      let yT = tf.matMul(W, xT); // [out, N]
       const lora = this.lora;
       if (lora && adaptersEnabled) {
         let xin = xT;
@@ -98,11 +140,13 @@ export class Linear {
 
   /** Number of weight + bias elements. */
   numParams(): number {
-    return this.weight.size + (this.bias?.size ?? 0);
+    return this.shape[0] * this.shape[1] + (this.bias?.size ?? 0);
   }
 
   dispose(): void {
-    this.weight.dispose();
+    this.w?.dispose();
+    this.w = null;
+    this.host = null;
     this.bias?.dispose();
   }
 }

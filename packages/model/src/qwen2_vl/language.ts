@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
-import type { Linear } from "../nn/linear";
+import type { HostWeight, Linear } from "../nn/linear";
 import { bmm, rmsNorm, silu } from "../nn/ops";
 import type { Qwen2VLConfig } from "./config";
 import { applyRotary } from "./rope";
@@ -38,7 +38,17 @@ export interface TextWeights {
   norm: tf.Tensor1D;
   /** lm_head.weight [V, H]; null when tied to embedTokens. */
   lmHead: tf.Tensor2D | null;
+  /**
+   * weightResidency "host" only: embed_tokens kept in host memory (embedTokens is then an empty [0, H] placeholder;
+   * rows are gathered on the host and the lm_head is applied in uploaded chunks).
+   */
+  embedTokensHost?: HostWeight | null;
+  /** weightResidency "host" only: an untied lm_head kept in host memory. */
+  lmHeadHost?: HostWeight | null;
 }
+
+/** Rows per uploaded chunk when a host-resident lm_head is applied (16384 x 1536 floats = 100 MB). */
+const LM_HEAD_CHUNK = 16384;
 
 /**
  * Additive attention mask [B, 1, S, T] (0 = attend, finfo.min = masked) for S new queries at absolute key
@@ -95,6 +105,15 @@ export class Qwen2VLTextModel {
 
   /** Token embeddings [B, S, H] for ids [B, S]. */
   embed(inputIds: tf.Tensor2D): tf.Tensor3D {
+    const host = this.weights.embedTokensHost;
+    if (host) {
+      const [B, S] = inputIds.shape;
+      const H = host.shape[1];
+      const ids = inputIds.dataSync();
+      const out = new Float32Array(B * S * H);
+      for (let i = 0; i < ids.length; i++) out.set(host.data.subarray(ids[i] * H, (ids[i] + 1) * H), i * H);
+      return tf.tensor3d(out, [B, S, H]);
+    }
     return tf.tidy(() => {
       const [B, S] = inputIds.shape;
       return tf.reshape(tf.gather(this.weights.embedTokens, tf.reshape(inputIds, [B * S])), [B, S, this.config.hiddenSize]);
@@ -154,6 +173,22 @@ export class Qwen2VLTextModel {
   lmHead(h: tf.Tensor3D): tf.Tensor3D {
     return tf.tidy(() => {
       const [B, S, H] = h.shape;
+      const hostW = this.weights.lmHeadHost ?? (this.weights.lmHead ? null : this.weights.embedTokensHost);
+      if (hostW) {
+        const hT = tf.transpose(tf.reshape(h, [B * S, H]));
+        const V = hostW.shape[0];
+        const parts: tf.Tensor[] = [];
+        for (let r = 0; r < V; r += LM_HEAD_CHUNK) {
+          const n = Math.min(LM_HEAD_CHUNK, V - r);
+          parts.push(
+            tf.tidy(() => {
+              const chunk = tf.tensor2d(hostW.data.subarray(r * H, (r + n) * H), [n, H]);
+              return tf.transpose(tf.matMul(chunk, hT)); // [B*S, n]
+            }),
+          );
+        }
+        return tf.reshape(tf.concat(parts, 1), [B, S, V]) as tf.Tensor3D;
+      }
       const W = this.weights.lmHead ?? this.weights.embedTokens;
       const hT = tf.transpose(tf.reshape(h, [B * S, H]));
       return tf.reshape(tf.transpose(tf.matMul(W, hT)), [B, S, W.shape[0]]) as tf.Tensor3D;

@@ -176,4 +176,36 @@ describe("loadQwen2VL", () => {
     m.dispose();
     expect(tf.memory().numBytes).toBe(start);
   });
+
+  it('weightResidency "host": Linear, embed and lm_head weights stay on the host, the forward is identical', async () => {
+    const start = tf.memory().numBytes;
+    const { model: m } = await loadQwen2VL(fixture, { loadProcessor: false, weightResidency: "host" });
+    const deviceBytes = tf.memory().numBytes - start;
+    // only norms and biases on the device (a few KB), not the 19.5M-parameter embedding
+    expect(deviceBytes).toBeLessThan(64 * 1024);
+    for (const l of m.namedLinears().values()) expect(l.residency).toBe("host");
+    expect(() => m.namedLinears().get("model.layers.0.self_attn.q_proj")!.weight).toThrow(/host-resident/);
+    const ref2 = openReference();
+    const ids2 = refRows(ref2, "image_prompt.input_ids");
+    const pv = ref2.read("image_prompt.pixel_values");
+    const grid = refRows(ref2, "image_prompt.image_grid_thw");
+    const run = (mm: Qwen2VLForConditionalGeneration) => {
+      const x = tf.tensor2d(ids2, undefined, "int32");
+      const p = tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]);
+      const o = mm.forward({ inputIds: x, pixelValues: p, imageGridThw: grid, logitsToKeep: 2 });
+      const d = o.logits.dataSync() as Float32Array;
+      tf.dispose([o.logits, x, p]);
+      return d;
+    };
+    const before = tf.memory().numTensors;
+    const a = run(m);
+    expect(tf.memory().numTensors).toBe(before); // per-call uploads are freed
+    expect(tf.memory().numBytes - start).toBe(deviceBytes);
+    const b = run(base);
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    expect(worst).toBeLessThan(1e-5);
+    m.dispose();
+    expect(tf.memory().numBytes).toBe(start);
+  });
 });

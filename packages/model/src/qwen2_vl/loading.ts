@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { openCheckpoint, RarlError, type TensorSource } from "@rarl/core";
-import { Linear } from "../nn/linear";
+import { type HostWeight, Linear } from "../nn/linear";
 import { loadQwen2VLConfig, type Qwen2VLConfig } from "./config";
 import { type DecoderLayerWeights, Qwen2VLTextModel } from "./language";
 import { Qwen2VLForConditionalGeneration } from "./model";
@@ -20,8 +20,11 @@ export interface LoadQwen2VLOptions {
   /** Load the processor too (preprocessor_config.json, tokenizer, chat template). Default true. */
   loadProcessor?: boolean;
   /**
-   * Where frozen weights live. "device" (default): tfjs tensors on the active backend. "host" is not implemented
-   * yet (see the README's "Weight residency" note) and throws.
+   * Where the large frozen weights live. "device" (default): every weight is a tfjs tensor on the active backend.
+   * "host": every Linear weight, embed_tokens and lm_head stay in host memory (JS Float32Arrays) and are uploaded
+   * per layer while a forward pass uses them (norms and biases stay on the device). For models larger than the
+   * ~4 GiB wasm heap (Qwen2-VL-2B is 8.8 GB in float32). LoRA merge and the generation helpers that read
+   * `lmHead`/`embedTokens` directly need "device".
    */
   weightResidency?: "device" | "host";
 }
@@ -104,7 +107,12 @@ const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every
  * reading the next, so the host never holds more than one decoded tensor (BF16/F16 are widened to float32 by the
  * reader). A tied lm_head reuses embed_tokens (one copy).
  */
-export function buildQwen2VLFromSource(cfg: Qwen2VLConfig, source: TensorSource): Qwen2VLForConditionalGeneration {
+export function buildQwen2VLFromSource(
+  cfg: Qwen2VLConfig,
+  source: TensorSource,
+  opts: { weightResidency?: "device" | "host" } = {},
+): Qwen2VLForConditionalGeneration {
+  const host = opts.weightResidency === "host";
   const expected = expectedWeights(cfg);
   const fileKey = new Map<string, string>(); // hub name -> file key
   const unexpected: string[] = [];
@@ -150,11 +158,20 @@ export function buildQwen2VLFromSource(cfg: Qwen2VLConfig, source: TensorSource)
     created.push(tensor);
     return tensor;
   };
+  const getHost = (n: string, shape2d: [number, number]): HostWeight => ({ data: source.read(fileKey.get(n)!).data as Float32Array, shape: shape2d });
+  const shape2 = (n: string): [number, number] => {
+    const s = expected.get(n)!;
+    return [s[0], s.slice(1).reduce((a, b) => a * b, 1)];
+  };
   try {
-    const lin = (p: string, bias: boolean, reshape?: number[]) =>
-      new Linear(get<tf.Tensor2D>(`${p}.weight`, reshape), bias ? get<tf.Tensor1D>(`${p}.bias`) : null);
+    const lin = (p: string, bias: boolean, reshape?: number[]) => {
+      if (host) return Linear.fromHost(getHost(`${p}.weight`, shape2(`${p}.weight`)), bias ? get<tf.Tensor1D>(`${p}.bias`) : null);
+      return new Linear(get<tf.Tensor2D>(`${p}.weight`, reshape), bias ? get<tf.Tensor1D>(`${p}.bias`) : null);
+    };
     const layers: DecoderLayerWeights[] = [];
-    const embedTokens = get<tf.Tensor2D>("model.embed_tokens.weight");
+    const embedTokensHost = host ? getHost("model.embed_tokens.weight", shape2("model.embed_tokens.weight")) : null;
+    const embedTokens = host ? (tf.zeros([0, cfg.hiddenSize]) as tf.Tensor2D) : get<tf.Tensor2D>("model.embed_tokens.weight");
+    if (host) created.push(embedTokens);
     for (let i = 0; i < cfg.numHiddenLayers; i++) {
       const p = `model.layers.${i}.`;
       layers.push({
@@ -170,7 +187,8 @@ export function buildQwen2VLFromSource(cfg: Qwen2VLConfig, source: TensorSource)
       });
     }
     const norm = get<tf.Tensor1D>("model.norm.weight");
-    const lmHead = cfg.tieWordEmbeddings ? null : get<tf.Tensor2D>("lm_head.weight");
+    const lmHeadHost = !cfg.tieWordEmbeddings && host ? getHost("lm_head.weight", shape2("lm_head.weight")) : null;
+    const lmHead = cfg.tieWordEmbeddings || host ? null : get<tf.Tensor2D>("lm_head.weight");
     const v = cfg.visionConfig;
     const E = v.embedDim;
     const patchEmbed = lin("visual.patch_embed.proj", false, [E, v.inChannels * v.temporalPatchSize * v.patchSize * v.patchSize]);
@@ -193,7 +211,7 @@ export function buildQwen2VLFromSource(cfg: Qwen2VLConfig, source: TensorSource)
       mlp0: lin("visual.merger.mlp.0", true),
       mlp2: lin("visual.merger.mlp.2", true),
     });
-    const text = new Qwen2VLTextModel(cfg, { embedTokens, layers, norm, lmHead });
+    const text = new Qwen2VLTextModel(cfg, { embedTokens, layers, norm, lmHead, embedTokensHost, lmHeadHost });
     return new Qwen2VLForConditionalGeneration(cfg, visual, text);
   } catch (e) {
     for (const t of created) t.dispose();
@@ -207,17 +225,11 @@ export function buildQwen2VLFromSource(cfg: Qwen2VLConfig, source: TensorSource)
  * tokenizer.json, chat template). Throws ModelConfigError / SafetensorsError / CheckpointError / ProcessorError.
  */
 export async function loadQwen2VL(dir: string, opts: LoadQwen2VLOptions = {}): Promise<LoadedQwen2VL> {
-  if (opts.weightResidency === "host") {
-    throw new CheckpointError('weightResidency "host" is not implemented yet; use "device" (see @rarl/model README, Weight residency)', {
-      code: "NOT_IMPLEMENTED",
-      details: { field: "weightResidency" },
-    });
-  }
   const config = loadQwen2VLConfig(dir);
   const processor = opts.loadProcessor === false ? null : Qwen2VLProcessor.fromPretrained(dir, { tokenizerPath: opts.tokenizerPath });
   const source = openCheckpoint(dir);
   try {
-    const model = buildQwen2VLFromSource(config, source);
+    const model = buildQwen2VLFromSource(config, source, { weightResidency: opts.weightResidency });
     return { config, model, processor };
   } finally {
     source.close();
