@@ -21,7 +21,7 @@ export { formatParityReport } from "./parity/report";
 export { type CaseResult, type CaseStatus, discoverParityApi, type FieldResult, type ParityApi, type ParityOptions, type ParityReport, runParity } from "./parity/run";
 // model (M1)
 export * from "./qwen2_vl/index";
-export { areAdaptersEnabled, isLoraTraining, Linear, type LoraSlot, setAdaptersEnabled, setLoraTraining } from "./nn/linear";
+export { areAdaptersEnabled, type HostWeight, isLoraTraining, Linear, type LoraSlot, setAdaptersEnabled, setLoraTraining } from "./nn/linear";
 export { activation, bmm, geluErf, layerNorm, quickGelu, rmsNorm, silu } from "./nn/ops";
 // generation and log-probs (M3)
 export { GenerationError, InvalidGenerationParamError, SequenceTooLongError } from "./generation/errors";
