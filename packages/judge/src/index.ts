@@ -22,4 +22,4 @@ export { isClosed, offlineVerdict, type OfflineJudgeOptions } from "./offline";
 export { Judge, type JudgeOptions, type JudgeOutcome, type JudgeStats } from "./judge";
 export { runJudge, type RunJudgeOptions, type RunJudgeSummary } from "./run";
 export { buildReport, formatReportMarkdown, formatSectionsMarkdown, cohenKappa, HUMAN, type JudgeReport, type ReportCell, type Agreement } from "./report";
-export { judgeReward, splitCompletion, type JudgeRewardOptions, type JudgeRewardSample } from "./reward";
+export { judgeReward, judgeRewardDefinition, splitCompletion, type JudgeRewardOptions, type JudgeRewardSample } from "./reward";

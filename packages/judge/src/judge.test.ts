@@ -126,9 +126,13 @@ describe.each(providers)("judge against the fault-injecting server: $judge", (p)
     // the transient failure (5xx after all attempts) is not cached: it is tried again
     await runJudge({ ...base(), predictions: preds, out, cacheDir });
     expect(srv.requests).toBe(before + 1);
+    // --retry-failed: the cached invalid-output failure is asked again (its script now answers ok)
+    const retried = await runJudge({ ...base(), predictions: preds.slice(2, 3), out, cacheDir, retryCachedFailures: true });
+    expect(retried.scored).toBe(1);
+    expect(srv.requests).toBe(before + 2);
     // a different prompt version misses the cache
     await runJudge({ ...base(), predictions: preds.slice(0, 1), out, cacheDir, prompt: { template: "Question: {{question}}\n{{prediction}}", version: "custom/1" } });
-    expect(srv.requests).toBe(before + 2);
+    expect(srv.requests).toBe(before + 3);
   });
 });
 

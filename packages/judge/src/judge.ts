@@ -34,6 +34,8 @@ export interface JudgeOptions {
   retry?: RetryOptions;
   /** Directory of the persistent cache. Default: none (no cache). */
   cacheDir?: string;
+  /** Ignore cached invalid-output failures and ask the judge again (cached verdicts are still used). Default false. */
+  retryCachedFailures?: boolean;
   /** Price table (USD per 1M tokens) merged over {@link DEFAULT_PRICES}. */
   prices?: Record<string, Price>;
   /** Options of the offline judge (judge "offline"). */
@@ -202,7 +204,7 @@ export class Judge {
     }
     const key = cacheKey(this.spec.name, this.prompt.version, sample);
     const hit = this.cache?.get(key);
-    if (hit) {
+    if (hit && !(hit.status === "failed" && this.opts.retryCachedFailures)) {
       this.counters.cacheHits++;
       if (hit.status === "scored") return { status: "scored", verdict: hit.verdict, cached: true };
       return { status: "failed", error: hit.error, errorKind: hit.error.split(":")[0], cached: true };

@@ -1,8 +1,8 @@
-import type { RewardFn, TextSimilarity } from "@rarl/rewards";
+import type { RewardDefinition, RewardFn, TextSimilarity } from "@rarl/rewards";
 import { describe, expect, it } from "vitest";
 import { Judge } from "./judge";
 import { isClosed, offlineVerdict } from "./offline";
-import { judgeReward, splitCompletion } from "./reward";
+import { judgeReward, judgeRewardDefinition, splitCompletion } from "./reward";
 
 const s = (reference: string, prediction: string, extra = {}) => ({ id: "1", dataset: "SLAKE", question: "q", reference, prediction, ...extra });
 
@@ -52,6 +52,9 @@ describe("judge-as-reward adapter", () => {
     expect(await reward("<think>liver is normal in size</think><answer>Yes</answer>", sample, {})).toBe(1.5);
     expect(await reward("<think>heart</think><answer>No</answer>", sample, {})).toBe(0);
     expect(await reward("<answer>Yes</answer>", { ...sample, reasoning: undefined }, {})).toBe(1);
+    const def: RewardDefinition = judgeRewardDefinition(Judge.create({ judge: "offline" }));
+    expect(def).toMatchObject({ name: "judge", async: true });
+    expect(await def.fn("<answer>No</answer>", sample, {})).toBe(0);
   });
 });
 

@@ -62,3 +62,16 @@ export function judgeReward(judge: Judge, opts: JudgeRewardOptions = {}) {
     return pw * o.verdict.prediction_score + (o.verdict.reasoning_score === null ? 0 : rw * o.verdict.reasoning_score);
   };
 }
+
+/**
+ * The judge reward as a named reward definition (structurally a @rarl/rewards `RewardDefinition`),
+ * marked `async` so a composite runs it with bounded concurrency. Default name "judge".
+ */
+export function judgeRewardDefinition(judge: Judge, opts: JudgeRewardOptions & { name?: string } = {}) {
+  return {
+    name: opts.name ?? "judge",
+    fn: judgeReward(judge, opts),
+    async: true as const,
+    description: `LLM-as-judge reward (${judge.name}, prompt ${judge.promptVersion})`,
+  };
+}

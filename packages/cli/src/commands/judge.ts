@@ -35,6 +35,7 @@ export function register(program: Command): void {
     .option("--temperature <t>", "sampling temperature", num("temperature"), 0)
     .option("--cache <dir>", "persistent cache directory (default: .rarl-judge-cache beside --out)")
     .option("--no-cache", "do not read or write the cache")
+    .option("--retry-failed", "ask again for samples whose cached outcome is an invalid-output failure")
     .option("--prompt-file <file>", "custom prompt template ({{question}}, {{ground_truth}}, {{prediction}}, {{note}})")
     .option("--prompt-version <v>", "version of the custom prompt (part of the cache key; required with --prompt-file)")
     .option("--price-input <usd>", "USD per 1M input tokens for this judge's model (overrides the table)", num("price-input"))
@@ -66,6 +67,7 @@ export function register(program: Command): void {
         temperature: o.temperature,
         retry: { maxAttempts: o.maxAttempts, baseDelayMs: o.retryBaseMs },
         cacheDir,
+        retryCachedFailures: Boolean(o.retryFailed),
         prompt,
         prices,
         offline: { threshold: o.threshold, encoderDir: o.encoder },
