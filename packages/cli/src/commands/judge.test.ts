@@ -107,14 +107,32 @@ describe("rarl judge (spawned CLI)", () => {
     expect(srv.requests).toBe(before3);
     expect(lines(out).every((r) => r.cached === true)).toBe(true);
 
-    // failures with error messages, still no key anywhere
+    // failures with error messages (in-process, stdout/stderr captured), still no key anywhere
     const preds2 = path.join(dir, "fail.jsonl");
     writePreds(preds2, ["401", "500,500", "malformed,malformed", "hang,hang", "ok"], "fail");
     const out2 = path.join(dir, "fail-results.jsonl");
-    const r4 = await spawnCli([
-      "judge", "--predictions", preds2, "--judge", "openai:gpt-4o-mini", "--base-url", `${srv.url}/v1`,
-      "--timeout-ms", "700", "--max-attempts", "2", "--retry-base-ms", "1", "--cache", cache, "--out", out2,
-    ]).done;
+    const r4 = { code: -1, stdout: "", stderr: "" };
+    const origOut = process.stdout.write.bind(process.stdout);
+    const origErr = process.stderr.write.bind(process.stderr);
+    (process.stdout as any).write = (x: string) => {
+      r4.stdout += String(x);
+      return true;
+    };
+    (process.stderr as any).write = (x: string) => {
+      r4.stderr += String(x);
+      return true;
+    };
+    process.env.OPENAI_API_KEY = KEY;
+    try {
+      r4.code = await runCli([
+        "judge", "--predictions", preds2, "--judge", "openai:gpt-4o-mini", "--base-url", `${srv.url}/v1`,
+        "--timeout-ms", "700", "--max-attempts", "2", "--retry-base-ms", "1", "--cache", cache, "--out", out2,
+      ]);
+    } finally {
+      (process.stdout as any).write = origOut;
+      (process.stderr as any).write = origErr;
+      delete process.env.OPENAI_API_KEY;
+    }
     expect(r4.code).toBe(0);
     const rows2 = lines(out2);
     expect(rows2.map((r) => r.status).sort()).toEqual(["failed", "failed", "failed", "failed", "scored"]);
