@@ -94,6 +94,16 @@ describe.each(providers)("judge against the fault-injecting server: $judge", (p)
     expect(text).not.toContain(GKEY);
   });
 
+  it("connection refused: retried, then failed as network with a reason", async () => {
+    const dead = await startFaultServer();
+    const url = p.judge.startsWith("openai") ? `${dead.url}/v1` : dead.url;
+    await dead.close();
+    const sum = await runJudge({ ...base({ baseURL: url, retry: { baseDelayMs: 1, maxAttempts: 2 } }), predictions: [sample("ok")], out: path.join(dir, "dead.jsonl") });
+    expect(sum.failedItems[0].error).toMatch(/^network: .*\(gave up after 2 attempts\)$/);
+    expect(sum.stats.retries).toEqual({ network: 1 });
+    expect(sum.failedItems[0].error).not.toContain(KEY);
+  });
+
   it("honours Retry-After on 429", async () => {
     const s = sample("429@0.3,ok");
     await runJudge({ ...base(), predictions: [s], out: path.join(dir, "ra.jsonl") });
