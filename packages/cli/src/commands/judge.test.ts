@@ -210,8 +210,19 @@ describe("rarl judge + rarl report (in-process)", () => {
     const gptOut = path.join(dir, "gpt.jsonl");
     process.env.RARL_TEST_KEY = KEY;
     expect(
-      await runCli(["judge", "--predictions", preds, "--judge", "openai:gpt-4o-mini", "--api-key-env", "RARL_TEST_KEY", "--base-url", `${srv.url}/v1`, "--no-cache", "--out", gptOut, "--quiet"]),
+      await runCli(["judge", "--predictions", preds, "--judge", "openai:gpt-4o-mini", "--api-key-env", "RARL_TEST_KEY", "--base-url", `${srv.url}/v1`, "--no-cache", "--out", gptOut, "--quiet", "--summary", path.join(dir, "gpt-summary.json")]),
     ).toBe(0);
+    const summary = JSON.parse(fs.readFileSync(path.join(dir, "gpt-summary.json"), "utf8"));
+    expect(summary).toMatchObject({ total: 4, scored: 4, failed: 0, lost: 0, stats: { requests: 4, cacheHits: 0 } });
+    expect(summary.stats.inputTokens).toBeGreaterThan(0);
+    // list price of gpt-4o-mini: $0.15 / $0.60 per 1M tokens
+    expect(summary.stats.costUsd).toBeCloseTo((summary.stats.inputTokens * 0.15 + summary.stats.outputTokens * 0.6) / 1e6, 12);
+    // price override for the judge's model
+    expect(
+      await runCli(["judge", "--predictions", preds, "--judge", "openai:gpt-4o-mini", "--api-key-env", "RARL_TEST_KEY", "--base-url", `${srv.url}/v1`, "--no-cache", "--out", path.join(dir, "gpt2.jsonl"), "--quiet", "--price-input", "1", "--price-output", "2", "--summary", path.join(dir, "gpt2-summary.json")]),
+    ).toBe(0);
+    const s2 = JSON.parse(fs.readFileSync(path.join(dir, "gpt2-summary.json"), "utf8")).stats;
+    expect(s2.costUsd).toBeCloseTo((s2.inputTokens * 1 + s2.outputTokens * 2) / 1e6, 12);
     delete process.env.RARL_TEST_KEY;
 
     const human = path.join(dir, "human.jsonl");

@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { writeFileAtomic } from "@rarl/core";
 import { APPENDIX_B_PROMPT_VERSION, type JudgePrompt, runJudge } from "@rarl/judge";
 import type { Command } from "commander";
 
@@ -42,6 +43,7 @@ export function register(program: Command): void {
     .option("--price-output <usd>", "USD per 1M output tokens for this judge's model (overrides the table)", num("price-output"))
     .option("--threshold <x>", "offline judge: similarity threshold for open answers and reasoning (default 0.5)", num("threshold"))
     .option("--encoder <dir>", "offline judge: BERT/RoBERTa folder for BERTScore (default: lexical F1)")
+    .option("--summary <file>", "also write the run summary (counts, failures, requests, retries, tokens, cost) as JSON")
     .option("--quiet", "no progress lines")
     .action(async (o) => {
       let prompt: JudgePrompt | undefined;
@@ -81,6 +83,7 @@ export function register(program: Command): void {
               }
             },
       });
+      if (o.summary) writeFileAtomic(o.summary, `${JSON.stringify(summary, null, 2)}\n`);
       const s = summary.stats;
       const lines = [
         `judge ${summary.judge}: ${summary.total} samples, ${summary.scored} scored, ${summary.failed} failed, ${summary.lost} lost -> ${summary.out}`,
