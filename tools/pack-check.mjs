@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// Packaging check (`npm run pack:check`):
+//  1. builds every package (`npx nx run-many -t build`; `--no-build` skips this),
+//  2. `npm pack`s each @rarl package into a temp dir,
+//  3. installs all tarballs into a fresh temp project under os.tmpdir() (outside the repo) from the npm cache
+//     (--prefer-offline, --ignore-scripts: no install script runs, optional peers such as tfjs-node are not installed),
+//  4. imports every public entry of every package with both `import()` (ESM) and `require()` (CJS), and runs each
+//     package bin with --help.
+// Exit code 0 when everything loads; the temp dirs are removed unless --keep.
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const args = new Set(process.argv.slice(2));
+const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+
+function run(cmd, argv, opts = {}) {
+  const r = spawnSync(cmd, argv, { encoding: "utf8", stdio: opts.capture ? "pipe" : "inherit", ...opts });
+  if (r.status !== 0) {
+    const out = opts.capture ? `\n${r.stdout ?? ""}${r.stderr ?? ""}` : "";
+    throw new Error(`${cmd} ${argv.join(" ")} failed (exit ${r.status ?? r.signal}) in ${opts.cwd ?? process.cwd()}${out}`);
+  }
+  return r.stdout ?? "";
+}
+
+const t0 = Date.now();
+const pkgs = fs
+  .readdirSync(path.join(root, "packages"))
+  .map((d) => path.join(root, "packages", d))
+  .filter((d) => fs.existsSync(path.join(d, "package.json")))
+  .map((dir) => ({ dir, json: JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) }))
+  .filter((p) => p.json.name?.startsWith("@rarl/") && !p.json.private);
+
+if (!args.has("--no-build")) {
+  console.error("pack-check: building all packages");
+  run("npx", ["nx", "run-many", "-t", "build", "--outputStyle=static"], { cwd: root });
+}
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-pack-check-"));
+const tarDir = path.join(work, "tarballs");
+const proj = path.join(work, "project");
+fs.mkdirSync(tarDir);
+fs.mkdirSync(proj);
+let ok = false;
+try {
+  const tarballs = [];
+  for (const p of pkgs) {
+    const out = run(npm, ["pack", "--json", "--pack-destination", tarDir], { cwd: p.dir, capture: true });
+    const info = JSON.parse(out.slice(out.indexOf("[")))[0];
+    const missing = ["dist/index.js", "dist/index.cjs", "dist/index.d.ts"].filter((f) => !info.files.some((x) => x.path === f));
+    if (missing.length) throw new Error(`${p.json.name}: tarball lacks ${missing.join(", ")}`);
+    if (!info.files.some((x) => x.path === "README.md")) console.error(`pack-check: WARNING ${p.json.name} has no README.md`);
+    tarballs.push(path.join(tarDir, info.filename));
+    console.error(`pack-check: packed ${info.filename} (${info.files.length} files, ${(info.size / 1024).toFixed(0)} KiB)`);
+  }
+
+  fs.writeFileSync(path.join(proj, "package.json"), JSON.stringify({ name: "rarl-pack-check", version: "0.0.0", private: true }, null, 2));
+  console.error(`pack-check: installing ${tarballs.length} tarballs into ${proj}`);
+  run(npm, ["install", "--prefer-offline", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error", ...tarballs], { cwd: proj });
+  for (const forbidden of ["@tensorflow/tfjs-node", "@tensorflow/tfjs-node-gpu"]) {
+    if (fs.existsSync(path.join(proj, "node_modules", forbidden))) throw new Error(`${forbidden} was installed; it must stay an optional peer`);
+  }
+
+  // One probe per module system; each imports every public entry and checks it exports something.
+  const entries = [];
+  for (const p of pkgs) {
+    for (const key of Object.keys(p.json.exports ?? { ".": {} })) {
+      if (key.endsWith("package.json")) continue;
+      entries.push(key === "." ? p.json.name : `${p.json.name}/${key.replace(/^\.\//, "")}`);
+    }
+  }
+  const list = JSON.stringify(entries);
+  fs.writeFileSync(
+    path.join(proj, "probe.mjs"),
+    `for (const e of ${list}) { const m = await import(e); const n = Object.keys(m).filter((k) => k !== "default").length; if (n === 0) throw new Error(e + ": ESM entry exports nothing"); console.log("esm", e, n, "exports"); }\n`,
+  );
+  fs.writeFileSync(
+    path.join(proj, "probe.cjs"),
+    `for (const e of ${list}) { const m = require(e); const n = Object.keys(m).length; if (n === 0) throw new Error(e + ": CJS entry exports nothing"); console.log("cjs", e, n, "exports"); }\n`,
+  );
+  // Empty stub packages export nothing yet; report them instead of failing, unless --strict.
+  const probeEnv = { ...process.env, RARL_LOG_LEVEL: "warn" };
+  for (const probe of ["probe.mjs", "probe.cjs"]) {
+    const r = spawnSync(process.execPath, [probe], { cwd: proj, encoding: "utf8", env: probeEnv });
+    process.stdout.write(r.stdout);
+    if (r.status !== 0) {
+      const stub = /entry exports nothing/.test(r.stderr) && !args.has("--strict");
+      if (!stub) throw new Error(`${probe} failed:\n${r.stderr}`);
+      // rerun entry by entry so one empty stub does not hide the others
+      for (const e of entries) {
+        const code = probe.endsWith(".mjs") ? `const m = await import(${JSON.stringify(e)}); console.log(Object.keys(m).filter(k=>k!=="default").length)` : `console.log(Object.keys(require(${JSON.stringify(e)})).length)`;
+        const rr = spawnSync(process.execPath, [probe.endsWith(".mjs") ? "--input-type=module" : "--input-type=commonjs", "-e", code], { cwd: proj, encoding: "utf8", env: probeEnv });
+        if (rr.status !== 0) throw new Error(`${probe} ${e} failed to load:\n${rr.stderr}`);
+        if (rr.stdout.trim() === "0") console.log(`${probe.endsWith(".mjs") ? "esm" : "cjs"} ${e} loads but exports nothing yet (stub)`);
+      }
+    }
+  }
+  for (const p of pkgs) {
+    for (const bin of Object.keys(typeof p.json.bin === "string" ? { [p.json.name.split("/")[1]]: 1 } : (p.json.bin ?? {}))) {
+      const out = run(path.join(proj, "node_modules", ".bin", bin), ["--help"], { cwd: proj, capture: true, env: probeEnv });
+      console.log(`bin ${bin} --help: ${out.split("\n")[0]}`);
+    }
+  }
+  ok = true;
+} finally {
+  if (args.has("--keep") || !ok) console.error(`pack-check: temp dir kept at ${work}`);
+  else fs.rmSync(work, { recursive: true, force: true });
+}
+console.error(`pack-check: OK, ${pkgs.length} packages packed, installed outside the repo and imported via ESM and CJS (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
