@@ -122,8 +122,8 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
           [completions.length, T],
         );
         t = performance.now();
-        const oldLogp = c.numIterations > 1 ? this.policy.completionLogprobs(items, T) : null;
-        const refLogp = c.beta > 0 ? this.policy.withAdapterDisabled(() => this.policy.completionLogprobs(items, T)) : null;
+        const oldLogp = c.numIterations > 1 ? this.policy.completionLogprobs(items, T, c.temperature) : null;
+        const refLogp = c.beta > 0 ? this.policy.withAdapterDisabled(() => this.policy.completionLogprobs(items, T, c.temperature)) : null;
         timing.logprobs += performance.now() - t;
         rollouts.push({ items, completions, examples, prepared, T, mask, advantages: tf.tensor1d(Float32Array.from(adv.advantages)), oldLogp, refLogp });
       }
@@ -140,7 +140,7 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
         for (const r of rollouts) {
           let metricsT: tf.Tensor1D | null = null;
           const { value, grads } = tf.variableGrads(() => {
-            const logp = this.policy.completionLogprobs(r.items, r.T);
+            const logp = this.policy.completionLogprobs(r.items, r.T, c.temperature);
             const inp = { logp, oldLogp: r.oldLogp, refLogp: r.refLogp, advantages: r.advantages, mask: r.mask };
             metricsT = tf.keep(grpoMetricsTensor(inp, { epsilonLow: c.epsilon, epsilonHigh: c.epsilonHigh ?? undefined }));
             return grpoLoss(inp, { beta: c.beta, epsilonLow: c.epsilon, epsilonHigh: c.epsilonHigh ?? undefined, lossType: c.lossType, maxCompletionLength: c.maxCompletionLength });

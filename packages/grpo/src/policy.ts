@@ -66,8 +66,9 @@ export interface Policy<P = unknown, H extends PreparedPrompt = PreparedPrompt> 
   /**
    * Teacher-forced per-token log-probs, [B, T]: row b holds log p(completion_b[t] | prompt_b, completion_b[<t]) for
    * t < length_b, anything (masked) beyond. Differentiable w.r.t. trainableVariables(); the caller owns the result.
+   * `temperature` divides the logits first (TRL scores completions with the sampling temperature). Default 1.
    */
-  completionLogprobs(items: Array<{ prepared: H; completionIds: number[] }>, T: number): tf.Tensor2D;
+  completionLogprobs(items: Array<{ prepared: H; completionIds: number[] }>, T: number, temperature?: number): tf.Tensor2D;
   /** Runs `fn` with the adapter switched off (the reference policy, no second copy of the weights). */
   withAdapterDisabled<T>(fn: () => T): T;
   /** Writes the trainable weights in the policy's deployable format (PEFT adapter dir for LoRA). */

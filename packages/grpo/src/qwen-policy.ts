@@ -160,7 +160,7 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
     return res.samples[0].map((s) => ({ ids: s.ids, text: s.text, finishReason: s.finishReason === "length" ? "length" : "eos", logprobs: s.logprobs }));
   }
 
-  completionLogprobs(items: Array<{ prepared: QwenPrepared; completionIds: number[] }>, T: number): tf.Tensor2D {
+  completionLogprobs(items: Array<{ prepared: QwenPrepared; completionIds: number[] }>, T: number, temperature = 1): tf.Tensor2D {
     const B = items.length;
     const padId = this.processor?.tokenizer.specialIds.pad ?? 151643;
     const completions = items.map((it) => (it.completionIds.length ? it.completionIds : [padId]));
@@ -191,7 +191,9 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
           skipLogits: true,
         });
         const hs = out.hiddenStates!;
-        const h = tf.reshape(tf.slice(hs[hs.length - 1], [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
+        let h = tf.reshape(tf.slice(hs[hs.length - 1], [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
+        // logits / T = (h / T) · Wᵀ: scaling the lm_head input divides the logits by the temperature.
+        if (temperature !== 1) h = tf.div(h, temperature);
         const lp = tf.reshape(tokenLogprobs(h, lmHeadWeight(this.model), tf.tensor1d(tgt, "int32"), undefined, transposedLmHead(this.model)), [B, Lc]);
         if (Lc === T) return lp as tf.Tensor2D;
         if (Lc > T) return tf.slice(lp, [0, 0], [B, T]) as tf.Tensor2D;

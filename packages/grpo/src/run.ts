@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { getLogger, initBackend } from "@rarl/core";
-import { loadDataset, type Sample } from "@rarl/datasets";
+import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
+import { loadQwen2VL } from "@rarl/model";
 import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, TemplateSampler, TRAINING_TEMPLATES, type Template } from "@rarl/prompts";
 import { buildRewards, loadRewardConfig, type RewardConfig, type RewardSet, validateRewardConfig } from "@rarl/rewards";
 import { type GRPOConfig, resolveTrainConfig, type SFTConfig, type TrainConfig } from "./config";
@@ -10,6 +11,7 @@ import { GRPOTrainer } from "./grpo-trainer";
 import type { TrainResult } from "./loop";
 import type { Policy, PreparedPrompt, RewardScorer } from "./policy";
 import { SFTTrainer } from "./sft-trainer";
+import { QwenPolicy, type QwenLoraOptions } from "./qwen-policy";
 import { ToyPolicy } from "./testing/toy-policy";
 
 const log = getLogger("grpo");
@@ -71,12 +73,39 @@ export const POLICY_FACTORIES: Record<string, (model: TrainFileSections["model"]
       },
       release: () => {},
       generate: (p, o) => toy.generate(p, o),
-      completionLogprobs: (items, T) => toy.completionLogprobs(items, T),
+      completionLogprobs: (items, T, temp) => toy.completionLogprobs(items, T, temp),
       withAdapterDisabled: (fn) => toy.withAdapterDisabled(fn),
       saveAdapter: (dir) => toy.saveAdapter(dir),
       encode: (text) => Array.from(text, (ch) => ch.charCodeAt(0) % V),
     };
     return { policy, dispose: () => toy.dispose() };
+  },
+  qwen2vl: async (m, { configDir, cfg }) => {
+    if (typeof m.path !== "string") throw new TrainConfigError('model.path (a Hugging Face Qwen2-VL folder) is required for model.type "qwen2vl"', { code: "CONFIG_INVALID", details: { field: "model.path" } });
+    if (cfg.trainer === "sft" && (cfg as SFTConfig).finetune === "full") {
+      throw new TrainConfigError('finetune "full" is not wired for Qwen2-VL yet (the model keeps frozen weights as tensors, not variables); use "lora"', { code: "CONFIG_INVALID", details: { field: "finetune" } });
+    }
+    const { model, processor } = await loadQwen2VL(path.resolve(configDir, m.path));
+    const q = new QwenPolicy(model, processor, { seed: cfg.seed, ...((m.lora as QwenLoraOptions) ?? {}) });
+    const policy: BuiltPolicy["policy"] = {
+      trainableVariables: () => q.trainableVariables(),
+      trainableNames: () => q.trainableNames(),
+      prepare: ({ messages, sample, root }) => q.prepare({ messages, images: [imageInput(sample, root)] }),
+      release: (h) => q.release(h),
+      generate: (h, o) => q.generate(h, o),
+      completionLogprobs: (items, T, temp) => q.completionLogprobs(items, T, temp),
+      withAdapterDisabled: (fn) => q.withAdapterDisabled(fn),
+      saveAdapter: (dir) => q.saveAdapter(dir),
+      // SFT targets end with the end-of-turn token, as the chat template would write them.
+      encode: async (text) => [...(await q.encode(text)), processor?.tokenizer.specialIds.imEnd ?? 151645],
+    };
+    return {
+      policy,
+      dispose: () => {
+        q.dispose();
+        model.dispose();
+      },
+    };
   },
 };
 

@@ -111,7 +111,7 @@ export class ToyPolicy implements Policy<ToyPrompt, PreparedPrompt> {
     return out;
   }
 
-  completionLogprobs(items: Array<{ prepared: PreparedPrompt; completionIds: number[] }>, T: number): tf.Tensor2D {
+  completionLogprobs(items: Array<{ prepared: PreparedPrompt; completionIds: number[] }>, T: number, temperature = 1): tf.Tensor2D {
     const V = this.vocab;
     const B = items.length;
     const prevOh = new Float32Array(B * T * V);
@@ -126,7 +126,8 @@ export class ToyPolicy implements Policy<ToyPrompt, PreparedPrompt> {
       }
     });
     return tf.tidy(() => {
-      const logits = tf.matMul(tf.tensor2d(prevOh, [B * T, V]), this.table());
+      let logits = tf.matMul(tf.tensor2d(prevOh, [B * T, V]), this.table());
+      if (temperature !== 1) logits = tf.div(logits, temperature);
       const lsm = tf.logSoftmax(logits);
       return tf.reshape(tf.sum(tf.mul(lsm, tf.tensor2d(tgtOh, [B * T, V])), 1), [B, T]) as tf.Tensor2D;
     });
