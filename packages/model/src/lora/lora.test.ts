@@ -4,6 +4,7 @@ import path from "node:path";
 import { initBackend, openSafetensors, Rng, writeSafetensors } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { completionLogprobsHost } from "../generation/completion";
 import { loadQwen2VL } from "../qwen2_vl/loading";
 import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
 import { openReference, runCase, tinyFixtureDir } from "../qwen2_vl/parity_fixture";
@@ -96,7 +97,7 @@ describe("LoRA on the tiny Qwen2-VL", () => {
     expect(() => applyLora(model, { target_modules: ["nope"] }, new Rng(0))).toThrow(/match no Linear/);
   });
 
-  it("loading the fixture adapter reproduces lora_image_prompt (logits 1e-4, hidden 1e-3)", () => {
+  it("loading the fixture adapter reproduces lora_image_prompt (logits 1e-4, hidden 1e-3) and lora_completion log-probs (1e-4)", () => {
     loadAdapter(model, LORA_DIR);
     const d = runCase(model, ref, "lora_image_prompt");
     expect(d.logits_cols).toBeLessThan(1e-4);
@@ -104,6 +105,17 @@ describe("LoRA on the tiny Qwen2-VL", () => {
     expect(d.logsumexp).toBeLessThan(1e-4);
     expect(d.hidden_states).toBeLessThan(1e-3);
     expect(d.top_ids).toBe(0);
+    // lora_completion: teacher-forced log-probs of the completion after image_prompt
+    const ids = Array.from(ref.read("lora_completion.input_ids").data as BigInt64Array, Number);
+    const comp = Array.from(ref.read("lora_completion.completion_ids").data as BigInt64Array, Number);
+    const pv = ref.read("image_prompt.pixel_values");
+    const grid = [Array.from(ref.read("image_prompt.image_grid_thw").data as BigInt64Array, Number)];
+    const lp = completionLogprobsHost(model, {
+      prompts: [{ inputIds: ids.slice(0, ids.length - comp.length), pixelValues: pv.data as Float32Array, imageGridThw: grid }],
+      completions: [comp],
+    })[0];
+    const want = ref.read("lora_completion.completion_logprobs").data as Float32Array;
+    expect(Math.max(...lp.map((v, i) => Math.abs(v - want[i])))).toBeLessThan(1e-4);
     removeLora(model);
   });
 

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { initBackend } from "@rarl/core";
+import * as tf from "@tensorflow/tfjs-core";
 import { describe, expect, it } from "vitest";
 import { runParity } from "./run";
 
@@ -35,7 +36,9 @@ describe("runParity", () => {
 
   it("the whole fixture passes with the discovered model API (forward, vision, greedy, completion, LoRA cases)", async () => {
     await initBackend();
+    const before = tf.memory().numTensors;
     const r = await runParity(FX);
+    expect(tf.memory().numTensors).toBe(before);
     const expected = ["processor", "batch", "completion", "greedy", "image_prompt", "text_only", "lora_completion", "lora_image_prompt"];
     expect(Object.keys(r.cases).sort()).toEqual(expected.sort());
     for (const [name, c] of Object.entries(r.cases)) expect(c.status, `${name}: ${c.reason ?? ""}`).toBe("PASS");
@@ -43,5 +46,5 @@ describe("runParity", () => {
     expect(r.cases.greedy.fields.generated_ids.max_abs_diff).toBe(0);
     expect(r.cases.lora_completion.fields.completion_logprobs.max_abs_diff).toBeLessThanOrEqual(1e-4);
     expect(r.cases.image_prompt.fields["vision.merger"].max_abs_diff).toBeLessThanOrEqual(1e-3);
-  });
+  }, 300_000); // about 20 s on wasm, 135 s on the cpu backend
 });

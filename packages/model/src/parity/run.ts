@@ -49,9 +49,12 @@ export interface ParityApi {
   /** Loads the checkpoint in `dir`. */
   loadModel?(dir: string, opts: { tokenizerPath?: string }): Promise<{ model: any; config?: any }>;
   /** Full forward pass. */
-  forward?(model: any, args: { inputIds: number[][]; attentionMask: number[][]; pixelValues?: Float32Array; imageGridThw?: number[][]; outputHiddenStates: boolean }): Promise<ParityForward>;
+  forward?(
+    model: any,
+    args: { inputIds: number[][]; attentionMask: number[][]; pixelValues?: Float32Array; pixelCols?: number; imageGridThw?: number[][]; outputHiddenStates: boolean },
+  ): Promise<ParityForward>;
   /** Vision-tower intermediates (patch_embed, rot_pos_emb, block<i>, merger) as [N, D] tensors. */
-  visionIntermediates?(model: any, pixelValues: Float32Array, imageGridThw: number[][]): Promise<Record<string, tf.Tensor2D>>;
+  visionIntermediates?(model: any, pixelValues: Float32Array, imageGridThw: number[][], pixelCols?: number): Promise<Record<string, tf.Tensor2D>>;
   /** 3-D position ids [3][B][S] and rope deltas [B] for the inputs. */
   ropeIndex?(model: any, inputIds: number[][], imageGridThw: number[][] | null, attentionMask: number[][]): { positionIds: number[][][]; ropeDeltas: number[] };
   /** Greedy decoding (KV cache) of `maxNewTokens` tokens; returns the new ids and, if available, their log-probs. */
@@ -207,8 +210,10 @@ interface CaseInputs {
   /** For greedy: prompt length and number of generated tokens. */
   promptLen?: number;
   nGen?: number;
-  /** For completion cases: the completion ids. */
+  /** For completion cases: the completion ids (row 0). */
   completion?: number[];
+  /** Columns of pixelValues (C·T·P·P, 1176 for Qwen2-VL). */
+  pixelCols?: number;
 }
 
 function rows(fx: ParityFixture, key: string): number[][] {
@@ -234,7 +239,9 @@ function caseInputs(fx: ParityFixture, name: string): CaseInputs {
   if (nImgTokens > 0) {
     const donor = findPixelDonor(fx, name, ids, nImgTokens);
     if (!donor) throw new Error(`case ${name} has ${nImgTokens} image tokens but no case holds matching pixel_values`);
-    out.pixelValues = fx.read(`${donor}.pixel_values`).data as Float32Array;
+    const pv = fx.read(`${donor}.pixel_values`);
+    out.pixelValues = pv.data as Float32Array;
+    out.pixelCols = pv.shape[1];
     out.grids = fx.has(`${donor}.image_grid_thw`) ? rows(fx, `${donor}.image_grid_thw`) : fx.outputsJson.prompts?.[donor]?.image_grid_thw;
   }
   return out;
@@ -259,6 +266,15 @@ async function readTensor(t: tf.Tensor): Promise<Float32Array> {
   return (await t.data()) as Float32Array;
 }
 
+/** Reads a temporary tensor and frees it. */
+async function take(t: tf.Tensor): Promise<Float32Array> {
+  try {
+    return (await t.data()) as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
 /** Compares the forward-pass fields of a case. `offset` shifts positions (greedy steps start at P-1). */
 async function compareForward(
   fx: ParityFixture,
@@ -279,17 +295,17 @@ async function compareForward(
     const want = (f: string) => fx.has(`${name}.${pre}${f}`);
     if (want("logits_cols") && cols) {
       const ref = fx.read(`${name}.${pre}logits_cols`);
-      const got = await readTensor(tf.tidy(() => tf.gather(sel, tf.tensor1d(cols, "int32"), 2)));
+      const got = await take(tf.tidy(() => tf.gather(sel, tf.tensor1d(cols, "int32"), 2)));
       fields[`${pre}logits_cols`] = { max_abs_diff: maxAbsDiff(got, ref.data as Float32Array, maskedKeep(mask, cols.length)), tol: toleranceFor("logits", false) };
     }
     if (!step && want("logits_last")) {
       const ref = fx.read(`${name}.logits_last`);
-      const got = await readTensor(tf.tidy(() => tf.slice(fwd.logits, [0, S - 1, 0], [B, 1, V])));
+      const got = await take(tf.tidy(() => tf.slice(fwd.logits, [0, S - 1, 0], [B, 1, V])));
       fields.logits_last = { max_abs_diff: maxAbsDiff(got, ref.data as Float32Array), tol: toleranceFor("logits", false) };
     }
     if (want("logsumexp")) {
       const ref = fx.read(`${name}.${pre}logsumexp`);
-      const got = await readTensor(tf.tidy(() => tf.logSumExp(sel, 2)));
+      const got = await take(tf.tidy(() => tf.logSumExp(sel, 2)));
       fields[`${pre}logsumexp`] = { max_abs_diff: maxAbsDiff(got, ref.data as Float32Array, maskedKeep(mask, 1)), tol: toleranceFor("logsumexp", false) };
     }
     if (want("top_vals") || want("top_ids") || want("margin_top1_top2")) {
@@ -441,7 +457,7 @@ async function runModelCase(fx: ParityFixture, name: string, api: ParityApi, mod
   const refFields = fx.fields(name);
   const missing: string[] = [];
   const wantHidden = refFields.includes("hidden_states");
-  const fwd = await api.forward!(model, { inputIds: inp.ids, attentionMask: inp.mask, pixelValues: inp.pixelValues, imageGridThw: inp.grids, outputHiddenStates: wantHidden });
+  const fwd = await api.forward!(model, { inputIds: inp.ids, attentionMask: inp.mask, pixelValues: inp.pixelValues, pixelCols: inp.pixelCols, imageGridThw: inp.grids, outputHiddenStates: wantHidden });
   try {
     if (inp.nGen !== undefined && inp.promptLen !== undefined) {
       // greedy: per-step logits are the teacher-forced logits of the generated sequence at positions P-1 .. P+n-2
@@ -468,7 +484,7 @@ async function runModelCase(fx: ParityFixture, name: string, api: ParityApi, mod
       for (const f of visionFields) fields[f] = { max_abs_diff: null, tol: toleranceFor(f, false), note: "vision intermediates not available" };
       missing.push("vision intermediates");
     } else {
-      const inter = await api.visionIntermediates(model, inp.pixelValues, inp.grids);
+      const inter = await api.visionIntermediates(model, inp.pixelValues, inp.grids, inp.pixelCols);
       try {
         for (const f of visionFields) {
           const key = f.slice("vision.".length);
@@ -481,19 +497,51 @@ async function runModelCase(fx: ParityFixture, name: string, api: ParityApi, mod
       }
     }
   }
-  const row0Prompt = (len: number): ParityPrompt => ({
-    inputIds: inp.ids[0].slice(0, len),
-    pixelValues: inp.pixelValues,
-    imageGridThw: inp.grids,
-  });
+  const merge = fx.config?.vision_config?.spatial_merge_size ?? 2;
+  /** Row b as one prompt: its unpadded tokens minus the last `dropTail`, with that row's images. */
+  const rowPrompt = (b: number, dropTail: number): ParityPrompt => {
+    let gi = 0;
+    let pixRow = 0;
+    for (let r = 0; r < b; r++) {
+      let tokens = inp.ids[r].filter((t, j) => t === fx.imageTokenId && inp.mask[r][j] === 1).length;
+      while (tokens > 0 && inp.grids && gi < inp.grids.length) {
+        const g = inp.grids[gi++];
+        tokens -= (g[0] * g[1] * g[2]) / (merge * merge);
+        pixRow += g[0] * g[1] * g[2];
+      }
+    }
+    const ids = inp.ids[b].filter((_, j) => inp.mask[b][j] === 1);
+    const kept = ids.slice(0, ids.length - dropTail);
+    let tokens = kept.filter((t) => t === fx.imageTokenId).length;
+    const grids: number[][] = [];
+    let rowsOf = 0;
+    while (tokens > 0 && inp.grids && gi < inp.grids.length) {
+      const g = inp.grids[gi++];
+      grids.push(g);
+      tokens -= (g[0] * g[1] * g[2]) / (merge * merge);
+      rowsOf += g[0] * g[1] * g[2];
+    }
+    const D = inp.pixelCols ?? 0;
+    return grids.length === 0 || !inp.pixelValues
+      ? { inputIds: kept }
+      : { inputIds: kept, pixelValues: inp.pixelValues.slice(pixRow * D, (pixRow + rowsOf) * D), imageGridThw: grids };
+  };
+  const B = inp.ids.length;
   if (inp.completion && refFields.includes("completion_logprobs")) {
-    const P = inp.ids[0].length - inp.completion.length;
+    const tol = toleranceFor("completion_logprobs", false);
     if (!api.completionLogprobs) {
-      fields.completion_logprobs = { max_abs_diff: null, tol: toleranceFor("completion_logprobs", false), note: "completion log-probs not available" };
+      fields.completion_logprobs = { max_abs_diff: null, tol, note: "completion log-probs not available" };
       missing.push("completion log-probs");
     } else {
-      const lp = await api.completionLogprobs(model, row0Prompt(P), inp.completion);
-      fields.completion_logprobs = { max_abs_diff: maxAbsDiff(lp, fx.read(`${name}.completion_logprobs`).data as Float32Array), tol: toleranceFor("completion_logprobs", false) };
+      const ref = fx.read(`${name}.completion_logprobs`);
+      const comp = rows(fx, `${name}.completion_ids`);
+      const C = comp[0].length;
+      let worst = 0;
+      for (let b = 0; b < B; b++) {
+        const lp = await api.completionLogprobs(model, rowPrompt(b, C), comp[b]);
+        worst = Math.max(worst, maxAbsDiff(lp, (ref.data as Float32Array).subarray(b * C, (b + 1) * C)));
+      }
+      fields.completion_logprobs = { max_abs_diff: worst, tol };
     }
   }
   if (inp.nGen !== undefined && inp.promptLen !== undefined) {
@@ -505,19 +553,32 @@ async function runModelCase(fx: ParityFixture, name: string, api: ParityApi, mod
       fields.sequences = { max_abs_diff: null, tol: 0, note: "generation not available" };
       missing.push("generation");
     } else {
-      const g = await api.greedy(model, row0Prompt(inp.promptLen), { maxNewTokens: gk.max_new_tokens ?? inp.nGen, eosTokenIds: eos, padTokenId: pad });
-      const refGen = fx.read(`${name}.generated_ids`).data;
-      fields.generated_ids = { max_abs_diff: g.ids.length === refGen.length ? maxAbsDiff(g.ids, refGen) : Number.POSITIVE_INFINITY, tol: 0 };
-      const seq = [...inp.ids[0].slice(0, inp.promptLen), ...g.ids];
-      fields.sequences = { max_abs_diff: seq.length === inp.ids[0].length ? maxAbsDiff(seq, inp.ids[0]) : Number.POSITIVE_INFINITY, tol: 0 };
-      if (g.logprobs && fx.has(`${name}.step_logits_cols`) && fx.has(`${name}.step_logsumexp`) && fx.has("logit_cols")) {
-        const cols = fx.read("logit_cols").data as number[];
-        const lc = fx.read(`${name}.step_logits_cols`).data as Float32Array;
-        const lse = fx.read(`${name}.step_logsumexp`).data as Float32Array;
-        const C = cols.length;
-        const refLp = (refGen as number[]).map((id, i) => lc[i * C + cols.indexOf(id)] - lse[i]);
-        fields.generated_logprobs = { max_abs_diff: maxAbsDiff(g.logprobs.slice(0, refLp.length), refLp), tol: toleranceFor("logprobs", false), note: "log-probs returned by generate vs reference step logits" };
+      const n = inp.nGen;
+      const refGen = fx.read(`${name}.generated_ids`).data as number[];
+      const cols = fx.has("logit_cols") ? (fx.read("logit_cols").data as number[]) : null;
+      const lc = fx.has(`${name}.step_logits_cols`) ? (fx.read(`${name}.step_logits_cols`).data as Float32Array) : null;
+      const lse = fx.has(`${name}.step_logsumexp`) ? (fx.read(`${name}.step_logsumexp`).data as Float32Array) : null;
+      let genDiff = 0;
+      let seqDiff = 0;
+      let lpDiff: number | null = null;
+      for (let b = 0; b < B; b++) {
+        const g = await api.greedy(model, rowPrompt(b, n), { maxNewTokens: gk.max_new_tokens ?? n, eosTokenIds: eos, padTokenId: pad });
+        const want = refGen.slice(b * n, (b + 1) * n);
+        // HF pads a row that hit EOS early with the pad id
+        const mine = g.ids.length <= n ? [...g.ids, ...new Array<number>(n - g.ids.length).fill(pad)] : g.ids;
+        genDiff = Math.max(genDiff, mine.length === n ? maxAbsDiff(mine, want) : Number.POSITIVE_INFINITY);
+        const seq = [...inp.ids[b].slice(0, inp.promptLen), ...mine];
+        seqDiff = Math.max(seqDiff, seq.length === inp.ids[b].length ? maxAbsDiff(seq, inp.ids[b]) : Number.POSITIVE_INFINITY);
+        if (g.logprobs && cols && lc && lse) {
+          const C = cols.length;
+          const k = Math.min(g.ids.length, n);
+          const refLp = want.slice(0, k).map((id, i) => lc[(b * n + i) * C + cols.indexOf(id)] - lse[b * n + i]);
+          lpDiff = Math.max(lpDiff ?? 0, maxAbsDiff(g.logprobs.slice(0, k), refLp));
+        }
       }
+      fields.generated_ids = { max_abs_diff: genDiff, tol: 0 };
+      fields.sequences = { max_abs_diff: seqDiff, tol: 0 };
+      if (lpDiff !== null) fields.generated_logprobs = { max_abs_diff: lpDiff, tol: toleranceFor("logprobs", false), note: "log-probs returned by generate vs reference step logits" };
     }
   }
   // reference fields that are inputs of the case (not outputs to compare)
@@ -540,11 +601,15 @@ export async function discoverParityApi(): Promise<ParityApi> {
       const r = await m.loadQwen2VL(dir, { tokenizerPath: o.tokenizerPath });
       return { model: r.model ?? r, config: r.config };
     };
-    api.disposeModel = (model) => model?.dispose?.();
+    api.disposeModel = (model) => {
+      // generation keeps a transposed lm_head copy per model; free it with the model
+      if (typeof m.releaseTransposedLmHead === "function") m.releaseTransposedLmHead(model);
+      model?.dispose?.();
+    };
     api.forward = async (model, a) => {
       const inputIds = tf.tensor2d(a.inputIds, [a.inputIds.length, a.inputIds[0].length], "int32");
       const attentionMask = tf.tensor2d(a.attentionMask, [a.attentionMask.length, a.attentionMask[0].length], "int32");
-      const pixelValues = a.pixelValues && a.pixelValues.length > 0 ? tf.tensor2d(a.pixelValues, [a.pixelValues.length / 1176, 1176]) : undefined;
+      const pixelValues = a.pixelValues && a.pixelValues.length > 0 ? tf.tensor2d(a.pixelValues, [a.pixelValues.length / (a.pixelCols ?? 1176), a.pixelCols ?? 1176]) : undefined;
       try {
         const out = await model.forward({ inputIds, attentionMask, pixelValues, imageGridThw: a.imageGridThw, outputHiddenStates: a.outputHiddenStates });
         const ropeDeltas = out.ropeDeltas === undefined ? undefined : Array.isArray(out.ropeDeltas) ? out.ropeDeltas.flat() : Array.from(await out.ropeDeltas.data());
@@ -559,10 +624,10 @@ export async function discoverParityApi(): Promise<ParityApi> {
   if (typeof m.getRopeIndex === "function") {
     api.ropeIndex = (model, ids, grids, mask) => m.getRopeIndex(ids, grids, mask, model.config);
   }
-  api.visionIntermediates = async (model, pv, grids) => {
+  api.visionIntermediates = async (model, pv, grids, cols = 1176) => {
     const visual = model.visual ?? model.vision;
     if (!visual?.forward) throw new Error("the model exposes no vision tower (model.visual)");
-    const x = tf.tensor2d(pv, [pv.length / 1176, 1176]);
+    const x = tf.tensor2d(pv, [pv.length / cols, cols]);
     try {
       const out = visual.forward(x, grids, { intermediates: true });
       out.embeds?.dispose?.();
