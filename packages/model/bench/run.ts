@@ -3,6 +3,7 @@
  * `async () => markdown`) and writes packages/model/bench/RESULTS.md atomically. `npm run bench -- forward` runs
  * only the sections whose name contains "forward". To add a section: one import + one SECTIONS entry.
  */
+import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +33,9 @@ const header = [
   `- command: \`cd packages/model && npm run bench${only.length ? ` -- ${only.join(" ")}` : ""}\``,
   "",
 ].join("\n");
+// the 2B run (npm run bench:2b, minutes and ~9 GB of RAM) is recorded separately and included as last measured
+const twoB = path.join(here, "RESULTS_2B.md");
+if (fs.existsSync(twoB)) parts.push(`${fs.readFileSync(twoB, "utf8")}\n(recorded by \`npm run bench:2b\`; not re-run by \`npm run bench\`)\n`);
 const out = `${header}\n${parts.join("\n")}`;
 writeFileAtomic(path.join(here, "RESULTS.md"), out);
 console.log(out);
