@@ -95,6 +95,12 @@ describe("LoRA on the tiny Qwen2-VL", () => {
     ad.remove();
     expect(tf.memory().numTensors).toBe(n0);
     expect(() => applyLora(model, { target_modules: ["nope"] }, new Rng(0))).toThrow(/match no Linear/);
+    // vision modules are opt-in, by visual.* names
+    const vis = applyLora(model, { target_modules: ["visual.blocks.1.attn.qkv", "q_proj"], use_rslora: true }, new Rng(0));
+    expect([...vis.modules.keys()].sort()).toEqual(["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj", "visual.blocks.1.attn.qkv"]);
+    expect(vis.modules.get("visual.blocks.1.attn.qkv")!.lora!.scale).toBeCloseTo(16 / Math.sqrt(8), 12);
+    vis.remove();
+    expect(tf.memory().numTensors).toBe(n0);
   });
 
   it("loading the fixture adapter reproduces lora_image_prompt (logits 1e-4, hidden 1e-3) and lora_completion log-probs (1e-4)", () => {
@@ -119,12 +125,19 @@ describe("LoRA on the tiny Qwen2-VL", () => {
     removeLora(model);
   });
 
-  it("disabled adapter = base model; merged = unmerged within 1e-5; unmerge restores the base", () => {
+  it("disabled adapter = base model; merged = unmerged within 1e-5; unmerge restores the base", async () => {
     const base = textLogits();
     const ad = loadAdapter(model, LORA_DIR);
     const withLora = textLogits();
     expect(maxDiff(withLora, base)).toBeGreaterThan(1e-2);
     expect(maxDiff(ad.withAdapterDisabled(() => textLogits()), base)).toBe(0);
+    // async scope: disabled inside, re-enabled after
+    const inside = await ad.withAdapterDisabled(async () => {
+      await Promise.resolve();
+      return textLogits();
+    });
+    expect(maxDiff(inside, base)).toBe(0);
+    expect(maxDiff(textLogits(), withLora)).toBe(0);
     ad.merge();
     expect(maxDiff(textLogits(), withLora)).toBeLessThan(1e-5);
     expect(() => ad.withAdapterDisabled(() => 0)).toThrow(/merged/);

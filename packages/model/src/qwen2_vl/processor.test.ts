@@ -87,5 +87,18 @@ describe("Qwen2Tokenizer", () => {
     const t = Qwen2Tokenizer.fromFile(path.join(FX, "tokenizer.json"));
     expect(t.tokenToId("<|vision_start|>")).toBe(151652);
     expect(() => Qwen2VLProcessor.fromPretrained(FX, { tokenizerPath: "/nonexistent/tokenizer.json" })).toThrow(/nonexistent\/tokenizer\.json/);
+    const tmp = fs.mkdtempSync(path.join(fs.realpathSync("/tmp"), "tok-"));
+    fs.writeFileSync(path.join(tmp, "tokenizer.json"), '{"model": 3');
+    const err = (() => {
+      try {
+        Qwen2Tokenizer.fromFile(path.join(tmp, "tokenizer.json"));
+      } catch (e) {
+        return e as ProcessorError;
+      }
+    })();
+    expect(err).toBeInstanceOf(ProcessorError);
+    expect(err!.code).toBe("PROCESSOR_CORRUPT_FILE");
+    expect(err!.message).toMatch(/tokenizer\.json/);
+    fs.rmSync(tmp, { recursive: true });
   });
 });
