@@ -6,7 +6,9 @@
 //     (--prefer-offline, --ignore-scripts: no install script runs, optional peers such as tfjs-node are not installed),
 //  4. imports every public entry of every package with both `import()` (ESM) and `require()` (CJS), and runs each
 //     package bin with --help.
-// Exit code 0 when everything loads; the temp dirs are removed unless --keep.
+// Also starts @rarl/core's wasm backend and takes a gradient from the installed tarball (ESM and CJS).
+// `node tools/pack-check.mjs core model` checks only those packages. Exit code 0 when everything loads;
+// the temp dirs are removed unless --keep. Not a vitest test: the build alone takes minutes on 2 shared cores.
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -14,7 +16,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const args = new Set(process.argv.slice(2));
+const args = new Set(process.argv.slice(2).filter((a) => a.startsWith("--")));
+// Optional positional names (e.g. `core model`) restrict the check to those packages (their @rarl deps must be listed too).
+const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 
 function run(cmd, argv, opts = {}) {
@@ -32,11 +36,13 @@ const pkgs = fs
   .map((d) => path.join(root, "packages", d))
   .filter((d) => fs.existsSync(path.join(d, "package.json")))
   .map((dir) => ({ dir, json: JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) }))
-  .filter((p) => p.json.name?.startsWith("@rarl/") && !p.json.private);
+  .filter((p) => p.json.name?.startsWith("@rarl/") && !p.json.private)
+  .filter((p) => only.length === 0 || only.includes(p.json.name.slice("@rarl/".length)));
 
 if (!args.has("--no-build")) {
   console.error("pack-check: building all packages");
-  run("npx", ["nx", "run-many", "-t", "build", "--outputStyle=static"], { cwd: root });
+  const projects = only.length ? ["-p", ...pkgs.map((p) => p.json.name)] : [];
+  run("npx", ["nx", "run-many", "-t", "build", "--outputStyle=static", ...projects], { cwd: root });
 }
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-pack-check-"));
@@ -97,6 +103,22 @@ try {
         if (rr.stdout.trim() === "0") console.log(`${probe.endsWith(".mjs") ? "esm" : "cjs"} ${e} loads but exports nothing yet (stub)`);
       }
     }
+  }
+  // @rarl/core must work from the installed tarball: wasm files found in node_modules, gradients registered.
+  const coreProbe = (mod) =>
+    `const core = ${mod}; const tf = ${mod.replace("@rarl/core", "@tensorflow/tfjs-core")};
+    core.initBackend({ prefer: ["wasm"] }).then((b) => {
+      const g = tf.grad((x) => tf.sum(tf.square(x)))(tf.tensor1d([3])).dataSync()[0];
+      if (b !== "wasm" || g !== 6) throw new Error("core smoke test: backend " + b + ", grad " + g);
+      console.log("core smoke test (" + ${JSON.stringify(mod.startsWith("await") ? "esm" : "cjs")} + "): wasm backend + gradient OK");
+    });`;
+  for (const [type, mod] of !pkgs.some((p) => p.json.name === "@rarl/core") ? [] : [
+    ["module", 'await import("@rarl/core")'],
+    ["commonjs", 'require("@rarl/core")'],
+  ]) {
+    const r = spawnSync(process.execPath, [`--input-type=${type}`, "-e", coreProbe(mod)], { cwd: proj, encoding: "utf8", env: probeEnv });
+    if (r.status !== 0) throw new Error(`core smoke test (${type}) failed:\n${r.stderr}`);
+    process.stdout.write(r.stdout);
   }
   for (const p of pkgs) {
     for (const bin of Object.keys(typeof p.json.bin === "string" ? { [p.json.name.split("/")[1]]: 1 } : (p.json.bin ?? {}))) {
