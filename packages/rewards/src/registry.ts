@@ -2,7 +2,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { BUILTIN_REWARDS } from "./builtins";
-import { RewardConfigError, RewardPluginError } from "./errors";
+import { NoEncoderError, RewardConfigError, RewardPluginError } from "./errors";
 import type { RewardContext, RewardDefinition, RewardSample } from "./types";
 
 /**
@@ -22,14 +22,16 @@ export function defineReward(def: RewardDefinition): RewardDefinition {
 
 /**
  * Runs one reward on one completion and checks the result: a throw, a non-number, NaN or a value outside [0, 1]
- * becomes a RewardPluginError naming the reward and the sample id.
+ * becomes a RewardPluginError naming the reward and the sample id (NoEncoderError and RewardConfigError, which
+ * report a missing scorer or tokenizer in the context, pass through unchanged).
  */
 export async function runReward(def: RewardDefinition, completion: string, sample: RewardSample, ctx: RewardContext): Promise<number> {
   let v: unknown;
   try {
     v = await def.fn(completion, sample, ctx);
   } catch (e) {
-    if (e instanceof RewardPluginError) throw e;
+    // Configuration problems (no encoder, no tokenizer) are not the plugin's fault: they pass through unchanged.
+    if (e instanceof RewardPluginError || e instanceof NoEncoderError || e instanceof RewardConfigError) throw e;
     throw new RewardPluginError(`reward "${def.name}" threw on sample "${sample.id}": ${(e as Error)?.message ?? e}`, {
       code: "REWARD_THREW",
       details: { plugin: def.name, sample: sample.id },

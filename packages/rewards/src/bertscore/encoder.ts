@@ -260,25 +260,38 @@ export class BertEncoder {
       }
     });
     const dh = H / nh;
-    const out = tf.tidy(() => {
-      const maskBias = tf.tensor4d(bias, [B, 1, 1, T]);
-      let x: tf.Tensor = tf.add(tf.gather(this.wordEmb, tf.tensor1d(ids, "int32")), tf.gather(this.posEmb, tf.tensor1d(pos, "int32")));
-      if (this.typeRow) x = tf.add(x, this.typeRow);
-      x = this.layerNorm(x, this.embLnG, this.embLnB);
+    // One tidy per layer: intermediates (and the XNNPACK operators tfjs-wasm caches per matmul operand) are freed
+    // layer by layer instead of accumulating over the whole forward (bert-base at batch 32 ran out of wasm memory).
+    const maskBias = tf.tensor4d(bias, [B, 1, 1, T]);
+    let x: tf.Tensor = tf.tidy(() => {
+      let e: tf.Tensor = tf.add(tf.gather(this.wordEmb, tf.tensor1d(ids, "int32")), tf.gather(this.posEmb, tf.tensor1d(pos, "int32")));
+      if (this.typeRow) e = tf.add(e, this.typeRow);
+      return this.layerNorm(e, this.embLnG, this.embLnB);
+    });
+    try {
       for (let l = 0; l < layer; l++) {
         const w = this.layers[l];
-        const heads = (t: tf.Tensor, perm: number[]) => tf.transpose(tf.reshape(t, [B, T, nh, dh]), perm);
-        const q = heads(tf.add(tf.matMul(x as tf.Tensor2D, w.wq), w.bq), [0, 2, 1, 3]);
-        const kT = heads(tf.add(tf.matMul(x as tf.Tensor2D, w.wk), w.bk), [0, 2, 3, 1]);
-        const v = heads(tf.add(tf.matMul(x as tf.Tensor2D, w.wv), w.bv), [0, 2, 1, 3]);
-        const scores = tf.add(tf.mul(tf.matMul(q, kT), 1 / Math.sqrt(dh)), maskBias);
-        const ctx = tf.reshape(tf.transpose(tf.matMul(tf.softmax(scores), v), [0, 2, 1, 3]), [B * T, H]);
-        const a = this.layerNorm(tf.add(tf.add(tf.matMul(ctx as tf.Tensor2D, w.wo), w.bo), x), w.ln1g, w.ln1b);
-        const inter = this.act(tf.add(tf.matMul(a as tf.Tensor2D, w.wi), w.bi));
-        x = this.layerNorm(tf.add(tf.add(tf.matMul(inter as tf.Tensor2D, w.wo2), w.bo2), a), w.ln2g, w.ln2b);
+        const prev = x;
+        x = tf.tidy(() => {
+          const heads = (t: tf.Tensor, perm: number[]) => tf.transpose(tf.reshape(t, [B, T, nh, dh]), perm);
+          const q = heads(tf.add(tf.matMul(prev as tf.Tensor2D, w.wq), w.bq), [0, 2, 1, 3]);
+          const kT = heads(tf.add(tf.matMul(prev as tf.Tensor2D, w.wk), w.bk), [0, 2, 3, 1]);
+          const v = heads(tf.add(tf.matMul(prev as tf.Tensor2D, w.wv), w.bv), [0, 2, 1, 3]);
+          const scores = tf.add(tf.mul(tf.matMul(q, kT), 1 / Math.sqrt(dh)), maskBias);
+          const ctx = tf.reshape(tf.transpose(tf.matMul(tf.softmax(scores), v), [0, 2, 1, 3]), [B * T, H]);
+          const a = this.layerNorm(tf.add(tf.add(tf.matMul(ctx as tf.Tensor2D, w.wo), w.bo), prev), w.ln1g, w.ln1b);
+          const inter = this.act(tf.add(tf.matMul(a as tf.Tensor2D, w.wi), w.bi));
+          return this.layerNorm(tf.add(tf.add(tf.matMul(inter as tf.Tensor2D, w.wo2), w.bo2), a), w.ln2g, w.ln2b);
+        });
+        prev.dispose();
       }
-      return x;
-    });
+    } catch (e) {
+      x.dispose();
+      throw e;
+    } finally {
+      maskBias.dispose();
+    }
+    const out = x;
     let flat: Float32Array;
     try {
       flat = (await out.data()) as Float32Array;
