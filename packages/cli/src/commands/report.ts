@@ -1,6 +1,7 @@
 import { writeFileAtomic } from "@rarl/core";
 import { buildReport, formatSectionsMarkdown, type JudgeReport, readHumanLabels, readResults, type ResultRecord } from "@rarl/judge";
 import type { Command } from "commander";
+import { writeRunReport } from "../report/run";
 
 /** Options of {@link judgeResultsReport}. */
 export interface JudgeResultsReportOptions {
@@ -60,7 +61,16 @@ export function register(program: Command): void {
     )
     .option("--title <text>", "heading above the table")
     .option("--out <file>", "also write the report to this file")
+    .option("--run <dir>", "HTML training report of a `rarl train` RUN_DIR (metrics.jsonl, samples.jsonl; evals from --evals or RUN_DIR/evals.json); needs --html")
+    .option("--html <file>", "with --run: the static HTML report to write")
+    .option("--evals <file>", "with --run: before/after table JSON ([{model, prompting, accuracy, reasoning, n}] or {evals: [...]})")
     .action((files: string[], o) => {
+      if (o.run || o.html) {
+        if (!o.run || !o.html) throw new Error("rarl report: --run and --html go together");
+        const out = writeRunReport({ run: o.run, html: o.html, evals: o.evals, title: o.title });
+        process.stderr.write(`rarl report: wrote ${out}\n`);
+        if (files.length === 0 && !o.section.length) return;
+      }
       const text = judgeResultsReport(files, { json: o.json, human: o.human, title: o.title, sections: o.section });
       if (o.out) writeFileAtomic(o.out, text);
       process.stdout.write(text);

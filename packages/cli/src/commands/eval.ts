@@ -1,0 +1,82 @@
+import path from "node:path";
+import { runJudge } from "@rarl/judge";
+import type { Command } from "commander";
+import { registerDemoPolicies } from "../demo/policies";
+import { runEval } from "../eval/run-eval";
+import { judgeResultsReport } from "./report";
+
+// `rarl train` gets the `qwen2vl` policy type (LoRA / full SFT over @rarl/model) when @rarl/grpo has none yet.
+registerDemoPolicies();
+
+export function intArg(name: string, min = 1) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
+    return n;
+  };
+}
+export function numArg(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number >= 0, got "${v}"`);
+    return n;
+  };
+}
+
+/** `rarl eval`: answers a dataset with a model (+ adapter) and writes the judge's predictions JSONL; `--judge` scores it. */
+export function register(program: Command): void {
+  program
+    .command("eval")
+    .description("Answer every sample with the §3.3 inference prompt and write predictions JSONL (the judge's input); --judge scores them and prints the report")
+    .requiredOption("--model <dir>", "Qwen2-VL model folder (Hugging Face layout)")
+    .option("--adapter <dir>", "PEFT LoRA adapter folder")
+    .requiredOption("--data <format:path>", "dataset, e.g. rarl:data/samples.jsonl (formats as in `rarl data`)")
+    .option("--prompt <mode>", "reasoning | non-reasoning (paper §3.3)", "reasoning")
+    .option("--split <name>", "keep only this split (e.g. test)")
+    .option("--limit <n>", "first N samples", intArg("limit"))
+    .requiredOption("--out <file>", "predictions JSONL")
+    .option("--dataset <name>", "dataset name in the records (default: the samples' source)")
+    .option("--batch-size <n>", "prompts per generation batch", intArg("batch-size"), 16)
+    .option("--max-new-tokens <n>", "max new tokens", intArg("max-new-tokens"), 128)
+    .option("--sample", "sample instead of greedy decoding")
+    .option("--temperature <t>", "sampling temperature", numArg("temperature"))
+    .option("--seed <n>", "sampling seed", intArg("seed", 0), 0)
+    .option("--judge <name>", 'also judge the predictions: "offline", "openai:<model>" or "gemini:<model>"; results go to <out>.judged.jsonl')
+    .option("--judge-out <file>", "results JSONL of --judge (default: <out without .jsonl>.judged.jsonl)")
+    .option("--quiet", "no progress lines")
+    .action(async (o) => {
+      const t0 = performance.now();
+      let last = -1;
+      const recs = await runEval({
+        model: o.model,
+        adapter: o.adapter,
+        data: o.data,
+        prompt: o.prompt,
+        split: o.split,
+        limit: o.limit,
+        out: o.out,
+        dataset: o.dataset,
+        batchSize: o.batchSize,
+        maxNewTokens: o.maxNewTokens,
+        doSample: Boolean(o.sample),
+        temperature: o.temperature,
+        seed: o.seed,
+        onProgress: o.quiet
+          ? undefined
+          : (done, total) => {
+              const pct = Math.floor((100 * done) / total / 25) * 25;
+              if (pct > last) {
+                last = pct;
+                process.stderr.write(`eval: ${done}/${total}\n`);
+              }
+            },
+      });
+      process.stderr.write(`rarl eval: ${recs.length} predictions in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${o.out}\n`);
+      if (o.judge) {
+        const out = o.judgeOut ?? path.join(path.dirname(o.out), `${path.basename(o.out, ".jsonl")}.judged.jsonl`);
+        const s = await runJudge({ judge: o.judge, predictions: o.out, out });
+        process.stderr.write(`rarl eval: judged ${s.scored}/${s.total} (${s.failed} failed) -> ${out}\n`);
+        process.stdout.write(judgeResultsReport([out]));
+      }
+    });
+}

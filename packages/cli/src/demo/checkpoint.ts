@@ -1,0 +1,104 @@
+import fs from "node:fs";
+import path from "node:path";
+import { Rng, writeFileAtomic, writeSafetensors } from "@rarl/core";
+import { expectedWeights, parseQwen2VLConfig } from "@rarl/model";
+
+/** Tokenizer/processor files a model folder needs besides config.json and the weights. */
+export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json", "generation_config.json"] as const;
+
+/**
+ * The demo's tiny Qwen2-VL-architecture config (real vocabulary, 151,936 ids, tied embeddings): hidden 64, 2 decoder
+ * layers (4 query / 2 KV heads of 16), a 1-block vision tower of width 32. A 56×56 image gives 4×4 patches and 4
+ * merged image tokens. About 10.0M parameters, 9.7M of them the (tied) embedding.
+ */
+export function demoModelConfig(): Record<string, unknown> {
+  return {
+    architectures: ["Qwen2VLForConditionalGeneration"],
+    model_type: "qwen2_vl",
+    bos_token_id: 151643,
+    eos_token_id: 151645,
+    vision_start_token_id: 151652,
+    vision_end_token_id: 151653,
+    vision_token_id: 151654,
+    image_token_id: 151655,
+    video_token_id: 151656,
+    hidden_act: "silu",
+    hidden_size: 64,
+    initializer_range: 0.02,
+    intermediate_size: 192,
+    max_position_embeddings: 32768,
+    num_attention_heads: 4,
+    num_hidden_layers: 2,
+    num_key_value_heads: 2,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000.0,
+    tie_word_embeddings: true,
+    torch_dtype: "float32",
+    vocab_size: 151936,
+    rope_scaling: { type: "mrope", mrope_section: [2, 3, 3] },
+    vision_config: {
+      depth: 1,
+      embed_dim: 32,
+      mlp_ratio: 4,
+      num_heads: 2,
+      in_chans: 3,
+      hidden_size: 64,
+      hidden_act: "quick_gelu",
+      patch_size: 14,
+      spatial_merge_size: 2,
+      spatial_patch_size: 14,
+      temporal_patch_size: 2,
+    },
+  };
+}
+
+/** Options of {@link writeRandomCheckpoint}. */
+export interface RandomCheckpointOptions {
+  /** Seed of the weights. Default 0. */
+  seed?: number;
+  /** Folder with the tokenizer/processor files to copy in (see TOKENIZER_FILES; missing optional ones are skipped). */
+  tokenizerDir?: string;
+  /** Std of the normal init of every matrix (transformers' initializer_range). Default: config.initializer_range ?? 0.02. */
+  std?: number;
+  /**
+   * Std of the (tied) token embedding. Default 0.35: with a hidden size of 64 and the embedding frozen (as in the
+   * demo), an RMS-normed hidden state aligned with one embedding row then gives that token a logit of about 22 against
+   * about N(0, 2.8²) for the other 151,935, so a frozen random embedding can still be decoded with confidence
+   * (with 0.02 the final-norm weights would have to grow ~50x first).
+   */
+  embedStd?: number;
+}
+
+/**
+ * Writes a Hugging Face Qwen2-VL model folder with random weights for `configJson`: config.json,
+ * model.safetensors (F32; matrices ~ N(0, std²) as transformers' _init_weights, norms 1, biases 0) and the
+ * tokenizer files. Loadable with @rarl/model's loadQwen2VL.
+ */
+export function writeRandomCheckpoint(dir: string, configJson: Record<string, unknown>, opts: RandomCheckpointOptions = {}): void {
+  const cfg = parseQwen2VLConfig(configJson);
+  const std = opts.std ?? (typeof configJson.initializer_range === "number" ? configJson.initializer_range : 0.02);
+  const rng = new Rng(opts.seed ?? 0);
+  const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+  const shapes = expectedWeights(cfg);
+  for (const name of [...shapes.keys()].sort()) {
+    const shape = shapes.get(name) as number[];
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const isNorm = /norm|ln_q/.test(name) && name.endsWith(".weight");
+    if (isNorm) data.fill(1);
+    else if (!name.endsWith(".bias")) {
+      const sd = name === "model.embed_tokens.weight" || name === "lm_head.weight" ? (opts.embedStd ?? 0.35) : std;
+      for (let i = 0; i < n; i++) data[i] = rng.normal() * sd;
+    }
+    tensors[name] = { dtype: "F32", shape, data };
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  if (opts.tokenizerDir) {
+    for (const f of TOKENIZER_FILES) {
+      const src = path.join(opts.tokenizerDir, f);
+      if (fs.existsSync(src)) writeFileAtomic(path.join(dir, f), fs.readFileSync(src));
+    }
+  }
+  writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
+  writeFileAtomic(path.join(dir, "config.json"), `${JSON.stringify(configJson, null, 2)}\n`);
+}

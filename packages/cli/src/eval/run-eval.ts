@@ -1,0 +1,182 @@
+import fs from "node:fs";
+import path from "node:path";
+import { initBackend, RarlError, writeFileAtomic } from "@rarl/core";
+import { loadDataset, type Sample } from "@rarl/datasets";
+import type { PredictionRecord } from "@rarl/judge";
+import { generate, loadAdapter, loadGenerationConfig, loadQwen2VL, type Qwen2VLForConditionalGeneration, type Qwen2VLProcessor } from "@rarl/model";
+import { buildPrompt, NON_REASONING, REASONING } from "@rarl/prompts";
+import { sampleImage } from "../demo/policies";
+
+/** Bad eval input (missing model folder, bad --data spec, empty split). */
+export class EvalInputError extends RarlError {}
+
+/** Splits a completion into its `<think>` reasoning and `<answer>` final answer (no tags: the whole text is the answer). */
+export function splitThinkAnswer(text: string): { reasoning?: string; answer: string } {
+  const think = /<think>([\s\S]*?)(?:<\/think>|$)/i.exec(text);
+  const ans = /<answer>([\s\S]*?)(?:<\/answer>|$)/i.exec(text);
+  let answer: string;
+  if (ans) answer = ans[1];
+  else answer = text.replace(/<think>[\s\S]*?(<\/think>|$)/i, "");
+  const reasoning = think ? think[1].trim() : undefined;
+  return { reasoning: reasoning === undefined || reasoning === "" ? undefined : reasoning, answer: answer.trim() };
+}
+
+/** Parses `--data <format>:<path>` (the path may contain ':'). */
+export function parseDataSpec(spec: string): { format: string; path: string } {
+  const i = spec.indexOf(":");
+  if (i <= 0 || i === spec.length - 1) {
+    throw new EvalInputError(`--data "${spec}": expected <format>:<path>, e.g. rarl:data/samples.jsonl`, { code: "EVAL_BAD_DATA", details: { field: "data" } });
+  }
+  return { format: spec.slice(0, i), path: spec.slice(i + 1) };
+}
+
+/** A loaded model (+ optional adapter) ready for generation. */
+export interface EvalModel {
+  model: Qwen2VLForConditionalGeneration;
+  processor: Qwen2VLProcessor;
+  eosTokenIds?: number[];
+  dispose(): void;
+}
+
+/** Fails fast (before any loading) when the model folder has no config.json or the adapter folder no adapter_config.json. */
+export function checkModelPaths(modelDir: string, adapterDir?: string): void {
+  for (const [what, d] of [
+    ["--model", modelDir],
+    ["--adapter", adapterDir],
+  ] as const) {
+    if (d !== undefined && !fs.existsSync(path.join(d, what === "--model" ? "config.json" : "adapter_config.json"))) {
+      throw new EvalInputError(`${what} ${d}: not a ${what === "--model" ? "model folder (no config.json)" : "PEFT adapter folder (no adapter_config.json)"}`, {
+        code: "EVAL_BAD_PATH",
+        details: { field: what.slice(2), file: d },
+      });
+    }
+  }
+}
+
+/** Loads a Hugging Face Qwen2-VL folder and, optionally, a PEFT LoRA adapter folder on top. */
+export async function loadEvalModel(modelDir: string, adapterDir?: string): Promise<EvalModel> {
+  checkModelPaths(modelDir, adapterDir);
+  await initBackend();
+  const { model, processor } = await loadQwen2VL(modelDir);
+  if (!processor) throw new EvalInputError(`${modelDir}: no processor files`, { code: "EVAL_BAD_PATH", details: { file: modelDir } });
+  const adapter = adapterDir ? loadAdapter(model, adapterDir) : null;
+  const gen = loadGenerationConfig(modelDir);
+  return {
+    model,
+    processor,
+    eosTokenIds: gen?.eosTokenIds,
+    dispose: () => {
+      adapter?.remove();
+    },
+  };
+}
+
+/** Sampling options of {@link generateAnswers} (greedy by default). */
+export interface AnswerOptions {
+  /** Prompts per generate() batch. Default 16. */
+  batchSize?: number;
+  /** Max new tokens. Default 128. */
+  maxNewTokens?: number;
+  /** Sample instead of greedy decoding. Default false. */
+  doSample?: boolean;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  /** Seed of sampling. Default 0. */
+  seed?: number;
+}
+
+/** Generates one completion per (messages, image) prompt in batches; returns the texts in order. */
+export async function generateAnswers(
+  m: EvalModel,
+  prompts: Array<{ messages: unknown[]; images?: Array<string | Uint8Array> }>,
+  o: AnswerOptions = {},
+  onBatch?: (done: number, total: number) => void,
+): Promise<string[]> {
+  const bs = o.batchSize ?? 16;
+  const out: string[] = [];
+  for (let i = 0; i < prompts.length; i += bs) {
+    const batch = prompts.slice(i, i + bs).map((p) => ({ text: m.processor.applyChatTemplate(p.messages as never, { addGenerationPrompt: true }), images: p.images }));
+    const res = await generate(m.model, m.processor, {
+      prompts: batch,
+      maxNewTokens: o.maxNewTokens ?? 128,
+      doSample: o.doSample ?? false,
+      temperature: o.temperature,
+      topP: o.topP,
+      topK: o.topK,
+      seed: (o.seed ?? 0) + i,
+      eosTokenIds: m.eosTokenIds,
+    });
+    for (const row of res.samples) out.push(row[0].text);
+    onBatch?.(Math.min(i + bs, prompts.length), prompts.length);
+  }
+  return out;
+}
+
+/** Options of {@link runEval}. */
+export interface RunEvalOptions extends AnswerOptions {
+  /** Model folder (Hugging Face Qwen2-VL layout). */
+  model: string;
+  /** PEFT LoRA adapter folder. */
+  adapter?: string;
+  /** `<format>:<path>` as for `rarl data`. */
+  data: string;
+  /** §3.3 inference prompting. */
+  prompt: "reasoning" | "non-reasoning";
+  /** Keep only this split (e.g. "test"); default every sample. */
+  split?: string;
+  /** First N samples (after the split filter). */
+  limit?: number;
+  /** Predictions JSONL to write (atomically). */
+  out: string;
+  /** `dataset` field of the records. Default: the samples' `source`. */
+  dataset?: string;
+  onProgress?: (done: number, total: number) => void;
+  /** An already loaded model (skips loading `model`/`adapter`). */
+  loaded?: EvalModel;
+}
+
+/**
+ * `rarl eval`: answers every sample with the §3.3 inference system prompt (reasoning or non-reasoning, the question
+ * as the user text, the image first), splits each completion into `<think>`/`<answer>`, and writes the judge's
+ * predictions format {id, dataset, question, reference, prediction, reference_reasoning?, prediction_reasoning?}
+ * plus `completion` (the raw text). Returns the records.
+ */
+export async function runEval(o: RunEvalOptions): Promise<Array<PredictionRecord & { completion: string }>> {
+  if (o.prompt !== "reasoning" && o.prompt !== "non-reasoning") {
+    throw new EvalInputError(`--prompt must be "reasoning" or "non-reasoning", got "${o.prompt}"`, { code: "EVAL_BAD_OPTION", details: { field: "prompt" } });
+  }
+  const spec = parseDataSpec(o.data);
+  if (!o.loaded) checkModelPaths(o.model, o.adapter);
+  const stream = loadDataset({ format: spec.format as never, path: spec.path });
+  let samples: Sample[] = await stream.toArray();
+  const root = stream.root ?? path.dirname(path.resolve(spec.path));
+  if (o.split) samples = samples.filter((s) => s.split === o.split);
+  if (o.limit) samples = samples.slice(0, o.limit);
+  if (samples.length === 0) throw new EvalInputError(`${spec.path}: no samples${o.split ? ` in split "${o.split}"` : ""}`, { code: "EVAL_NO_SAMPLES", details: { file: spec.path } });
+  const template = o.prompt === "reasoning" ? REASONING : NON_REASONING;
+  const prompts = samples.map((s) => ({ messages: buildPrompt(s, template), images: [sampleImage(s, root)] }));
+  const m = o.loaded ?? (await loadEvalModel(o.model, o.adapter));
+  try {
+    const texts = await generateAnswers(m, prompts, o, o.onProgress);
+    const records = samples.map((s, i) => {
+      const { reasoning, answer } = splitThinkAnswer(texts[i]);
+      const r: PredictionRecord & { completion: string } = {
+        id: s.id,
+        dataset: o.dataset ?? s.source,
+        question: s.question,
+        reference: s.answer,
+        prediction: answer,
+        completion: texts[i],
+      };
+      if (s.reasoning) r.reference_reasoning = s.reasoning;
+      if (reasoning !== undefined) r.prediction_reasoning = reasoning;
+      return r;
+    });
+    fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+    writeFileAtomic(o.out, records.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    return records;
+  } finally {
+    if (!o.loaded) m.dispose();
+  }
+}
