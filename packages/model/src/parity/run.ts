@@ -148,8 +148,14 @@ async function runProcessorCase(fx: ParityFixture, processor: Qwen2VLProcessor):
   const prompts = fx.outputsJson.prompts ?? {};
   for (const [name, p] of Object.entries<any>(prompts)) {
     try {
-      const rendered: string[] = (p.messages ?? []).map((m: any) => processor.applyChatTemplate(m, { addGenerationPrompt: true }));
-      if (Array.isArray(p.rendered)) {
+      // prompts given as chat messages are rendered with the checkpoint's template; otherwise the rendered text is the input
+      const rendered: string[] = Array.isArray(p.messages)
+        ? p.messages.map((m: any) => processor.applyChatTemplate(m, { addGenerationPrompt: true }))
+        : Array.isArray(p.rendered)
+          ? p.rendered
+          : [];
+      if (rendered.length === 0) throw new Error(`prompt ${name} has neither messages nor rendered text`);
+      if (Array.isArray(p.messages) && Array.isArray(p.rendered)) {
         fields[`${name}.rendered`] = { max_abs_diff: rendered.filter((t, i) => t !== p.rendered[i]).length + Math.abs(rendered.length - p.rendered.length), tol: 0, note: "strings that differ" };
       }
       const grids: number[][] = p.image_grid_thw ?? [];
