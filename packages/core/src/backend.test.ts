@@ -1,7 +1,7 @@
 import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterEach, describe, expect, it } from "vitest";
-import { getBackendName, initBackend } from "./backend";
+import { BACKEND_ORDER, getBackendName, initBackend } from "./backend";
 import { BackendError } from "./errors";
 import { setLogSink } from "./logger";
 
@@ -93,5 +93,63 @@ describe("gradients", () => {
     // d softmax_0 / dx = p0 (delta - p): p = 1/3 -> [2/9, -1/9, -1/9]
     expect(g[0]).toBeCloseTo(2 / 9, 6);
     expect(g[1]).toBeCloseTo(-1 / 9, 6);
+  });
+});
+
+describe("optional backends (simulated packages)", () => {
+  it("tensorflow comes first in the default order when tfjs-node registers a 'tensorflow' backend; tfjs-node-gpu is tried before it", async () => {
+    delete process.env.RARL_BACKEND;
+    const { MathBackendCPU } = await import("@tensorflow/tfjs-backend-cpu");
+    const tried: string[] = [];
+    const { setOptionalImporter } = await import("./backend");
+    const prev = setOptionalImporter(async (name) => {
+      tried.push(name);
+      if (name !== "@tensorflow/tfjs-node") throw new Error(`Cannot find module '${name}'`);
+      if (!tf.findBackendFactory("tensorflow")) tf.registerBackend("tensorflow", () => new MathBackendCPU(), 0);
+      return {};
+    });
+    try {
+      expect(BACKEND_ORDER[0]).toBe("tensorflow");
+      expect(await initBackend({ prefer: [...BACKEND_ORDER] })).toBe("tensorflow");
+      expect(tried).toEqual(["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]);
+      expect(getBackendName()).toBe("tensorflow");
+    } finally {
+      setOptionalImporter(prev);
+      if (tf.findBackendFactory("tensorflow")) tf.removeBackend("tensorflow");
+      await initBackend({ prefer: ["wasm"] });
+    }
+  });
+
+  it("a tfjs-node that loads but registers nothing (another tfjs-core copy) is reported as a version mismatch", async () => {
+    delete process.env.RARL_BACKEND;
+    const { setOptionalImporter } = await import("./backend");
+    const prev = setOptionalImporter(async () => ({}));
+    try {
+      const err = await initBackend({ prefer: ["tensorflow"] }).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendError);
+      expect(err.message).toMatch(/registered no "tensorflow" backend.*matching 4\.22\.0/);
+    } finally {
+      setOptionalImporter(prev);
+    }
+  });
+
+  it("a webgpu package without a usable adapter makes webgpu unavailable", async () => {
+    delete process.env.RARL_BACKEND;
+    const { setOptionalImporter } = await import("./backend");
+    const hadNavigator = "navigator" in globalThis;
+    const prev = setOptionalImporter(async (name) => {
+      if (name !== "webgpu") throw new Error("no");
+      return { create: () => ({ requestAdapter: async () => null }), globals: {} };
+    });
+    try {
+      const err = await initBackend({ prefer: ["webgpu"] }).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendError);
+      expect(err.message).toContain("no GPU adapter");
+    } finally {
+      setOptionalImporter(prev);
+      const nav = (globalThis as { navigator?: { gpu?: unknown } }).navigator;
+      if (!hadNavigator) delete (globalThis as { navigator?: unknown }).navigator;
+      else if (nav) Reflect.deleteProperty(nav, "gpu");
+    }
   });
 });

@@ -59,9 +59,14 @@ function parseEnvOrder(v: string): BackendName[] {
   return names as BackendName[];
 }
 
-async function importOptional(name: string): Promise<unknown> {
-  // A variable specifier keeps bundlers from trying to resolve the optional peer at build time.
-  return import(/* @vite-ignore */ name);
+// A variable specifier keeps bundlers from trying to resolve the optional peers at build time.
+let importOptional: (name: string) => Promise<unknown> = (name) => import(/* @vite-ignore */ name);
+
+/** Test hook: replaces how optional packages (tfjs-node, tfjs-node-gpu, webgpu) are imported; returns the previous one. */
+export function setOptionalImporter(fn: (name: string) => Promise<unknown>): (name: string) => Promise<unknown> {
+  const prev = importOptional;
+  importOptional = fn;
+  return prev;
 }
 
 /** Registers the wasm backend (files from node_modules, no network), its kernel fixes and optional threads. */
@@ -165,15 +170,18 @@ async function tryBackend(name: BackendName, opts: InitBackendOptions): Promise<
 
 /**
  * Picks and starts a tfjs backend: the first of `prefer` (or RARL_BACKEND, or tensorflow, webgpu, wasm, cpu) that
- * starts. Logs the choice once (logger "core:backend"). Idempotent: later calls return the running backend when it
- * is in the requested list. Throws BackendError, with install instructions, when an explicitly requested list fails.
+ * starts. Logs the choice once per change (logger "core:backend"). A call without a list (and without RARL_BACKEND)
+ * returns the running backend; a call whose list starts with the running backend returns it; any other list re-selects.
+ * Throws BackendError, with install instructions, when an explicitly requested list fails.
  */
 export async function initBackend(opts: InitBackendOptions = {}): Promise<BackendName> {
   const env = process.env.RARL_BACKEND?.trim();
   const explicit = Boolean(env) || opts.prefer !== undefined;
   const order = env ? parseEnvOrder(env) : (opts.prefer ?? [...BACKEND_ORDER]);
   if (order.length === 0) throw new BackendError("initBackend: empty backend list", { code: "BACKEND_UNKNOWN" });
-  if (chosen && order.includes(chosen) && tf.getBackend() === chosen) return chosen;
+  // Already running: keep it when no list was given, or when it is the list's first choice; otherwise re-select
+  // (backends already registered start again cheaply; missing optional packages fail fast).
+  if (chosen && tf.getBackend() === chosen && (!explicit || order[0] === chosen)) return chosen;
   const failures: string[] = [];
   for (const name of order) {
     const why = await tryBackend(name, opts);
