@@ -83,6 +83,11 @@ export interface GRPOConfig extends CommonTrainConfig {
   repetitionPenalty: number;
   /** Weight of each reward component in the total (missing names weigh 1). Default {} (all 1). Paper: equal sum. */
   rewardWeights: Record<string, number>;
+  /**
+   * Completions per forward/backward pass of the loss (0 = all promptsPerStep × G at once). Smaller values cap the
+   * activation memory; the chunk gradients are summed with whole-batch normalisers, so the update is the same. Default 0.
+   */
+  backwardBatchSize: number;
 }
 
 /** SFT (the paper's baseline) config: LoRA or full fine-tuning on `<think>…</think><answer>…</answer>` targets. */
@@ -137,6 +142,7 @@ export const GRPO_DEFAULTS: GRPOConfig = {
   minP: 0,
   repetitionPenalty: 1.0,
   rewardWeights: {},
+  backwardBatchSize: 0,
 };
 
 export const SFT_DEFAULTS: SFTConfig = {
@@ -198,6 +204,7 @@ const GRPO_CHECKS: Record<Exclude<keyof GRPOConfig, keyof CommonTrainConfig>, Ch
   topK: num(0, Number.POSITIVE_INFINITY, true),
   minP: num(0, 1),
   repetitionPenalty: num(0, Number.POSITIVE_INFINITY, false, true),
+  backwardBatchSize: num(0, Number.POSITIVE_INFINITY, true),
   rewardWeights: (v) =>
     v && typeof v === "object" && !Array.isArray(v) && Object.values(v).every((x) => typeof x === "number" && Number.isFinite(x))
       ? null

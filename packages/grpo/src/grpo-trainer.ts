@@ -51,6 +51,18 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
     return this.o.config.numIterations;
   }
 
+  /** Log-probs without gradient (old policy, reference), in chunks of backwardBatchSize rows. */
+  private logprobsNoGrad(items: Array<{ prepared: H; completionIds: number[] }>, T: number): tf.Tensor2D {
+    const c = this.o.config;
+    const chunk = c.backwardBatchSize > 0 ? c.backwardBatchSize : items.length;
+    if (chunk >= items.length) return this.policy.completionLogprobs(items, T, c.temperature);
+    const parts: tf.Tensor2D[] = [];
+    for (let s0 = 0; s0 < items.length; s0 += chunk) parts.push(this.policy.completionLogprobs(items.slice(s0, s0 + chunk), T, c.temperature));
+    const out = tf.concat(parts, 0) as tf.Tensor2D;
+    tf.dispose(parts);
+    return out;
+  }
+
   protected async runStep(micro: Array<Array<{ example: E; epoch: number }>>): Promise<StepReport> {
     const c = this.o.config;
     const G = c.numGenerations;
@@ -122,8 +134,8 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
           [completions.length, T],
         );
         t = performance.now();
-        const oldLogp = c.numIterations > 1 ? this.policy.completionLogprobs(items, T, c.temperature) : null;
-        const refLogp = c.beta > 0 ? this.policy.withAdapterDisabled(() => this.policy.completionLogprobs(items, T, c.temperature)) : null;
+        const oldLogp = c.numIterations > 1 ? this.logprobsNoGrad(items, T) : null;
+        const refLogp = c.beta > 0 ? this.policy.withAdapterDisabled(() => this.logprobsNoGrad(items, T)) : null;
         timing.logprobs += performance.now() - t;
         rollouts.push({ items, completions, examples, prepared, T, mask, advantages: tf.tensor1d(Float32Array.from(adv.advantages)), oldLogp, refLogp });
       }
@@ -138,21 +150,56 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
         const mSum = [0, 0, 0, 0, 0];
         let t = performance.now();
         for (const r of rollouts) {
-          let metricsT: tf.Tensor1D | null = null;
-          const { value, grads } = tf.variableGrads(() => {
-            const logp = this.policy.completionLogprobs(r.items, r.T, c.temperature);
-            const inp = { logp, oldLogp: r.oldLogp, refLogp: r.refLogp, advantages: r.advantages, mask: r.mask };
-            metricsT = tf.keep(grpoMetricsTensor(inp, { epsilonLow: c.epsilon, epsilonHigh: c.epsilonHigh ?? undefined }));
-            return grpoLoss(inp, { beta: c.beta, epsilonLow: c.epsilon, epsilonHigh: c.epsilonHigh ?? undefined, lossType: c.lossType, maxCompletionLength: c.maxCompletionLength });
-          }, this.variables);
-          lossSum += value.dataSync()[0];
-          value.dispose();
-          const mm = readGrpoMetrics(metricsT!);
-          (metricsT as tf.Tensor | null)?.dispose();
-          [mm.klMean, mm.clipLow, mm.clipHigh, mm.clipRegion, mm.ratioMean].forEach((x, i) => {
-            mSum[i] += x;
-          });
-          acc.add(this.variables.map((v) => grads[v.name]));
+          const B = r.items.length;
+          const maskData = r.mask.dataSync();
+          let tokens = 0;
+          for (const x of maskData) tokens += x;
+          const totals = { sequences: B, tokens };
+          const chunk = c.backwardBatchSize > 0 ? Math.min(c.backwardBatchSize, B) : B;
+          let sums: tf.Tensor[] | null = null;
+          for (let s0 = 0; s0 < B; s0 += chunk) {
+            const n = Math.min(chunk, B - s0);
+            const whole = n === B;
+            const sl = (t: tf.Tensor2D | null) => (t && !whole ? (tf.slice(t, [s0, 0], [n, r.T]) as tf.Tensor2D) : t);
+            const mask = sl(r.mask) as tf.Tensor2D;
+            const oldLogp = sl(r.oldLogp);
+            const refLogp = sl(r.refLogp);
+            const adv = whole ? r.advantages : (tf.slice(r.advantages, [s0], [n]) as tf.Tensor1D);
+            const items = whole ? r.items : r.items.slice(s0, s0 + n);
+            let chunkTokens = 0;
+            for (let i = s0 * r.T; i < (s0 + n) * r.T; i++) chunkTokens += maskData[i];
+            let metricsT: tf.Tensor1D | null = null;
+            const { value, grads } = tf.variableGrads(() => {
+              const logp = this.policy.completionLogprobs(items, r.T, c.temperature);
+              const inp = { logp, oldLogp, refLogp, advantages: adv, mask };
+              metricsT = tf.keep(grpoMetricsTensor(inp, { epsilonLow: c.epsilon, epsilonHigh: c.epsilonHigh ?? undefined }));
+              return grpoLoss(inp, {
+                beta: c.beta,
+                epsilonLow: c.epsilon,
+                epsilonHigh: c.epsilonHigh ?? undefined,
+                lossType: c.lossType,
+                maxCompletionLength: c.maxCompletionLength,
+                totals: whole ? undefined : totals,
+              });
+            }, this.variables);
+            if (!whole) tf.dispose([mask, adv, ...(oldLogp ? [oldLogp] : []), ...(refLogp ? [refLogp] : [])]);
+            lossSum += value.dataSync()[0];
+            value.dispose();
+            const mm = readGrpoMetrics(metricsT!);
+            (metricsT as tf.Tensor | null)?.dispose();
+            const w = tokens > 0 ? chunkTokens / tokens : n / B;
+            [mm.klMean, mm.clipLow, mm.clipHigh, mm.clipRegion, mm.ratioMean].forEach((x, i) => {
+              mSum[i] += x * w;
+            });
+            const g = this.variables.map((v) => grads[v.name]);
+            if (!sums) sums = g;
+            else {
+              const prev: tf.Tensor[] = sums;
+              sums = prev.map((x, i) => tf.add(x, g[i]));
+              tf.dispose([...prev, ...g]);
+            }
+          }
+          acc.add(sums!);
         }
         const n = rollouts.length;
         lastLoss = lossSum / n;

@@ -42,6 +42,20 @@ describe("grpoLoss (hand-worked)", () => {
     tf.dispose(Object.values(b).filter((x) => x instanceof tf.Tensor) as tf.Tensor[]);
   });
 
+  it("row chunks with batch totals sum to the whole batch's loss (exact accumulation over rows)", () => {
+    const b = batch();
+    for (const lossType of ["grpo", "bnpo", "dr_grpo"] as const) {
+      const opts = { beta: 0, epsilonLow: 0.2, lossType, maxCompletionLength: 4 };
+      const whole = grpoLoss({ logp: b.logp, oldLogp: b.old, mask: b.mask, advantages: b.advantages }, opts).arraySync() as number;
+      const row = (i: number) => {
+        const sl = (t: tf.Tensor2D) => tf.slice(t, [i, 0], [1, 2]) as tf.Tensor2D;
+        return grpoLoss({ logp: sl(b.logp), oldLogp: sl(b.old), mask: sl(b.mask), advantages: [b.advantages[i]] }, { ...opts, totals: { sequences: 2, tokens: 3 } }).arraySync() as number;
+      };
+      expect(row(0) + row(1)).toBeCloseTo(whole, 6);
+    }
+    tf.dispose([b.logp, b.old, b.mask]);
+  });
+
   it("adds β·k3 KL: exp(d) − d − 1 with d = ref − logp", () => {
     const b = batch();
     // d = ln 2 on row 0 token 0 -> KL = 2 - ln 2 - 1 = 0.306853; elsewhere d = 0 -> 0.

@@ -36,6 +36,11 @@ export interface GrpoLossOptions {
   lossType: LossType;
   /** Denominator length for "dr_grpo" (TRL: max_completion_length). Required for that type. */
   maxCompletionLength?: number;
+  /**
+   * For evaluating a batch in row chunks (gradient accumulation over rows, exact): the whole batch's number of
+   * sequences and of counted tokens. The chunk losses then sum to the whole batch's loss. Default: this chunk's own.
+   */
+  totals?: { sequences: number; tokens: number };
 }
 
 function checkShapes(inp: GrpoLossInput): void {
@@ -72,19 +77,26 @@ export function perTokenKl(logp: tf.Tensor, refLogp: tf.Tensor): tf.Tensor {
  * - dr_grpo: sum over all tokens / (B × maxCompletionLength).
  * Token counts are clamped to ≥ 1.
  */
-export function aggregateLoss(perToken: tf.Tensor2D, mask: tf.Tensor2D, lossType: LossType, maxCompletionLength?: number): tf.Scalar {
+export function aggregateLoss(
+  perToken: tf.Tensor2D,
+  mask: tf.Tensor2D,
+  lossType: LossType,
+  maxCompletionLength?: number,
+  totals?: { sequences: number; tokens: number },
+): tf.Scalar {
   return tf.tidy(() => {
     const masked = tf.mul(perToken, mask);
+    const nSeq = totals?.sequences ?? perToken.shape[0];
     if (lossType === "grpo") {
       const perSeq = tf.div(tf.sum(masked, 1), tf.maximum(tf.sum(mask, 1), 1));
-      return tf.mean(perSeq) as tf.Scalar;
+      return tf.div(tf.sum(perSeq), nSeq) as tf.Scalar;
     }
-    if (lossType === "bnpo") return tf.div(tf.sum(masked), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
+    if (lossType === "bnpo") return tf.div(tf.sum(masked), totals ? Math.max(totals.tokens, 1) : tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
     if (lossType === "dr_grpo") {
       if (!(maxCompletionLength && maxCompletionLength > 0)) {
         throw new GrpoInputError("lossType dr_grpo needs maxCompletionLength > 0", { code: "GRPO_BAD_OPTION", details: { field: "maxCompletionLength" } });
       }
-      return tf.div(tf.sum(masked), perToken.shape[0] * maxCompletionLength) as tf.Scalar;
+      return tf.div(tf.sum(masked), nSeq * maxCompletionLength) as tf.Scalar;
     }
     throw new GrpoInputError(`unknown lossType "${lossType}" (expected grpo, bnpo or dr_grpo)`, { code: "GRPO_BAD_OPTION", details: { field: "lossType" } });
   });
@@ -108,7 +120,7 @@ export function grpoLoss(inp: GrpoLossInput, opts: GrpoLossOptions): tf.Scalar {
     const adv = tf.reshape(inp.advantages instanceof tf.Tensor ? inp.advantages : tf.tensor1d(Array.from(inp.advantages), "float32"), [-1, 1]);
     let perToken = tf.neg(tf.minimum(tf.mul(ratio, adv), tf.mul(clipped, adv)));
     if (opts.beta > 0 && inp.refLogp) perToken = tf.add(perToken, tf.mul(perTokenKl(inp.logp, inp.refLogp), opts.beta));
-    return aggregateLoss(perToken as tf.Tensor2D, inp.mask, opts.lossType, opts.maxCompletionLength);
+    return aggregateLoss(perToken as tf.Tensor2D, inp.mask, opts.lossType, opts.maxCompletionLength, opts.totals);
   });
 }
 
