@@ -49,7 +49,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   try {
     const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
     let done = 0;
-    while (done < bytes.length) done += fs.writeSync(tmp.fd, bytes, done, bytes.length - done);
+    while (done < bytes.length) done += fs.writeSync(tmp.fd, bytes, done, Math.min(bytes.length - done, 2 ** 30));
     tmp.commit();
   } catch (e) {
     tmp.abort();

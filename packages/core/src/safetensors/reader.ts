@@ -76,7 +76,8 @@ class FileBytes implements ByteSource {
       fd = fs.openSync(this.file, "r");
       let got = 0;
       while (got < len) {
-        const n = fs.readSync(fd, buf, got, len - got, pos + got);
+        // readSync takes at most 2^31-1 bytes per call: read big tensors in 1 GiB pieces
+        const n = fs.readSync(fd, buf, got, Math.min(len - got, 2 ** 30), pos + got);
         if (n === 0) break;
         got += n;
       }

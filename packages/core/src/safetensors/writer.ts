@@ -108,7 +108,7 @@ export function writeSafetensors(file: string, tensors: Record<string, TensorToW
     for (const name of names) {
       const bytes = encode(file, name, tensors[name]);
       let done = 0;
-      while (done < bytes.length) done += fs.writeSync(tmp.fd, bytes, done, bytes.length - done);
+      while (done < bytes.length) done += fs.writeSync(tmp.fd, bytes, done, Math.min(bytes.length - done, 2 ** 30));
     }
     tmp.commit();
   } catch (e) {
