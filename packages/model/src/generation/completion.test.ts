@@ -44,7 +44,19 @@ describe("completionLogprobs on qwen2vl-tiny", () => {
 
   it("pads a batch (left prompts, right completions) without changing any row, and masks the padding", () => {
     const short = completion.slice(0, 5);
-    const rows = completionLogprobsHost(model, { prompts: [textPrompt, imagePrompt, imagePrompt], completions: [completion, short, completion] });
+    let visionCalls = 0;
+    const orig = model.getImageFeatures.bind(model);
+    model.getImageFeatures = (pv, grid) => {
+      visionCalls++;
+      return orig(pv, grid);
+    };
+    let rows: number[][];
+    try {
+      rows = completionLogprobsHost(model, { prompts: [textPrompt, imagePrompt, imagePrompt], completions: [completion, short, completion] });
+    } finally {
+      model.getImageFeatures = orig;
+    }
+    expect(visionCalls).toBe(1); // both rows of the image prompt share one vision-tower pass
     expect(maxDiff(rows[2], wantLogprobs)).toBeLessThan(1e-4);
     expect(maxDiff(rows[1], wantLogprobs.slice(0, 5))).toBeLessThan(1e-4);
     const [alone] = completionLogprobsHost(model, { prompts: [textPrompt], completions: [completion] });

@@ -71,7 +71,7 @@ export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch
   validate(model, batch);
   const padId = batch.padTokenId ?? 151643;
   const B = batch.prompts.length;
-  const enc = buildBatch(batch.prompts, padId, batch.completions);
+  const enc = buildBatch(batch.prompts, padId, batch.completions, false);
   const Lc = enc.completionLength;
   const Lp = enc.length - Lc;
   const H = model.config.hiddenSize;
@@ -85,10 +85,27 @@ export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch
   });
   try {
     return tf.tidy(() => {
+      // The vision tower runs once per distinct image set (GRPO scores G completions of the same prompt): rows whose
+      // prompt has the same pixelValues array share the features.
+      let imageEmbeds: tf.Tensor2D | undefined;
+      const feats = new Map<Float32Array, tf.Tensor2D>();
+      const rows: tf.Tensor2D[] = [];
+      for (const p of batch.prompts) {
+        if (!p.pixelValues || p.pixelValues.length === 0) continue;
+        let f = feats.get(p.pixelValues);
+        if (!f) {
+          const grid = p.imageGridThw ?? [];
+          const n = grid.reduce((a, g) => a + g[0] * g[1] * g[2], 0);
+          f = model.getImageFeatures(tf.tensor2d(p.pixelValues, [n, p.pixelValues.length / n]), grid);
+          feats.set(p.pixelValues, f);
+        }
+        rows.push(f);
+      }
+      if (rows.length > 0) imageEmbeds = rows.length === 1 ? rows[0] : (tf.concat(rows, 0) as tf.Tensor2D);
       const out = model.forward({
         inputIds: enc.inputIds,
         attentionMask: enc.attentionMask,
-        pixelValues: enc.pixelValues,
+        imageEmbeds,
         imageGridThw: enc.imageGridThw,
         outputHiddenStates: true,
         skipLogits: true,
@@ -102,7 +119,7 @@ export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch
       return { logprobs: tf.mul(tf.reshape(lp, [B, Lc]), mask) as tf.Tensor2D, mask };
     });
   } finally {
-    tf.dispose([enc.inputIds, enc.attentionMask, enc.pixelValues].filter((t) => t !== undefined) as tf.Tensor[]);
+    tf.dispose([enc.inputIds, enc.attentionMask]);
   }
 }
 

@@ -157,8 +157,11 @@ export interface PromptBatch {
   length: number;
 }
 
-/** Left-pads prompts (and optional right-appended completions) into one batch; concatenates their images in order. */
-export function buildBatch(prompts: TokenizedPrompt[], padId: number, completions?: number[][]): PromptBatch & { completionLength: number } {
+/**
+ * Left-pads prompts (and optional right-appended completions) into one batch; concatenates their images in order
+ * (`withPixels: false` skips the pixel tensor, for callers that pass image embeddings instead).
+ */
+export function buildBatch(prompts: TokenizedPrompt[], padId: number, completions?: number[][], withPixels = true): PromptBatch & { completionLength: number } {
   const P = prompts.length;
   const Lp = Math.max(...prompts.map((p) => p.inputIds.length));
   const Lc = completions ? Math.max(...completions.map((c) => c.length)) : 0;
@@ -202,7 +205,8 @@ export function buildBatch(prompts: TokenizedPrompt[], padId: number, completion
     length: S,
     completionLength: Lc,
   };
-  if (pixels.length > 0) {
+  if (pixels.length > 0) out.imageGridThw = grids;
+  if (pixels.length > 0 && withPixels) {
     const total = pixels.reduce((a, x) => a + x.length, 0);
     const all = new Float32Array(total);
     let o = 0;
@@ -211,7 +215,6 @@ export function buildBatch(prompts: TokenizedPrompt[], padId: number, completion
       o += x.length;
     }
     out.pixelValues = tf.tensor2d(all, [total / patchDim, patchDim]);
-    out.imageGridThw = grids;
   }
   return out;
 }

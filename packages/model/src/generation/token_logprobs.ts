@@ -10,8 +10,9 @@
  * would keep N×V floats (8 completions × 256 tokens × 151 936 × 4 B = 1.2 GB) alive until the backward pass.
  */
 import * as tf from "@tensorflow/tfjs-core";
-// Gradients are not registered by tfjs-core's main entry; autodiff through this module needs them.
-import "@tensorflow/tfjs-core/dist/register_all_gradients";
+// tfjs-core's Node entry registers no gradients; @rarl/core registers them all when loaded (its backend module
+// imports them), so importing from it guarantees autodiff works through this module.
+import { gradientsRegistered } from "@rarl/core";
 
 /** Rows per chunk so that one chunk's [chunk, V] logits stay near `budgetFloats` floats (default 16M = 64 MB). */
 export function chunkRows(vocab: number, budgetFloats = 16 * 1024 * 1024): number {
@@ -29,6 +30,7 @@ export function chunkRows(vocab: number, budgetFloats = 16 * 1024 * 1024): numbe
  * @returns [N] float32 log-probs.
  */
 export function tokenLogprobs(hidden: tf.Tensor2D, weight: tf.Tensor2D, ids: tf.Tensor1D, chunk = chunkRows(weight.shape[0]), weightT?: tf.Tensor2D): tf.Tensor1D {
+  if (!gradientsRegistered()) throw new Error("tokenLogprobs: tfjs gradients are not registered (import @rarl/core)");
   const [n, h] = hidden.shape;
   if (weight.shape[1] !== h) throw new Error(`tokenLogprobs: hidden [${hidden.shape}] does not match lm_head weight [${weight.shape}]`);
   if (ids.shape[0] !== n) throw new Error(`tokenLogprobs: ids [${ids.shape}] does not match hidden [${hidden.shape}]`);

@@ -1,0 +1,223 @@
+/**
+ * Issue-4 bench: KV-cached generation (1 sample and G=8 of one prompt), cached vs full-recompute per-token time,
+ * teacher-forced log-prob tokens/s and forward+backward tokens/s with LoRA (r=8 on q,k,v,o), on the issue-3 bench
+ * config with random weights.
+ *
+ * - As a section: `import generation from "./generation"` (default export: async () => markdown).
+ * - Standalone: `cd packages/model && npx tsx bench/generation.ts` writes bench/RESULTS-generation.md.
+ */
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { initBackend, Rng, writeFileAtomic } from "@rarl/core";
+import * as tf from "@tensorflow/tfjs-core";
+import { completionLogprobs, completionLogprobsHost } from "../src/generation/completion";
+import { generate } from "../src/generation/generate";
+import { headLogits } from "../src/generation/lm_head";
+import { resolveSamplingParams, sampleRow } from "../src/generation/sampling";
+import type { TokenizedPrompt } from "../src/generation/types";
+import { buildQwen2VLFromSource, parseQwen2VLConfig } from "../src/qwen2_vl/index";
+import { benchConfigJson, randomSource } from "./random_checkpoint";
+
+const NEW_TOKENS = 32;
+const G = 8;
+
+const phase = (name: string) => console.error(`bench generation: ${name} (${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB RSS, ${tf.memory().numTensors} tensors, ${(tf.memory().numBytes / 2 ** 20).toFixed(0)} MB in tensors)`);
+
+function ms(t0: number): number {
+  return performance.now() - t0;
+}
+
+export default async function generationBench(): Promise<string> {
+  const cfg = parseQwen2VLConfig(benchConfigJson(), "<bench config>");
+  const model = buildQwen2VLFromSource(cfg, randomSource(cfg, 7));
+
+  // The issue-3 prompt: 256 tokens with one 224x224 image (grid 1x16x16 = 256 patches -> 64 image tokens).
+  const grid = [[1, 16, 16]];
+  const ids: number[] = [];
+  for (let i = 0; i < 20; i++) ids.push(1000 + i);
+  ids.push(cfg.visionStartTokenId);
+  for (let i = 0; i < 64; i++) ids.push(cfg.imageTokenId);
+  ids.push(cfg.visionEndTokenId);
+  while (ids.length < 256) ids.push(2000 + ids.length);
+  const rng = new Rng(5);
+  const pixelValues = Float32Array.from({ length: 256 * 1176 }, () => rng.normal());
+  const prompt: TokenizedPrompt = { inputIds: ids, pixelValues, imageGridThw: grid };
+  // eosTokenIds: [] so every sample runs the full 32 tokens (random weights would stop at random places).
+  const base = { prompts: [prompt], maxNewTokens: NEW_TOKENS, eosTokenIds: [] as number[], seed: 1, temperature: 1.0 };
+
+  phase("warm-up");
+  await generate(model, null, { ...base, maxNewTokens: 2 }); // warm-up (kernels, transposed lm_head copy)
+  let t0 = performance.now();
+  const one = await generate(model, null, base);
+  const oneMs = ms(t0);
+  t0 = performance.now();
+  phase("G=8");
+  const many = await generate(model, null, { ...base, numSamples: G });
+  const manyMs = ms(t0);
+  const oneStep = one.stats.decodeMs / one.stats.decodeSteps;
+  const manyStep = many.stats.decodeMs / many.stats.decodeSteps;
+  const oneTps = one.stats.decodeSteps / (one.stats.decodeMs / 1000);
+  const manyTps = (G * many.stats.decodeSteps) / (many.stats.decodeMs / 1000);
+
+  // Full recompute of one token: forward over prompt + 16 generated tokens (image features precomputed, as an
+  // uncached decoder would reuse them), lm_head on the last position only.
+  phase("recompute");
+  const S = 256 + NEW_TOKENS / 2;
+  const full = tf.tensor2d([[...ids, ...Array.from({ length: S - 256 }, (_, i) => 3000 + i)]], [1, S], "int32");
+  const pv = tf.tensor2d(pixelValues, [256, 1176]);
+  const feats = model.getImageFeatures(pv, grid);
+  const recompute = () => {
+    const o = model.forward({ inputIds: full, imageEmbeds: feats, imageGridThw: grid, logitsToKeep: 1 });
+    o.logits.dataSync();
+    o.logits.dispose();
+  };
+  recompute();
+  const rts: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    t0 = performance.now();
+    recompute();
+    rts.push(ms(t0));
+  }
+  const recomputeMs = Math.min(...rts);
+  tf.dispose([full, pv, feats]);
+
+  // Decode-step breakdown for 1 and 8 rows: lm_head (transposed copy vs the model's (W·hᵀ)ᵀ), host sampling.
+  const lmRows = (rows: number, transposed: boolean) => {
+    const h = tf.randomNormal([rows, cfg.hiddenSize]) as tf.Tensor2D;
+    const run = () => {
+      const l = headLogits(model, h, transposed);
+      l.dataSync();
+      l.dispose();
+    };
+    run();
+    const ts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = performance.now();
+      run();
+      ts.push(ms(s));
+    }
+    h.dispose();
+    return Math.min(...ts);
+  };
+  phase("lm_head");
+  const lm1t = lmRows(1, true);
+  const lm8t = lmRows(G, true);
+  const lm1p = lmRows(1, false);
+  const lm8p = lmRows(G, false);
+  const V = cfg.vocabSize;
+  const row = Float32Array.from({ length: V }, () => rng.normal(0, 3));
+  const scratch = new Float32Array(V);
+  const hostMs = (params: Parameters<typeof resolveSamplingParams>[0]) => {
+    const p = resolveSamplingParams(params);
+    const r = new Rng(1);
+    sampleRow(row, [], p, r, scratch);
+    t0 = performance.now();
+    for (let i = 0; i < 20; i++) sampleRow(row, [1, 2, 3], p, r, scratch);
+    return ms(t0) / 20;
+  };
+  const hostPlain = hostMs({});
+  const hostGreedy = hostMs({ doSample: false });
+  const hostTopKP = hostMs({ topK: 50, topP: 0.9, temperature: 0.7 });
+  const hostTopP = hostMs({ topP: 0.9 });
+  const big = tf.tensor2d(Float32Array.from({ length: G * V }, () => rng.normal(0, 3)), [G, V]);
+  const wasmExp = () => {
+    const y = tf.tidy(() => tf.exp(tf.sub(big, tf.max(big, 1, true))));
+    y.dataSync();
+    y.dispose();
+  };
+  wasmExp();
+  t0 = performance.now();
+  for (let i = 0; i < 5; i++) wasmExp();
+  const wasmExpMs = ms(t0) / 5 / G;
+  big.dispose();
+
+  // Teacher-forced log-probs: the G=8 sampled completions of the prompt, as GRPO scores them.
+  phase("log-probs");
+  const completions = many.samples[0].map((s) => s.ids);
+  const batch = { prompts: completions.map(() => prompt), completions };
+  completionLogprobsHost(model, { prompts: [prompt], completions: [completions[0].slice(0, 2)] }); // warm-up
+  t0 = performance.now();
+  completionLogprobsHost(model, batch);
+  const lpMs = ms(t0);
+  const compTokens = completions.reduce((a, c) => a + c.length, 0);
+
+  // Forward + backward with LoRA r=8 (alpha 16) on q,k,v,o of every decoder layer, 1 (prompt, completion) pair:
+  // under the tape the model's forward peaks near 1.7 GB over the weights for one 288-token row on wasm (tf.profile),
+  // so 2 rows overflow the 4 GB wasm heap (see RESULTS-generation.md).
+  phase("forward+backward");
+  const vars: tf.Variable[] = [];
+  const r = 8;
+  for (const [name, lin] of model.namedLinears()) {
+    if (!/^model\.layers\.\d+\.self_attn\.[qkvo]_proj$/.test(name)) continue;
+    const bound = 1 / Math.sqrt(lin.inFeatures);
+    const A = tf.variable(tf.randomUniform([r, lin.inFeatures], -bound, bound, "float32", 1), true, `${name}.lora_A`);
+    const B = tf.variable(tf.randomNormal([lin.outFeatures, r], 0, 0.01, "float32", 2), true, `${name}.lora_B`);
+    lin.lora = { A, B, scale: 16 / r, dropout: 0 };
+    vars.push(A, B);
+  }
+  const fbBatch = { prompts: [prompt], completions: completions.slice(0, 1) };
+  const fb = (b: typeof fbBatch) => {
+    const { value, grads } = tf.variableGrads(() => tf.sum(completionLogprobs(model, b).logprobs) as tf.Scalar, vars);
+    value.dataSync();
+    value.dispose();
+    tf.dispose(grads);
+  };
+  fb({ prompts: [prompt], completions: [completions[0].slice(0, 2)] }); // warm-up
+  t0 = performance.now();
+  fb(fbBatch);
+  const fbMs = ms(t0);
+  const fbComp = fbBatch.completions.reduce((a, c) => a + c.length, 0);
+  const fbTotal = fbComp + 256;
+  for (const [, lin] of model.namedLinears()) lin.lora = null;
+  tf.dispose(vars);
+  model.dispose();
+
+  const f = (x: number, d = 1) => x.toFixed(d);
+  const verdict = (ok: boolean) => (ok ? "met" : "**not met**");
+  return [
+    "## Generation and log-probs (issue 4)",
+    "",
+    "Bench config of issue 3 (random weights, ~107M parameters); prompt: the 256-token prompt with one 224x224 image (64 image tokens);",
+    `${NEW_TOKENS} sampled new tokens (temperature 1, no EOS so every sample runs to ${NEW_TOKENS}); one run each after a warm-up, on a shared 2-core machine.`,
+    "",
+    "| measure | value | target / anchor |",
+    "| --- | --- | --- |",
+    `| generate, 1 sample, end to end (prefill incl. vision + ${NEW_TOKENS} tokens) | ${f(oneMs / 1000, 2)} s (prefill ${f(one.stats.prefillMs / 1000, 2)} s) | HF generate() 2 threads: 4.3 s; ${verdict(oneMs / 1000 < 4.3)} |`,
+    `| generate, G=${G} samples of one prompt, end to end | ${f(manyMs / 1000, 2)} s (prefill ${f(many.stats.prefillMs / 1000, 2)} s, once) | HF: 10.8 s; ${verdict(manyMs / 1000 < 10.8)} |`,
+    `| decode tokens/s, 1 sample (KV cache, ${one.stats.decodeSteps} steps after the prefill) | ${f(oneTps)} tok/s (${f(oneStep)} ms/step) | |`,
+    `| decode tokens/s, G=${G} | ${f(manyTps)} tok/s (${f(manyStep)} ms/step for ${G} rows) = ${f(manyTps / oneTps, 2)}x single | >= 4x: ${verdict(manyTps / oneTps >= 4)} |`,
+    `| per-token time: full recompute (forward over ${S} tokens, image features reused) vs KV-cached step | ${f(recomputeMs)} ms vs ${f(oneStep)} ms = ${f(recomputeMs / oneStep, 1)}x | >= 10x: ${verdict(recomputeMs / oneStep >= 10)} |`,
+    `| log-probs (teacher forced, no tape), ${G} completions of the prompt | ${f(lpMs / 1000, 2)} s = ${f(compTokens / (lpMs / 1000))} completion tok/s (${f((compTokens + G * 256) / (lpMs / 1000))} tok/s incl. prompts) | |`,
+    `| forward+backward with LoRA r=8 on q,k,v,o (variableGrads of the summed log-probs), 1 completion | ${f(fbMs / 1000, 2)} s = ${f(fbComp / (fbMs / 1000))} completion tok/s (${f(fbTotal / (fbMs / 1000))} tok/s incl. prompts) | |`,
+    "",
+    "Decode-step breakdown (why the numbers are what they are):",
+    "",
+    "| piece | time |",
+    "| --- | --- |",
+    `| lm_head, 1 row: h·Wᵀ with the cached [H,V] copy / the model's (W·hᵀ)ᵀ | ${f(lm1t)} ms / ${f(lm1p)} ms |`,
+    `| lm_head, ${G} rows: same | ${f(lm8t)} ms / ${f(lm8p)} ms |`,
+    `| host logits processing per row (V=${V}): greedy / plain sampling / top-p 0.9 / top-k 50 + top-p 0.9 + T 0.7 (incl. raw log-softmax) | ${f(hostGreedy, 2)} / ${f(hostPlain, 2)} / ${f(hostTopP, 2)} / ${f(hostTopKP, 2)} ms |`,
+    `| the same exp pass in tfjs-wasm (exp(x - max) + read back), per row | ${f(wasmExpMs, 2)} ms (host Math.exp is as fast or faster, so processing stays on the host) |`,
+    "",
+  ].join("\n");
+}
+
+const isMain = process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href;
+if (isMain) {
+  const backend = await initBackend();
+  const cpu = os.cpus();
+  const body = await generationBench();
+  const out = [
+    "# @rarl/model generation benchmarks",
+    "",
+    `- date: ${new Date().toISOString()}`,
+    `- machine: ${cpu.length} x ${cpu[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
+    `- backend: ${backend} (tfjs 4.22.0${backend === "wasm" ? `, ${process.env.RARL_WASM_THREADS ?? 1} thread(s)` : ""})`,
+    "- command: `cd packages/model && npx tsx bench/generation.ts`",
+    "",
+    body,
+  ].join("\n");
+  writeFileAtomic(path.join(path.dirname(fileURLToPath(import.meta.url)), "RESULTS-generation.md"), out);
+  console.log(out);
+}
