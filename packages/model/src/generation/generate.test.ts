@@ -1,12 +1,13 @@
 import { initBackend, type TensorSource } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadQwen2VL } from "../qwen2_vl/loading";
 import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
 import type { Qwen2VLProcessor } from "../qwen2_vl/processor";
 import { openReference, refArray, refRows, tinyFixtureDir } from "../qwen2_vl/parity_fixture";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
-import { generate } from "./generate";
+import { generate, loadGenerationConfig } from "./generate";
 import type { TokenizedPrompt } from "./types";
 
 let model: Qwen2VLForConditionalGeneration;
@@ -126,6 +127,19 @@ describe("generate on qwen2vl-tiny", () => {
     expect(s.ids).toEqual(want.slice(0, s.ids.length));
     expect(s.ids.length).toBeLessThan(16);
     expect(s.logprobs).toHaveLength(s.ids.length);
+  });
+
+  it("accepts text prompts with images through the processor (same greedy ids as the tokenized prompt)", async () => {
+    const text =
+      "<|im_start|>system\nYou are a Medical Assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Is there an abnormality in the left lung?<|im_end|>\n<|im_start|>assistant\n";
+    const image = path.join(tinyFixtureDir(), "images", "disc_100x80.png");
+    const r = await generate(model, processor, { prompts: [{ text, images: [image] }], doSample: false, maxNewTokens: 3 });
+    expect(r.samples[0][0].ids).toEqual(refRows(ref, "greedy.generated_ids")[0].slice(0, 3));
+  });
+
+  it("reads eos and pad ids from generation_config.json", () => {
+    expect(loadGenerationConfig(tinyFixtureDir())).toEqual({ eosTokenIds: [151645, 151643], padTokenId: 151643 });
+    expect(loadGenerationConfig(path.join(tinyFixtureDir(), "images"))).toBeNull();
   });
 
   it("rejects bad requests with typed errors", async () => {
