@@ -109,16 +109,25 @@ try {
     `const core = ${mod}; const tf = ${mod.replace("@rarl/core", "@tensorflow/tfjs-core")};
     core.initBackend({ prefer: ["wasm"] }).then((b) => {
       const g = tf.grad((x) => tf.sum(tf.square(x)))(tf.tensor1d([3])).dataSync()[0];
-      if (b !== "wasm" || g !== 6) throw new Error("core smoke test: backend " + b + ", grad " + g);
+      const want = Number(process.env.RARL_WASM_THREADS ?? 1);
+      if (b !== "wasm" || g !== 6 || core.getWasmThreads() !== want) throw new Error("core smoke test: backend " + b + ", grad " + g + ", threads " + core.getWasmThreads());
       console.log("core smoke test (" + ${JSON.stringify(mod.startsWith("await") ? "esm" : "cjs")} + "): wasm backend + gradient OK");
     });`;
   for (const [type, mod] of !pkgs.some((p) => p.json.name === "@rarl/core") ? [] : [
     ["module", 'await import("@rarl/core")'],
     ["commonjs", 'require("@rarl/core")'],
   ]) {
-    const r = spawnSync(process.execPath, [`--input-type=${type}`, "-e", coreProbe(mod)], { cwd: proj, encoding: "utf8", env: probeEnv });
-    if (r.status !== 0) throw new Error(`core smoke test (${type}) failed:\n${r.stderr}`);
-    process.stdout.write(r.stdout);
+    for (const threads of ["1", "2"]) {
+      // a 2-thread wasm must still let the process exit by itself (timeout = hang)
+      const r = spawnSync(process.execPath, [`--input-type=${type}`, "-e", coreProbe(mod)], {
+        cwd: proj,
+        encoding: "utf8",
+        env: { ...probeEnv, RARL_WASM_THREADS: threads },
+        timeout: 120_000,
+      });
+      if (r.status !== 0) throw new Error(`core smoke test (${type}, ${threads} wasm thread(s)) failed (exit ${r.status ?? r.signal}):\n${r.stderr}`);
+      process.stdout.write(r.stdout.replace("OK", `OK with ${threads} wasm thread(s), process exited`));
+    }
   }
   for (const p of pkgs) {
     for (const bin of Object.keys(typeof p.json.bin === "string" ? { [p.json.name.split("/")[1]]: 1 } : (p.json.bin ?? {}))) {
