@@ -111,6 +111,19 @@ describe("generate on qwen2vl-tiny", () => {
     }
   });
 
+  it("drops finished rows from the batch without changing the live rows", async () => {
+    const want = refRows(ref, "greedy.generated_ids")[0];
+    const req = { doSample: false, maxNewTokens: 6, eosTokenIds: [want[2]] } as const;
+    const batch = await generate(model, null, { ...req, prompts: [imagePrompt, textPrompt], numSamples: 2 });
+    expect(batch.samples[0][0].ids).toEqual(want.slice(0, 3));
+    expect(batch.samples[0][1].ids).toEqual(want.slice(0, 3));
+    const alone = await generate(model, null, { ...req, prompts: [textPrompt] });
+    expect(alone.samples[0][0].ids.length).toBeGreaterThan(3); // the text row outlives the image rows
+    for (const s of batch.samples[1]) expect(s.ids).toEqual(alone.samples[0][0].ids);
+    expect(batch.stats.compactions).toBeGreaterThanOrEqual(1);
+    expect(batch.stats.decodedRows).toBeLessThan(4 * batch.stats.decodeSteps);
+  });
+
   it("stops on EOS ids and on stop strings (trimmed from the text)", async () => {
     const want = refRows(ref, "greedy.generated_ids")[0];
     const byEos = await generate(model, processor, { prompts: [imagePrompt], doSample: false, maxNewTokens: 16, eosTokenIds: [want[3]] });
@@ -158,7 +171,10 @@ describe("generate on qwen2vl-tiny", () => {
     const req = { prompts: [textPrompt], numSamples: 2, maxNewTokens: 2, seed: 3 };
     await generate(model, null, req); // warm-up: builds the cached transposed lm_head
     const before = tf.memory().numTensors;
-    for (let i = 0; i < 100; i++) await generate(model, null, { ...req, seed: i });
+    // every 25th call also exercises stop-by-EOS with row compaction (2 prompts x 2 samples, rows leaving early)
+    const eos = refRows(ref, "greedy.generated_ids")[0][1];
+    const compacting = { prompts: [imagePrompt, textPrompt], numSamples: 2, doSample: false, maxNewTokens: 3, eosTokenIds: [eos] };
+    for (let i = 0; i < 100; i++) await generate(model, null, i % 25 === 0 ? compacting : { ...req, seed: i });
     expect(tf.memory().numTensors).toBe(before);
   });
 });

@@ -53,7 +53,7 @@ export interface GenerateRequest extends SamplingParams {
    * (use {@link loadGenerationConfig} to take generation_config.json's list, [151645, 151643] for Qwen2-VL).
    */
   eosTokenIds?: number[];
-  /** Id fed for finished rows and used to left-pad prompts. Default: the tokenizer's pad id, else 151643. */
+  /** Id used to left-pad prompts (masked out). Default: the tokenizer's pad id, else 151643. */
   padTokenId?: number;
   /**
    * Compute the last-position logits with a transposed [H, V] copy of the lm_head weight, kept per model (4-5x
@@ -88,8 +88,12 @@ export interface GenerateStats {
   prefillCalls: number;
   /** Forward passes of one new token per row. */
   decodeSteps: number;
-  /** Rows decoded together (prompts × samples). */
+  /** Rows decoded together at the start (prompts × samples). */
   rows: number;
+  /** Sum over decode steps of the rows fed (finished rows leave the batch). */
+  decodedRows: number;
+  /** Times finished rows were dropped from the cache. */
+  compactions: number;
   prefillMs: number;
   decodeMs: number;
 }
@@ -239,6 +243,21 @@ function lastPositionLogits(model: Qwen2VLForConditionalGeneration, args: Parame
   }
 }
 
+/** Keeps only the cache rows `keep` (in that order), in place; the dropped rows' tensors are freed. */
+function compactCache(cache: KVCache, keep: number[]): void {
+  const layers = tf.tidy(() => {
+    const ix = tf.tensor1d(keep, "int32");
+    return cache.layers.map((l) => ({ k: tf.gather(l.k, ix) as tf.Tensor4D, v: tf.gather(l.v, ix) as tf.Tensor4D }));
+  });
+  for (const l of cache.layers) {
+    l.k.dispose();
+    l.v.dispose();
+  }
+  cache.layers = layers;
+  cache.ropeDeltas = keep.map((a) => cache.ropeDeltas[a]);
+  cache.attentionMask = keep.map((a) => cache.attentionMask[a]);
+}
+
 function validateRequest(req: GenerateRequest, maxPos: number, prompts: TokenizedPrompt[]): { G: number; maxNew: number } {
   const G = req.numSamples ?? 1;
   const maxNew = req.maxNewTokens ?? 256;
@@ -267,8 +286,8 @@ function validateRequest(req: GenerateRequest, maxPos: number, prompts: Tokenize
  *
  * One prefill runs over the left-padded batch of prompts (vision tower included) and keeps only the last
  * position's logits; the KV cache is then tiled G times along the batch (row p·G + g = sample g of prompt p), and
- * each step feeds one token per row through the cache. Finished rows are fed the pad id until every row is done
- * (as transformers does); their outputs are ignored. Logits processing and sampling run on the host per row
+ * each step feeds one token per live row through the cache. A row that finishes leaves the batch (its cache rows are
+ * dropped), so long and short completions do not cost the short ones' steps. Logits processing and sampling run on the host per row
  * (see ./sampling.ts), seeded by one Rng per request, forked per row.
  *
  * @param model the Qwen2-VL model.
@@ -303,7 +322,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       seen: params.repetitionPenalty !== 1 ? new Set(prompts[p].inputIds) : null,
     };
   });
-  const stats: GenerateStats = { prefillCalls: 0, decodeSteps: 0, rows: R, prefillMs: 0, decodeMs: 0 };
+  const stats: GenerateStats = { prefillCalls: 0, decodeSteps: 0, rows: R, decodedRows: 0, compactions: 0, prefillMs: 0, decodeMs: 0 };
   const scratch = new Float32Array(V);
 
   // Prefill.
@@ -335,36 +354,41 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
 
   t0 = performance.now();
   try {
-    // rowLogits(r): the row's last logits; after the prefill rows of one prompt share the prompt's row.
-    let stride = G; // prefill: logits row = floor(r / G)
-    const next = new Int32Array(R);
+    // `active[a]` is the request row held by cache row a. After the prefill, logits row of request row r is
+    // floor(r / G) (the G samples of a prompt share it); after a decode step it is the cache row a.
+    let active = rows.map((_, r) => r);
+    let afterPrefill = true;
     for (let step = 0; step < maxNew; step++) {
-      const chosen: Array<{ token: number; logprob: number } | null> = rows.map((row, r) => {
-        if (row.tracker.done) return null;
-        const base = Math.floor(r / stride) * V;
-        const c = sampleRow(logits.subarray(base, base + V), row.seen ?? [], params, row.rng, scratch);
-        return c;
+      const chosen = active.map((r, a) => {
+        const base = (afterPrefill ? Math.floor(r / G) : a) * V;
+        return sampleRow(logits.subarray(base, base + V), rows[r].seen ?? [], params, rows[r].rng, scratch);
       });
-      const texts = await Promise.all(rows.map((row, r) => (chosen[r] && row.tracker.needsText ? decode([...row.tracker.ids, chosen[r]!.token]) : Promise.resolve(undefined))));
-      let allDone = true;
-      rows.forEach((row, r) => {
-        const c = chosen[r];
-        if (c) {
-          row.tracker.push(c.token, c.logprob, texts[r]);
-          row.seen?.add(c.token);
-        }
-        next[r] = c ? c.token : padId;
-        if (!row.tracker.done) allDone = false;
+      const texts = await Promise.all(active.map((r, a) => (rows[r].tracker.needsText ? decode([...rows[r].tracker.ids, chosen[a].token]) : Promise.resolve(undefined))));
+      active.forEach((r, a) => {
+        rows[r].tracker.push(chosen[a].token, chosen[a].logprob, texts[a]);
+        rows[r].seen?.add(chosen[a].token);
       });
-      if (allDone) break;
-      const ids = tf.tensor2d(next, [R, 1], "int32");
+      // Finished rows leave the batch: their cache rows are dropped, so later steps only compute live rows.
+      const keep: number[] = [];
+      active.forEach((r, a) => {
+        if (!rows[r].tracker.done) keep.push(a);
+      });
+      if (keep.length === 0) break;
+      if (keep.length < active.length) {
+        compactCache(cache, keep);
+        stats.compactions++;
+      }
+      const next = Int32Array.from(keep, (a) => chosen[a].token);
+      active = keep.map((a) => active[a]);
+      const ids = tf.tensor2d(next, [active.length, 1], "int32");
       try {
-        logits = lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed).logits; // [R, V]
+        logits = lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed).logits; // [active, V]
       } finally {
         ids.dispose();
       }
       stats.decodeSteps++;
-      stride = 1;
+      stats.decodedRows += active.length;
+      afterPrefill = false;
     }
   } finally {
     cache.dispose();
