@@ -1,8 +1,6 @@
-import fs from "node:fs";
 import path from "node:path";
-import { runTrain } from "@rarl/grpo";
 import type { Command } from "commander";
-import { parseConfigText } from "../config/load";
+import { checkConfigPaths, loadTrainConfig } from "../config/train-schema";
 
 /** `rarl train`: GRPO or SFT training from a config file (logic in @rarl/grpo's runTrain). */
 export function register(program: Command): void {
@@ -17,10 +15,20 @@ export function register(program: Command): void {
       return n;
     })
     .option("--resume", "continue from the newest checkpoint in RUN_DIR")
-    .action(async (o: { config: string; out?: string; maxSteps?: number; resume?: boolean }) => {
-      const file = path.resolve(o.config);
-      const config = parseConfigText(fs.readFileSync(file, "utf8"), file) as Record<string, unknown>;
-      const res = await runTrain({ config, configDir: path.dirname(file), out: o.out, maxSteps: o.maxSteps, resume: o.resume });
+    .option("--set <key=value>", "override a config field (repeatable; JSON values), e.g. --set beta=0.02 --set model.lora.r=16", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--dry-run", "validate the config, the model folder and every data file, then estimate memory and time; no training")
+    .option("--gflops <n>", "--dry-run: matmul rate in GFLOP/s for the time estimate (default: measured on this backend)", Number)
+    .action(async (o: { config: string; out?: string; maxSteps?: number; resume?: boolean; set: string[]; dryRun?: boolean; gflops?: number }) => {
+      // Validation against the shipped schema and path checks run before any heavy import (fails in well under a second).
+      const { config, configDir } = loadTrainConfig(o.config, o.set);
+      checkConfigPaths(config, configDir);
+      if (o.dryRun) {
+        const { dryRunCommand } = await import("../config/dry-run");
+        await dryRunCommand({ config, configDir, maxSteps: o.maxSteps, gflops: o.gflops });
+        return;
+      }
+      const { runTrain } = await import("@rarl/grpo");
+      const res = await runTrain({ config, configDir, out: o.out, maxSteps: o.maxSteps, resume: o.resume });
       if (res.reason === "interrupted") {
         process.stderr.write(`rarl train: interrupted at step ${res.steps}/${res.totalSteps}; checkpoint ${res.lastCheckpoint} (continue with --resume)\n`);
         process.exitCode = 130;

@@ -31,7 +31,7 @@ describe("config loading", () => {
   });
   it("names the path of an unknown key and suggests the right one", () => {
     expect(() => validateConfig({ trainer: "grpo", grpo: { bta: 1 } }, schema, "cfg.json")).toThrow(
-      /cfg\.json: unknown key "grpo\.bta" \(did you mean "beta"\?\)/,
+      /cfg\.json: unknown field "grpo\.bta" \(did you mean "beta"\?\)/,
     );
     expect(() => validateConfig({ trainer: "ppo" }, schema, "cfg.json")).toThrow(/trainer must be one of \["grpo","sft"\]/);
     expect(() => validateConfig({ trainer: "sft", grpo: { beta: "x" } }, schema, "cfg.json")).toThrow(ConfigError);

@@ -59,9 +59,15 @@ export function describeErrors(errors: ErrorObject[], schema: any, file: string)
       const known = Object.keys(schemaAt(schema, e.instancePath)?.properties ?? {});
       const s = suggest(key, known);
       const where = e.instancePath ? `${at}.${key}` : key;
-      lines.push(`${file}: unknown key "${where}"${s ? ` (did you mean "${s}"?)` : ""}`);
+      lines.push(`${file}: unknown field "${where}"${s ? ` (did you mean "${s}"?)` : ""}`);
+    } else if (e.keyword === "false schema") {
+      lines.push(`${file}: unknown field "${at}" here (it belongs to another trainer or model type)`);
+    } else if (e.keyword === "if") {
+      // the failing then/else branch is reported by its own errors
     } else if (e.keyword === "enum") {
-      lines.push(`${file}: ${at} must be one of ${JSON.stringify((e.params as any).allowedValues)}`);
+      const allowed = (e.params as any).allowedValues as unknown[];
+      const s = typeof e.data === "string" ? suggest(e.data, allowed.filter((v): v is string => typeof v === "string")) : undefined;
+      lines.push(`${file}: ${at} must be one of ${JSON.stringify(allowed)}${s ? ` (did you mean "${s}"?)` : ""}`);
     } else {
       lines.push(`${file}: ${at} ${e.message}`);
     }
@@ -136,7 +142,7 @@ const ajvCache = new WeakMap<object, ReturnType<Ajv["compile"]>>();
 export function validateConfig<T>(data: unknown, schema: object, file = "config"): T {
   let validate = ajvCache.get(schema);
   if (!validate) {
-    const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+    const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
     validate = ajv.compile(schema);
     ajvCache.set(schema, validate);
   }
