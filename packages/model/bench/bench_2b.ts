@@ -141,7 +141,7 @@ try {
   const md = [
     "## Qwen2-VL-2B-Instruct size (issue 3, `npm run bench:2b`)",
     "",
-    `- date: ${new Date().toISOString()}; backend: ${backend}; machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? "?"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    `- date: ${new Date().toISOString()}; backend: ${backend}; machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? "?"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; load average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(" / ")} (1/5/15 min; other jobs share the 2 cores)`,
     `- checkpoint: random weights, Qwen2-VL-2B-Instruct's exact config.json, BF16, ${(bytes / 1e9).toFixed(2)} GB in a temp folder (written in ${writeS.toFixed(0)} s, deleted after the run)`,
     `- loading: weightResidency "host" (Linear/embedding/lm_head weights as host Float32Arrays, uploaded per layer during the forward; norms and biases on the device)`,
     `- input: ${S}-token prompt (${S - 256} text + 256 image tokens) with one 448x448 image (1024 patches), logitsToKeep 1`,

@@ -29,6 +29,7 @@ const header = [
   "",
   `- date: ${new Date().toISOString()}`,
   `- machine: ${cpu.length} x ${cpu[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
+  `- load average at the end: ${os.loadavg().map((x) => x.toFixed(1)).join(" / ")} (1/5/15 min; the 2 cores are shared with other jobs, so timings are the fastest of several runs)`,
   `- backend: ${backend} (tfjs 4.22.0${backend === "wasm" ? `, ${process.env.RARL_WASM_THREADS ?? 1} thread(s)` : ""})`,
   `- command: \`cd packages/model && npm run bench${only.length ? ` -- ${only.join(" ")}` : ""}\``,
   "",

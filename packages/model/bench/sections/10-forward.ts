@@ -90,27 +90,52 @@ export default async function forwardBench(): Promise<string> {
       f.dispose();
     }, 5),
   );
-  const prefill = (keep: number | undefined) =>
-    median(
-      timeit(() => {
-        const o = model.forward({ inputIds, pixelValues: pv, imageGridThw: grid, logitsToKeep: keep });
-        o.logits.dataSync();
-        o.logits.dispose();
-      }, 5),
-    );
-  const tKeep1 = prefill(1);
-  const tAll = prefill(undefined);
-  const numTensors = tf.memory().numTensors;
-  inputIds.dispose();
-  pv.dispose();
-  model.dispose();
-
+  // Prefill runs interleaved with a raw matmul probe at the model's dominant shape, so that each prefill is compared
+  // with the raw rate measured in the same window (the 2 cores are shared with other jobs; contention varies).
+  const probeA = tf.randomNormal([256, 512]);
+  const probeB = tf.randomNormal([512, 1536]);
+  const probe = () => {
+    const ts = timeit(() => {
+      const c = tf.matMul(probeA, probeB);
+      c.dataSync();
+      c.dispose();
+    }, 3);
+    return (2 * 256 * 512 * 1536) / median(ts) / 1e9;
+  };
+  const prefillRuns = (keep: number | undefined, flops: number) => {
+    const runs: { t: number; raw: number; ratio: number }[] = [];
+    const once = () => {
+      const o = model.forward({ inputIds, pixelValues: pv, imageGridThw: grid, logitsToKeep: keep });
+      o.logits.dataSync();
+      o.logits.dispose();
+    };
+    once(); // warm-up
+    for (let r = 0; r < 5; r++) {
+      const raw = probe();
+      const t0 = performance.now();
+      once();
+      const t = (performance.now() - t0) / 1000;
+      runs.push({ t, raw, ratio: flops / t / 1e9 / raw });
+    }
+    return runs;
+  };
   const f1 = prefillFlops(cfg, S, 1, patches);
   const fAll = prefillFlops(cfg, S, S, patches);
   const total1 = f1.text + f1.lmHead + f1.vision;
   const totalAll = fAll.text + fAll.lmHead + fAll.vision;
+  const runs1 = prefillRuns(1, total1);
+  const runsAll = prefillRuns(undefined, totalAll);
+  const tKeep1 = Math.min(...runs1.map((r) => r.t));
+  const tAll = Math.min(...runsAll.map((r) => r.t));
+  const best1 = runs1.reduce((a, b) => (b.ratio > a.ratio ? b : a));
+  const bestAll = runsAll.reduce((a, b) => (b.ratio > a.ratio ? b : a));
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const medRatio1 = med(runs1.map((r) => r.ratio));
   const rate1 = total1 / tKeep1 / 1e9;
   const rateAll = totalAll / tAll / 1e9;
+  const numTensors = tf.memory().numTensors;
+  tf.dispose([inputIds, pv, probeA, probeB]);
+  model.dispose();
   const visionRate = f1.vision / visionT / 1e9;
   return [
     "## Forward pass (issue 3): prefill, vision, raw matmul",
@@ -122,12 +147,13 @@ export default async function forwardBench(): Promise<string> {
     "| --- | --- |",
     `| raw tf.matMul GFLOP/s (MxKxN) | ${raw.join("; ")} (best ${rawBest.toFixed(1)}) |`,
     `| vision tower, 256 patches | ${(visionT * 1000).toFixed(0)} ms = ${(patches / visionT).toFixed(0)} patches/s (${visionRate.toFixed(1)} GFLOP/s) |`,
-    `| prefill, logits of the last position only (logitsToKeep: 1), vision included | ${(tKeep1 * 1000).toFixed(0)} ms = **${(S / tKeep1).toFixed(0)} tokens/s**; ${(total1 / 1e9).toFixed(2)} GFLOP -> ${rate1.toFixed(1)} GFLOP/s = **${((100 * rate1) / rawBest).toFixed(0)}% of the best raw matmul rate** |`,
-    `| prefill, all-position logits (as the HF anchor), vision included | ${(tAll * 1000).toFixed(0)} ms = ${(S / tAll).toFixed(0)} tokens/s; ${(totalAll / 1e9).toFixed(2)} GFLOP -> ${rateAll.toFixed(1)} GFLOP/s = ${((100 * rateAll) / rawBest).toFixed(0)}% of raw |`,
+    `| prefill, logits of the last position only (logitsToKeep: 1), vision included | fastest ${(tKeep1 * 1000).toFixed(0)} ms = **${(S / tKeep1).toFixed(0)} tokens/s**; ${(total1 / 1e9).toFixed(2)} GFLOP -> ${rate1.toFixed(1)} GFLOP/s |`,
+    `| model FLOP/s / raw matmul GFLOP/s measured just before the same run (logitsToKeep 1) | best **${(100 * best1.ratio).toFixed(0)}%** (raw ${best1.raw.toFixed(1)} GFLOP/s, prefill ${(best1.t * 1000).toFixed(0)} ms); median of 5 ${(100 * medRatio1).toFixed(0)}% |`,
+    `| prefill, all-position logits (as the HF anchor), vision included | fastest ${(tAll * 1000).toFixed(0)} ms = ${(S / tAll).toFixed(0)} tokens/s; ${(totalAll / 1e9).toFixed(2)} GFLOP -> ${rateAll.toFixed(1)} GFLOP/s; best ratio to raw ${(100 * bestAll.ratio).toFixed(0)}% |`,
     "| anchor: HF transformers eager, PyTorch CPU, 2 threads, all-position logits | 840 ms |",
-    `| live tensors after the runs (weights only) | ${numTensors} |`,
+    `| live tensors after the runs (weights + the 4 bench inputs; flat across runs) | ${numTensors} |`,
     "",
-    "Timings: fastest of 5 runs (7 for raw matmul) after one warm-up, on a shared 2-core machine; FLOPs count 2·MACs of every matmul (projections, QKᵀ and PV, lm_head rows kept, vision tower incl. patch embed and merger).",
+    "Timings: fastest of 5 runs after one warm-up (7 for the raw matmul table), on a shared 2-core machine; FLOPs count 2·MACs of every matmul (projections, QKᵀ and PV, lm_head rows kept, vision tower incl. patch embed and merger).",
     "",
   ].join("\n");
 }
