@@ -1,12 +1,8 @@
 import path from "node:path";
 import { runJudge } from "@rarl/judge";
 import type { Command } from "commander";
-import { registerDemoPolicies } from "../demo/policies";
 import { runEval } from "../eval/run-eval";
 import { judgeResultsReport } from "./report";
-
-// `rarl train` gets the `qwen2vl` policy type (LoRA / full SFT over @rarl/model) when @rarl/grpo has none yet.
-registerDemoPolicies();
 
 export function intArg(name: string, min = 1) {
   return (v: string) => {
