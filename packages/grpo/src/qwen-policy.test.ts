@@ -57,7 +57,8 @@ describe("QwenPolicy on the tiny Qwen2-VL fixture", () => {
     const vars = policy.trainableVariables();
     // Move B off zero so that both A and B get gradients.
     const rng = new Rng(7);
-    for (const v of vars) if (v.name.endsWith("lora_B")) v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => rng.normal(0, 0.05)), v.shape));
+    const names = policy.trainableNames();
+    for (const [i, v] of vars.entries()) if (names[i].endsWith("lora_B")) v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => rng.normal(0, 0.05)), v.shape));
     const h = await policy.prepare({ messages, images: [IMAGE] });
     const completions = [
       [785, 3681, 374, 264],

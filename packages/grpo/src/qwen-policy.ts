@@ -1,15 +1,13 @@
 import fs from "node:fs";
-import path from "node:path";
-import { Rng, writeFileAtomic, writeSafetensors } from "@rarl/core";
+import { Rng } from "@rarl/core";
 import {
-  areAdaptersEnabled,
+  applyLora,
   buildBatch,
   generate,
-  type Linear,
+  type LoraAdapter,
   lmHeadWeight,
   type Qwen2VLForConditionalGeneration,
   type Qwen2VLProcessor,
-  setAdaptersEnabled,
   tokenLogprobs,
   transposedLmHead,
 } from "@rarl/model";
@@ -23,13 +21,18 @@ export interface QwenLoraOptions {
   r?: number;
   /** lora_alpha. Default 16. Paper: 16. */
   alpha?: number;
-  /** Module name suffixes to adapt. Default q/k/v/o_proj of the language model. Paper: ["q_proj","k_proj","v_proj","o_proj"]. */
+  /**
+   * Modules to adapt (PEFT rule: path equals a name or ends with "." + name). Default q/k/v/o_proj of the language
+   * model. Paper: ["q_proj","k_proj","v_proj","o_proj"]. Vision-tower modules are opt-in by naming them with their
+   * "visual." path (the paper freezes the vision tower).
+   */
   targetModules?: string[];
-  /** Also adapt matching vision-tower modules (opt-in; the paper freezes the vision tower). Default false. */
-  includeVision?: boolean;
   /** rsLoRA scaling alpha/√r instead of alpha/r. Default false. */
   useRslora?: boolean;
-  /** LoRA dropout (applies only while the model's LoRA training flag is on). Default 0. Paper: not stated. */
+  /**
+   * lora_dropout written to adapter_config.json. Default 0. Paper: not stated. The trainers never switch the model's
+   * LoRA training flag on: tfjs dropout masks are not drawn from the run's seeded RNG, which would break exact resume.
+   */
   dropout?: number;
   /** Seed of the A init. Default 0. */
   seed?: number;
@@ -48,64 +51,47 @@ export type QwenPromptInput =
   | { messages: Array<{ role: string; content: unknown }>; images?: Array<string | Uint8Array> }
   | { inputIds: number[]; pixelValues?: Float32Array; imageGridThw?: number[][] };
 
-interface Adapted {
-  name: string;
-  linear: Linear;
-  A: tf.Variable;
-  B: tf.Variable;
-}
-
-let instance = 0;
-
 /**
  * The Policy adapter over @rarl/model's Qwen2-VL: generation via `generate` (one prefill, cache tiled to G),
- * teacher-forced log-probs through a forward with precomputed `imageEmbeds`, LoRA through the Linear LoRA slots
+ * teacher-forced log-probs through a forward with precomputed `imageEmbeds`, LoRA from @rarl/model's applyLora
  * (PEFT init: A kaiming-uniform(a = √5), B = 0), reference = adapters switched off, adapter saved in PEFT format.
  */
 export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
-  private readonly adapted: Adapted[] = [];
-  readonly r: number;
-  readonly alpha: number;
-  readonly scale: number;
-  readonly targetModules: string[];
-  private readonly id = instance++;
+  /** The LoRA adapter (@rarl/model's applyLora: PEFT init, adapter-off scope, PEFT save). */
+  readonly adapter: LoraAdapter;
 
   constructor(
     readonly model: Qwen2VLForConditionalGeneration,
     readonly processor: Qwen2VLProcessor | null,
-    private readonly lora: QwenLoraOptions = {},
+    lora: QwenLoraOptions = {},
   ) {
-    this.r = lora.r ?? 8;
-    this.alpha = lora.alpha ?? 16;
-    this.targetModules = lora.targetModules ?? ["q_proj", "k_proj", "v_proj", "o_proj"];
-    this.scale = lora.useRslora ? this.alpha / Math.sqrt(this.r) : this.alpha / this.r;
-    if (!(Number.isInteger(this.r) && this.r > 0)) throw new TrainConfigError(`lora.r must be a positive integer, got ${this.r}`, { code: "CONFIG_INVALID", details: { field: "model.lora.r" } });
-    const rng = new Rng(lora.seed ?? 0);
-    for (const [name, linear] of model.namedLinears()) {
-      if (!this.targetModules.some((t) => name === t || name.endsWith(`.${t}`))) continue;
-      if (name.startsWith("visual.") && !lora.includeVision) continue;
-      if (linear.lora) throw new TrainConfigError(`module ${name} already has a LoRA adapter`, { code: "CONFIG_INVALID", details: { module: name } });
-      const inF = linear.inFeatures;
-      // PEFT: nn.init.kaiming_uniform_(A, a=√5) -> bound = √(6 / ((1 + a²)·fan_in)) = 1/√fan_in.
-      const bound = 1 / Math.sqrt(inF);
-      const a = new Float32Array(this.r * inF);
-      for (let i = 0; i < a.length; i++) a[i] = rng.uniform(-bound, bound);
-      const A = tf.variable(tf.tensor2d(a, [this.r, inF]), true, `q${this.id}.${name}.lora_A`);
-      const B = tf.variable(tf.zeros([linear.outFeatures, this.r]), true, `q${this.id}.${name}.lora_B`);
-      linear.lora = { A, B, scale: this.scale, dropout: lora.dropout ?? 0 };
-      this.adapted.push({ name, linear, A, B });
+    try {
+      this.adapter = applyLora(
+        model,
+        {
+          r: lora.r ?? 8,
+          lora_alpha: lora.alpha ?? 16,
+          lora_dropout: lora.dropout ?? 0,
+          target_modules: lora.targetModules ?? ["q_proj", "k_proj", "v_proj", "o_proj"],
+          use_rslora: lora.useRslora ?? false,
+        },
+        new Rng(lora.seed ?? 0),
+      );
+    } catch (e) {
+      throw new TrainConfigError(`model.lora: ${(e as Error).message}`, { code: "CONFIG_INVALID", details: { field: "model.lora" }, cause: e });
     }
-    if (this.adapted.length === 0) {
-      throw new TrainConfigError(`lora.targetModules ${JSON.stringify(this.targetModules)} match no module of the model`, { code: "CONFIG_INVALID", details: { field: "model.lora.targetModules" } });
-    }
+  }
+
+  get r(): number {
+    return this.adapter.config.r;
   }
 
   trainableVariables(): tf.Variable[] {
-    return this.adapted.flatMap((a) => [a.A, a.B]);
+    return this.adapter.trainableVariables();
   }
 
   trainableNames(): string[] {
-    return this.adapted.flatMap((a) => [`${a.name}.lora_A`, `${a.name}.lora_B`]);
+    return [...this.adapter.modules.keys()].flatMap((name) => [`${name}.lora_A`, `${name}.lora_B`]);
   }
 
   async prepare(prompt: QwenPromptInput): Promise<QwenPrepared> {
@@ -208,44 +194,12 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
   }
 
   withAdapterDisabled<T>(fn: () => T): T {
-    const prev = areAdaptersEnabled();
-    setAdaptersEnabled(false);
-    try {
-      return fn();
-    } finally {
-      setAdaptersEnabled(prev);
-    }
+    return this.adapter.withAdapterDisabled(fn);
   }
 
-  /** PEFT format: adapter_model.safetensors (`base_model.model.<module>.lora_A.weight` / `.lora_B.weight`) + adapter_config.json. */
+  /** PEFT format via @rarl/model: adapter_model.safetensors (`base_model.model.<module>.lora_A.weight` / `.lora_B.weight`) + adapter_config.json. */
   saveAdapter(dir: string): void {
-    const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
-    for (const a of this.adapted) {
-      tensors[`base_model.model.${a.name}.lora_A.weight`] = { dtype: "F32", shape: a.A.shape, data: a.A.dataSync() as Float32Array };
-      tensors[`base_model.model.${a.name}.lora_B.weight`] = { dtype: "F32", shape: a.B.shape, data: a.B.dataSync() as Float32Array };
-    }
-    writeSafetensors(path.join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
-    const config = {
-      peft_type: "LORA",
-      task_type: "CAUSAL_LM",
-      base_model_name_or_path: null,
-      r: this.r,
-      lora_alpha: this.alpha,
-      lora_dropout: this.lora.dropout ?? 0,
-      target_modules: this.targetModules,
-      use_rslora: this.lora.useRslora ?? false,
-      use_dora: false,
-      bias: "none",
-      fan_in_fan_out: false,
-      init_lora_weights: true,
-      inference_mode: true,
-      modules_to_save: null,
-      layers_to_transform: null,
-      layers_pattern: null,
-      rank_pattern: {},
-      alpha_pattern: {},
-    };
-    writeFileAtomic(path.join(dir, "adapter_config.json"), `${JSON.stringify(config, null, 2)}\n`);
+    this.adapter.save(dir);
   }
 
   async encode(text: string): Promise<number[]> {
@@ -253,12 +207,8 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
     return this.processor.tokenizer.encode(text);
   }
 
-  /** Detaches the adapters from the model and frees them. */
+  /** Detaches the adapter from the model and frees it. */
   dispose(): void {
-    for (const a of this.adapted) {
-      a.linear.lora = null;
-      tf.dispose([a.A, a.B]);
-    }
-    this.adapted.length = 0;
+    this.adapter.remove();
   }
 }

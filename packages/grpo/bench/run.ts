@@ -1,0 +1,173 @@
+/**
+ * `npm run bench` (in packages/grpo): one GRPO step of the LoRA policy on the issue-3 bench config (random
+ * ~107M-parameter Qwen2-VL shape, 256-token prompt with one 224x224 image), G = 4 and G = 8, 64-token completions.
+ * Writes bench/RESULTS.md: step time, samples/s, the share of generation / scoring / log-probs / backward / optimizer,
+ * the backward pass's model FLOP/s against the raw matmul rate, and peak memory against weights + 2 x activations.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { getBackendName, initBackend, Rng, writeFileAtomic } from "@rarl/core";
+import { buildQwen2VLFromSource, parseQwen2VLConfig } from "@rarl/model";
+import * as tf from "@tensorflow/tfjs-core";
+import { benchConfigJson, randomSource } from "../../model/bench/random_checkpoint";
+import { GRPO_DEFAULTS } from "../src/config";
+import { GRPOTrainer } from "../src/grpo-trainer";
+import { completionMask, grpoLoss } from "../src/math/loss";
+import { readMetrics } from "../src/metrics";
+import { QwenPolicy } from "../src/qwen-policy";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const COMPLETION = 64;
+/** Completions per forward/backward (backwardBatchSize): 1, since one row's backward already takes ~2 GB of the ~4 GB wasm heap. */
+const MICRO = 1;
+
+await initBackend();
+const backend = getBackendName() ?? tf.getBackend();
+const cfgJson = benchConfigJson();
+const cfg = parseQwen2VLConfig(cfgJson, "<bench config>");
+const t0 = performance.now();
+const model = buildQwen2VLFromSource(cfg, randomSource(cfg, 7));
+const buildS = (performance.now() - t0) / 1000;
+
+// 256-token prompt: <|vision_start|> 64 image pads <|vision_end|> + text, image 224x224 -> grid 1x16x16.
+const grid = [[1, 16, 16]];
+const rngP = new Rng(3);
+const pixelValues = Float32Array.from({ length: 256 * 1176 }, () => rngP.normal(0, 0.5));
+const inputIds = [151644, 872, 198, 151652, ...new Array(64).fill(151655), 151653];
+while (inputIds.length < 256 - 5) inputIds.push(1000 + rngP.int(30000));
+inputIds.push(151645, 198, 151644, 77091, 198);
+
+// Raw matmul rate on this backend (best of a few shapes of the model).
+function rawMatmulGflops(): number {
+  let best = 0;
+  for (const [m, k, n] of [
+    [256, 512, 512],
+    [256, 512, 1536],
+    [256, 1536, 512],
+    [512, 512, 1536],
+  ]) {
+    const a = tf.randomNormal([m, k]);
+    const b = tf.randomNormal([k, n]);
+    tf.matMul(a, b).dispose();
+    let bestT = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 5; i++) {
+      const s = performance.now();
+      const c = tf.matMul(a, b);
+      c.dataSync();
+      c.dispose();
+      bestT = Math.min(bestT, performance.now() - s);
+    }
+    best = Math.max(best, (2 * m * k * n) / (bestT / 1000) / 1e9);
+    tf.dispose([a, b]);
+  }
+  return best;
+}
+
+/** Forward FLOPs (2·MACs) of the text decoder over B rows of S tokens (causal attention), lm_head on C tokens per row. */
+function textForwardFlops(B: number, S: number, C: number): number {
+  const H = cfg.hiddenSize;
+  const I = cfg.intermediateSize;
+  const kv = (H / cfg.numAttentionHeads) * cfg.numKeyValueHeads;
+  const perTokenLayer = 2 * (H * H + 2 * H * kv + H * H + 3 * H * I);
+  const attn = 2 * 2 * H * ((S * (S + 1)) / 2); // QKᵀ and PV, causal half
+  return B * (cfg.numHiddenLayers * (S * perTokenLayer + attn) + C * 2 * H * cfg.vocabSize);
+}
+
+const raw = rawMatmulGflops();
+const rows: string[] = [];
+const notes: string[] = [];
+for (const G of [4, 8]) {
+  const policy = new QwenPolicy(model, null, { r: 8, alpha: 16 });
+  // Non-zero B so the policy differs from the reference (as after some training).
+  const names = policy.trainableNames();
+  for (const [i, v] of policy.trainableVariables().entries()) if (names[i].endsWith("lora_B")) v.assign(tf.randomNormal(v.shape, 0, 0.01));
+  const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "grpo-bench-"));
+  const rewardRng = new Rng(G);
+  const trainer = new GRPOTrainer({
+    config: { ...GRPO_DEFAULTS, numGenerations: G, maxCompletionLength: COMPLETION, beta: 0.04, learningRate: 1e-5, maxSteps: 1, saveSteps: 1000, progress: false, backwardBatchSize: MICRO },
+    policy,
+    examples: [{ id: "bench" }],
+    buildPrompt: () => ({ inputIds, pixelValues, imageGridThw: grid }),
+    rewards: (items) => ({ r: items.map(() => rewardRng.random()) }),
+    runDir,
+  });
+  await trainer.train({ handleSigint: false });
+  const m = readMetrics(runDir)[0];
+  const timing = m.timing as Record<string, number>;
+  const total = m.stepTime as number;
+  const share = (k: string) => `${((100 * timing[k]) / total).toFixed(0)}%`;
+  const len = m.completionLengthMean as number;
+
+  // Backward model FLOP/s and memory of one micro-batch (G rows) policy pass, measured in isolation.
+  const h = await policy.prepare({ inputIds, pixelValues, imageGridThw: grid });
+  const comps = Array.from({ length: MICRO }, (_, i) => Array.from({ length: COMPLETION }, (_, t) => 2000 + ((i * 131 + t * 17) % 50000)));
+  const items = comps.map((c) => ({ prepared: h, completionIds: c }));
+  const mask = tf.tensor2d(completionMask(comps.map((c) => c.length), COMPLETION), [MICRO, COMPLETION]);
+  const ref = policy.withAdapterDisabled(() => policy.completionLogprobs(items, COMPLETION));
+  const vars = policy.trainableVariables();
+  const base = tf.memory().numBytes;
+  const fwdProf = await tf.profile(() => {
+    policy.completionLogprobs(items, COMPLETION).dispose();
+  });
+  const actBytes = fwdProf.peakBytes - base;
+  let bwdS = 0;
+  const bwdProf = await tf.profile(() => {
+    const s = performance.now();
+    const { value, grads } = tf.variableGrads(
+      () => grpoLoss({ logp: policy.completionLogprobs(items, COMPLETION), refLogp: ref, mask, advantages: comps.map((_, i) => (i % 2 ? 1 : -1)) }, { beta: 0.04, epsilonLow: 0.2, lossType: "grpo" }),
+      vars,
+    );
+    value.dataSync();
+    bwdS = (performance.now() - s) / 1000;
+    value.dispose();
+    tf.dispose(grads);
+  });
+  const S = inputIds.length + COMPLETION;
+  const fwdFlops = textForwardFlops(MICRO, S, COMPLETION);
+  const modelFlops = 3 * fwdFlops; // forward + backward (2x forward), the usual MFU convention
+  const bwdRate = modelFlops / bwdS / 1e9;
+  const weightsBytes = base;
+  tf.dispose([mask, ref]);
+  policy.release(h);
+  policy.dispose();
+  fs.rmSync(runDir, { recursive: true, force: true });
+
+  rows.push(
+    `| ${G} | ${total.toFixed(1)} s | ${(G / total).toFixed(2)} | ${len.toFixed(0)} | ${share("generation")} (${timing.generation.toFixed(1)} s) | ${share("scoring")} | ${share("logprobs")} (${timing.logprobs.toFixed(1)} s) | ${share("backward")} (${timing.backward.toFixed(1)} s) | ${share("optimizer")} | ${bwdS.toFixed(1)} s, ${bwdRate.toFixed(2)} GFLOP/s = **${((100 * bwdRate) / raw).toFixed(0)}%** of raw | ${(bwdProf.peakBytes / 2 ** 20).toFixed(0)} MB vs ${((weightsBytes + 2 * actBytes) / 2 ** 20).toFixed(0)} MB (weights ${(weightsBytes / 2 ** 20).toFixed(0)} + 2 x act ${(actBytes / 2 ** 20).toFixed(0)}) |`,
+  );
+  notes.push(`G=${G}: forward FLOPs of one micro-batch's policy pass ${(fwdFlops / 1e9).toFixed(2)} GFLOP (${MICRO} row x ${S} tokens, lm_head on ${COMPLETION} tokens).`);
+  console.log(rows.at(-1));
+}
+
+const md = `# @rarl/grpo benchmarks
+
+- date: ${new Date().toISOString()}
+- machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}
+- backend: ${backend} (tfjs ${tf.version_core})
+- command: \`cd packages/grpo && npm run bench\`
+
+## One GRPO step (issue 8)
+
+Config: the issue-3 bench model (vocab 151936 tied, hidden 512, 8 layers, 8/2 heads, intermediate 1536; vision depth 4,
+embed 256; random weights built in ${buildS.toFixed(1)} s), LoRA r = 8, α = 16 on q/k/v/o; one prompt of 256 tokens with one
+224x224 image (64 image tokens); G completions of up to ${COMPLETION} new tokens (temperature 1; a random model almost never
+emits EOS, so they are ${COMPLETION} tokens); β = 0.04 (reference pass with the adapter off), μ = 1, random rewards;
+backwardBatchSize ${MICRO} (one completion per forward/backward: the wasm heap, ~4 GB, does not hold two).
+Step = generation (one prefill, cache tiled to G, KV-cached decode) + scoring + reference log-probs + policy
+forward/backward + AdamW. Raw tf.matMul rate on this backend (best of 4 model shapes): **${raw.toFixed(1)} GFLOP/s**.
+
+| G | step time | samples/s | completion len | generation | scoring | ref log-probs | policy fwd+bwd | optimizer | one micro-batch fwd+bwd: model FLOP/s (3 x forward FLOPs / time) | peak memory of one micro-batch fwd+bwd vs weights + 2 x activations |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${rows.join("\n")}
+
+${notes.map((n) => `- ${n}`).join("\n")}
+- "activations" = peak bytes above the weights of a forward-only policy pass over the same micro-batch (tf.profile);
+  "peak memory" = tf.profile peak bytes of the forward+backward pass (weights included). Targets (issue 8): backward >= 40%
+  of the raw matmul rate; peak <= weights + 2 x activations.
+- One measured step per G (no repetition: a G = 8 step takes minutes on this 2-core machine), after the model warm-up
+  in the trainer's first call; the machine is shared, so timings are noisy.
+`;
+writeFileAtomic(path.join(HERE, "RESULTS.md"), md);
+console.log(md);
