@@ -17,7 +17,9 @@ const f2 = (x: number) => x.toFixed(2);
 function matmulGflops(m: number, k: number, n: number, tA = false, tB = false): number {
   const a = tf.randomNormal(tA ? [k, m] : [m, k]);
   const b = tf.randomNormal(tB ? [n, k] : [k, n]);
-  const ms = timeMs(() => tf.tidy(() => tf.matMul(a, b, tA, tB).dataSync()), { minMs: 300, minReps: 2 });
+  const ms = timeMs(() => tf.tidy(() => {
+        tf.matMul(a, b, tA, tB).dataSync(); // returning the TypedArray from tidy would make tidy walk it: slow
+      }), { minMs: 300, minReps: 2 });
   tf.dispose([a, b]);
   return gflops(m, k, n, ms);
 }
@@ -45,6 +47,7 @@ const rawShapes: [number, number, number][] = [
   [128, 128, 128],
   [256, 256, 256],
   [512, 512, 512],
+  [1024, 1024, 1024],
   [256, 1536, 1536],
 ];
 const raw: { shape: string; wasm: number; cpu: number | null }[] = [];
@@ -104,7 +107,7 @@ const md = `# @rarl/core benchmarks
 - Machine: ${m.cpu}, ${m.cores} logical cores, ${m.ramGiB} GiB RAM; load average (1/5/15 min) at start ${loadStart}, at end ${m.load}: the machine is shared by several jobs, so these numbers move with the load
 - Node ${m.node}, @tensorflow/tfjs-core ${tf.version_core}; date ${new Date().toISOString()}
 - Command: \`cd packages/core && npm run bench\` (tsx bench/run.ts), ${((Date.now() - t0) / 1000).toFixed(0)} s
-- Method: median wall time of repeated calls (after 1 warm-up) including \`dataSync()\`; inputs N(0,1) float32.
+- Method: best (minimum) wall time of repeated calls (after 1 warm-up; at least 2-3 runs and 0.3-0.4 s) including \`dataSync()\`; inputs N(0,1) float32. The minimum, because the other jobs on this shared machine only ever add time.
 
 ## Raw matmul, GFLOP/s (wasm: 1 thread, XNNPACK)
 
