@@ -122,19 +122,29 @@ export class Linear {
       const lead = x.shape.slice(0, -1);
       if (x.shape[x.shape.length - 1] !== inF) throw new Error(`Linear: input last dim ${x.shape[x.shape.length - 1]} != in_features ${inF}`);
       const n = lead.reduce((a, b) => a * b, 1);
-      const xT = tf.transpose(tf.reshape(x, [n, inF])); // [in, N]
+      const yT = this.applyT(tf.transpose(tf.reshape(x, [n, inF]))); // [out, N]
+      return tf.reshape(tf.transpose(yT), [...lead, this.outFeatures]);
+    });
+  }
+
+  /**
+   * The same layer in transposed layout: xT [in, N] -> yT [out, N] = W·xT + b (+ LoRA). Lets callers share one
+   * transposed activation between several projections (q/k/v, gate/up) and chain layers without transposes.
+   */
+  applyT(xT: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => {
+      if (xT.shape[0] !== this.inFeatures) throw new Error(`Linear: input dim ${xT.shape[0]} != in_features ${this.inFeatures}`);
       const W = this.w ?? tf.tensor2d(this.host!.data, this.shape); // host: uploaded for this call, freed by the tidy
       let yT = tf.matMul(W, xT); // [out, N]
       const lora = this.lora;
       if (lora && adaptersEnabled) {
-        let xin = xT;
-        if (loraTraining && lora.dropout > 0) xin = tf.dropout(xT, lora.dropout);
+        let xin: tf.Tensor2D = xT;
+        if (loraTraining && lora.dropout > 0) xin = tf.dropout(xT, lora.dropout) as tf.Tensor2D;
         const ax = tf.matMul(lora.A, xin); // [r, N]
         yT = tf.add(yT, tf.mul(tf.matMul(lora.B, ax), lora.scale));
       }
-      let y = tf.transpose(yT); // [N, out]
-      if (this.bias) y = tf.add(y, this.bias);
-      return tf.reshape(y, [...lead, this.outFeatures]);
+      if (this.bias) yT = tf.add(yT, tf.reshape(this.bias, [this.outFeatures, 1]));
+      return yT as tf.Tensor2D;
     });
   }
 

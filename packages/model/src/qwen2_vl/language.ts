@@ -135,9 +135,12 @@ export class Qwen2VLTextModel {
     let kv!: LayerKV;
     const out = tf.tidy(() => {
       const x = rmsNorm(h, w.inputLayernorm, cfg.rmsNormEps);
-      const q0 = tf.transpose(tf.reshape(w.qProj.apply(x), [B, S, nh, D]), [0, 2, 1, 3]);
-      const k0 = tf.transpose(tf.reshape(w.kProj.apply(x), [B, S, kvh, D]), [0, 2, 1, 3]);
-      const v0 = tf.transpose(tf.reshape(w.vProj.apply(x), [B, S, kvh, D]), [0, 2, 1, 3]) as tf.Tensor4D;
+      // projections in transposed layout: one shared xT [H, B·S]; yT [heads·D, B·S] -> [B, heads, S, D]
+      const xT = tf.transpose(tf.reshape(x, [B * S, H])) as tf.Tensor2D;
+      const heads = (yT: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(yT, [n, D, B, S]), [2, 0, 3, 1]);
+      const q0 = heads(w.qProj.applyT(xT), nh);
+      const k0 = heads(w.kProj.applyT(xT), kvh);
+      const v0 = heads(w.vProj.applyT(xT), kvh) as tf.Tensor4D;
       const q = applyRotary(q0, cos, sinSigned);
       const kNew = applyRotary(k0, cos, sinSigned) as tf.Tensor4D;
       const k = past ? (tf.concat([past.k, kNew], 2) as tf.Tensor4D) : kNew;
@@ -154,9 +157,9 @@ export class Qwen2VLTextModel {
       const att = tf.reshape(bmm(p, v), [B, nh, S, D]);
       const attOut = w.oProj.apply(tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [B, S, nh * D]));
       const h1 = tf.add(h, attOut);
-      const x2 = rmsNorm(h1, w.postAttentionLayernorm, cfg.rmsNormEps);
-      const mlp = w.downProj.apply(tf.mul(silu(w.gateProj.apply(x2)), w.upProj.apply(x2)));
-      return tf.reshape(tf.add(h1, mlp), [B, S, H]) as tf.Tensor3D;
+      const x2T = tf.transpose(tf.reshape(rmsNorm(h1, w.postAttentionLayernorm, cfg.rmsNormEps), [B * S, H])) as tf.Tensor2D;
+      const mlpT = w.downProj.applyT(tf.mul(silu(w.gateProj.applyT(x2T)), w.upProj.applyT(x2T)) as tf.Tensor2D); // [H, B·S]
+      return tf.add(h1, tf.reshape(tf.transpose(mlpT), [B, S, H])) as tf.Tensor3D;
     });
     return { h: out, kv };
   }

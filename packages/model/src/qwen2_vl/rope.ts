@@ -169,12 +169,22 @@ export function mropeCosSinTensors(
   return { cos: tf.tensor4d(cos, s4), sinSigned: tf.tensor4d(sin, s4) };
 }
 
-/** x·cos + rotate_half(x)·sin, with sinSigned from {@link mropeCosSinTensors} (any layout whose last axis is headDim). */
+/** [d, d] permutation P with (x·P)[j] = x[(j + d/2) mod d] (swaps the two halves; exact in float32). */
+function halfSwap(d: number): tf.Tensor2D {
+  const p = new Float32Array(d * d);
+  for (let j = 0; j < d; j++) p[((j + d / 2) % d) * d + j] = 1;
+  return tf.tensor2d(p, [d, d]);
+}
+
+/**
+ * x·cos + rotate_half(x)·sin, with sinSigned from {@link mropeCosSinTensors} (any layout whose last axis is headDim).
+ * The half swap is one small matmul with a permutation matrix (exact: one ±1 term per output), which on wasm is much
+ * cheaper than split + concat.
+ */
 export function applyRotary(x: tf.Tensor, cos: tf.Tensor, sinSigned: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const d = x.shape[x.shape.length - 1];
-    const [x1, x2] = tf.split(x, [d / 2, d / 2], -1);
-    const swapped = tf.concat([x2, x1], -1);
+    const swapped = tf.reshape(tf.matMul(tf.reshape(x, [-1, d]), halfSwap(d)), x.shape);
     return tf.add(tf.mul(x, cos), tf.mul(swapped, sinSigned));
   });
 }
