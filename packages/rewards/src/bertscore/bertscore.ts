@@ -95,11 +95,12 @@ export class BertScorer implements TextSimilarity {
   private queue: Pending[] = [];
   private scheduled = false;
 
-  constructor(
+  /** Use `BertScorer.fromFolder` or `BertScorer.create` (they find the special tokens and build the idf table). */
+  private constructor(
     readonly encoder: BertEncoder,
     readonly tokenizer: Tokenizer,
-    opts: BertScoreOptions = {},
-    special?: number[],
+    opts: BertScoreOptions,
+    special: number[],
   ) {
     this.layer = opts.layer ?? encoder.config.numLayers;
     if (!Number.isInteger(this.layer) || this.layer < 0 || this.layer > encoder.config.numLayers)
@@ -109,11 +110,8 @@ export class BertScorer implements TextSimilarity {
     const offset = encoder.config.family === "roberta" ? encoder.config.padTokenId + 1 : 0;
     this.maxTokens = Math.min(512, encoder.config.maxPositions - offset);
     tokenizer.setTruncation(this.maxTokens);
-    this.special = new Set(special ?? []);
-    if (opts.idfCorpus) this.idfPromise = this.setIdfCorpus(opts.idfCorpus);
+    this.special = new Set(special);
   }
-
-  private idfPromise: Promise<void> | null = null;
 
   /**
    * Loads encoder + tokenizer from a Hugging Face folder (config.json, model.safetensors, tokenizer.json).
@@ -134,7 +132,7 @@ export class BertScorer implements TextSimilarity {
   /** Builds a scorer over an existing encoder and tokenizer ([CLS]/[SEP] found by encoding the empty string). */
   static async create(encoder: BertEncoder, tokenizer: Tokenizer, opts: BertScoreOptions = {}): Promise<BertScorer> {
     const empty = await tokenizer.encode("", null, { addSpecialTokens: true });
-    const s = new BertScorer(encoder, tokenizer, { ...opts, idfCorpus: undefined }, empty.getIds());
+    const s = new BertScorer(encoder, tokenizer, opts, empty.getIds());
     if (opts.idfCorpus) await s.setIdfCorpus(opts.idfCorpus);
     return s;
   }
@@ -190,7 +188,6 @@ export class BertScorer implements TextSimilarity {
   async scorePRF(candidates: string[], references: string[]): Promise<PRF[]> {
     if (candidates.length !== references.length)
       throw new EncoderError(`BERTScore: ${candidates.length} candidates but ${references.length} references`, { code: "BERTSCORE_LENGTHS" });
-    if (this.idfPromise) await this.idfPromise;
     const uniq = [...new Set([...candidates, ...references].map((t) => t.trim()))];
     const index = new Map(uniq.map((t, i) => [t, i]));
     const { ids, embeddings } = await this.embed(uniq);
@@ -210,6 +207,8 @@ export class BertScorer implements TextSimilarity {
    * evaluated with Promise.all shares padded encoder batches.
    */
   score(candidates: string[], references: string[]): Promise<number[]> {
+    if (candidates.length !== references.length)
+      return Promise.reject(new EncoderError(`BERTScore: ${candidates.length} candidates but ${references.length} references`, { code: "BERTSCORE_LENGTHS" }));
     return Promise.all(
       candidates.map(
         (cand, i) =>
