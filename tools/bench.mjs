@@ -3,7 +3,7 @@
 // then collects each packages/<pkg>/bench/RESULTS.md into BENCHMARKS.md (written atomically), headed by the machine
 // (lscpu model, cores, RAM), the Node version and the date.
 //   node tools/bench.mjs                 run every package's bench, then collect
-//   node tools/bench.mjs core model      only these packages
+//   node tools/bench.mjs core model      run only these packages' benches (BENCHMARKS.md still collects all)
 //   node tools/bench.mjs --collect-only  do not run anything, only rebuild BENCHMARKS.md from the RESULTS.md files
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -37,7 +37,6 @@ const pkgDir = path.join(root, "packages");
 const packages = fs
   .readdirSync(pkgDir)
   .filter((d) => fs.existsSync(path.join(pkgDir, d, "package.json")))
-  .filter((d) => only.length === 0 || only.includes(d))
   .sort((a, b) => (a === "core" ? -1 : b === "core" ? 1 : a.localeCompare(b)));
 
 const status = new Map();
@@ -48,8 +47,8 @@ for (const name of packages) {
     status.set(name, "no bench script");
     continue;
   }
-  if (collectOnly) {
-    status.set(name, "not run (--collect-only)");
+  if (collectOnly || (only.length > 0 && !only.includes(name))) {
+    status.set(name, "not run now; results from an earlier run");
     continue;
   }
   console.error(`\n=== bench: ${pkg.name} ===`);
