@@ -90,6 +90,12 @@ describe("templates and variables", () => {
     fs.writeFileSync(mod, 'export default [{ name: "js", user: "Look: {question}", variables: ["question"] }];');
     const [js] = await loadTemplates(mod);
     expect(js.name).toBe("js");
+    const ts = path.join(dir, "t.ts");
+    fs.writeFileSync(ts, 'const t: { name: string; user: string; variables: string[] } = { name: "ts", user: "{question}?", variables: ["question"] };\nexport const templates = [t];\n');
+    expect((await loadTemplates(ts))[0].user).toBe("{question}?");
+    const badTs = path.join(dir, "bad.ts");
+    fs.writeFileSync(badTs, 'export default { name: "bad-ts", user: "{question} {organ}", variables: ["question"] };\n');
+    await expect(loadTemplates(badTs)).rejects.toThrow(/export \[0\]: template "bad-ts": placeholder \{organ\}/);
     fs.rmSync(dir, { recursive: true });
   });
 });
