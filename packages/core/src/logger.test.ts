@@ -59,5 +59,6 @@ describe("getLogger", () => {
     const circ: Record<string, unknown> = {};
     circ.self = circ;
     expect(formatLogLine("json", new Date(0), "info", "x", "m", { circ })).toContain("[circular]");
+    expect(JSON.parse(formatLogLine("json", new Date(0), "info", "x", "m", { level: "error", msg: "forged" }))).toMatchObject({ level: "info", msg: "m" });
   });
 });

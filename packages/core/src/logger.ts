@@ -68,7 +68,8 @@ function human(v: unknown): string {
 /** Formats one record (exported for tests). */
 export function formatLogLine(format: "json" | "human", time: Date, level: LogLevel, name: string, msg: string, fields?: LogFields): string {
   const f = fields ? (clean(fields, "", 0, new WeakSet()) as Record<string, unknown>) : {};
-  if (format === "json") return JSON.stringify({ time: time.toISOString(), level, logger: name, msg, ...f });
+  // the record's own keys come last so that a field cannot overwrite them
+  if (format === "json") return JSON.stringify({ ...f, time: time.toISOString(), level, logger: name, msg });
   const kv = Object.entries(f)
     .map(([k, v]) => `${k}=${human(v)}`)
     .join(" ");
