@@ -173,13 +173,15 @@ export default async function generationBench(): Promise<string> {
   tf.dispose(vars);
   model.dispose();
 
+  const load = os.loadavg().map((x) => x.toFixed(1)).join(" / ");
   const f = (x: number, d = 1) => x.toFixed(d);
   const verdict = (ok: boolean) => (ok ? "met" : "**not met**");
   return [
     "## Generation and log-probs (issue 4)",
     "",
     "Bench config of issue 3 (random weights, ~107M parameters); prompt: the 256-token prompt with one 224x224 image (64 image tokens);",
-    `${NEW_TOKENS} sampled new tokens (temperature 1, no EOS so every sample runs to ${NEW_TOKENS}); one run each after a warm-up, on a shared 2-core machine.`,
+    `${NEW_TOKENS} sampled new tokens (temperature 1, no EOS so every sample runs to ${NEW_TOKENS}); one run each after a warm-up, on a shared 2-core machine`,
+    `(load average 1/5/15 min at the end of the run: ${load}; with other jobs holding the cores every figure here is slower than on an idle machine).`,
     "",
     "| measure | value | target / anchor |",
     "| --- | --- | --- |",

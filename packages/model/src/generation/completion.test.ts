@@ -69,6 +69,16 @@ describe("completionLogprobs on qwen2vl-tiny", () => {
     tf.dispose([r.logprobs, r.mask]);
   });
 
+  it("works with host-resident weights (weightResidency \"host\"): same log-probs", async () => {
+    const hostModel = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false, weightResidency: "host" })).model;
+    try {
+      const [got] = completionLogprobsHost(hostModel, { prompts: [imagePrompt], completions: [completion] });
+      expect(maxDiff(got, wantLogprobs)).toBeLessThan(1e-4);
+    } finally {
+      hostModel.dispose();
+    }
+  });
+
   it("rejects bad batches with typed errors", () => {
     expect(() => completionLogprobs(model, { prompts: [textPrompt], completions: [] })).toThrow(InvalidGenerationParamError);
     expect(() => completionLogprobs(model, { prompts: [textPrompt], completions: [[]] })).toThrow(/completions\[0\] is empty/);

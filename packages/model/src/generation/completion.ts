@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
 import { buildBatch } from "./generate";
-import { lmHeadWeight, transposedLmHead } from "./lm_head";
+import { lmHeadOnHost, lmHeadWeight, transposedLmHead } from "./lm_head";
 import { tokenLogprobs } from "./token_logprobs";
 import type { TokenizedPrompt } from "./types";
 
@@ -114,8 +114,18 @@ export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch
       const last = hs[hs.length - 1]; // after the final norm: the lm_head input
       const h = tf.reshape(tf.slice(last, [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
       const mask = tf.tensor2d(m, [B, Lc]);
-      const W = lmHeadWeight(model);
-      const lp = tokenLogprobs(h, W, tf.tensor1d(tgt, "int32"), undefined, batch.transposedLmHead === false ? undefined : transposedLmHead(model));
+      let lp: tf.Tensor;
+      if (lmHeadOnHost(model)) {
+        // Host-resident lm_head (weightResidency "host"): the model's chunked lm_head gives the full [B·Lc, V] logits,
+        // then log-softmax and a gather at the targets (holds B·Lc·V floats under a tape).
+        const logits = tf.reshape(model.model.lmHead(tf.reshape(h, [1, B * Lc, H]) as tf.Tensor3D), [B * Lc, -1]);
+        const V = logits.shape[1] as number;
+        const flat = Int32Array.from(tgt, (t, i) => i * V + t);
+        lp = tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), tf.tensor1d(flat, "int32"));
+      } else {
+        const W = lmHeadWeight(model);
+        lp = tokenLogprobs(h, W, tf.tensor1d(tgt, "int32"), undefined, batch.transposedLmHead === false ? undefined : transposedLmHead(model));
+      }
       return { logprobs: tf.mul(tf.reshape(lp, [B, Lc]), mask) as tf.Tensor2D, mask };
     });
   } finally {

@@ -113,7 +113,7 @@ describe("generate on qwen2vl-tiny", () => {
 
   it("drops finished rows from the batch without changing the live rows", async () => {
     const want = refRows(ref, "greedy.generated_ids")[0];
-    const req = { doSample: false, maxNewTokens: 6, eosTokenIds: [want[2]] } as const;
+    const req = { doSample: false, maxNewTokens: 6, eosTokenIds: [want[2]] };
     const batch = await generate(model, null, { ...req, prompts: [imagePrompt, textPrompt], numSamples: 2 });
     expect(batch.samples[0][0].ids).toEqual(want.slice(0, 3));
     expect(batch.samples[0][1].ids).toEqual(want.slice(0, 3));
@@ -148,6 +148,16 @@ describe("generate on qwen2vl-tiny", () => {
     const image = path.join(tinyFixtureDir(), "images", "disc_100x80.png");
     const r = await generate(model, processor, { prompts: [{ text, images: [image] }], doSample: false, maxNewTokens: 3 });
     expect(r.samples[0][0].ids).toEqual(refRows(ref, "greedy.generated_ids")[0].slice(0, 3));
+  });
+
+  it("works with host-resident weights (weightResidency \"host\"): same greedy ids", async () => {
+    const hostModel = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false, weightResidency: "host" })).model;
+    try {
+      const r = await generate(hostModel, null, { prompts: [imagePrompt], doSample: false, maxNewTokens: 4 });
+      expect(r.samples[0][0].ids).toEqual(refRows(ref, "greedy.generated_ids")[0].slice(0, 4));
+    } finally {
+      hostModel.dispose();
+    }
   });
 
   it("reads eos and pad ids from generation_config.json", () => {

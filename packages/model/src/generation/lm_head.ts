@@ -12,8 +12,18 @@ import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
 
 const cache = new WeakMap<object, { src: tf.Tensor2D; wt: tf.Tensor2D }>();
 
-/** The lm_head weight [V, H] (embed_tokens when tied). */
+/**
+ * Whether the lm_head weight lives in host memory (loadQwen2VL's weightResidency "host"): then there is no device
+ * [V, H] tensor and the model's own chunked `lmHead` must be used.
+ */
+export function lmHeadOnHost(model: Qwen2VLForConditionalGeneration): boolean {
+  const w = model.model.weights;
+  return !!(w.lmHeadHost || (!w.lmHead && w.embedTokensHost));
+}
+
+/** The lm_head weight [V, H] (embed_tokens when tied). Throws when it is host-resident (see {@link lmHeadOnHost}). */
 export function lmHeadWeight(model: Qwen2VLForConditionalGeneration): tf.Tensor2D {
+  if (lmHeadOnHost(model)) throw new Error("lmHeadWeight: the lm_head weight is host-resident (weightResidency \"host\"); use model.model.lmHead");
   const w = model.model.weights;
   return w.lmHead ?? w.embedTokens;
 }
@@ -39,8 +49,15 @@ export function releaseTransposedLmHead(model: Qwen2VLForConditionalGeneration):
   }
 }
 
-/** Logits [R, V] of final hidden states h [R, H]. */
+/** Logits [R, V] of final hidden states h [R, H] (host-resident weights: the model's chunked lm_head). */
 export function headLogits(model: Qwen2VLForConditionalGeneration, h: tf.Tensor2D, transposed: boolean): tf.Tensor2D {
+  if (lmHeadOnHost(model)) {
+    return tf.tidy(() => {
+      const [R, H] = h.shape;
+      const l = model.model.lmHead(tf.reshape(h, [R, 1, H]) as tf.Tensor3D);
+      return tf.reshape(l, [R, l.shape[2]]) as tf.Tensor2D;
+    });
+  }
   if (transposed) return tf.matMul(h, transposedLmHead(model));
   return tf.tidy(() => tf.transpose(tf.matMul(lmHeadWeight(model), tf.transpose(h)))) as tf.Tensor2D;
 }
