@@ -74,6 +74,14 @@ describe("completionLogprobs on qwen2vl-tiny", () => {
     try {
       const [got] = completionLogprobsHost(hostModel, { prompts: [imagePrompt], completions: [completion] });
       expect(maxDiff(got, wantLogprobs)).toBeLessThan(1e-4);
+      // temperature (TRL divides the logits by it): the chunked device path and the host path's explicit
+      // log-softmax over full logits agree, and differ from T = 1
+      const b = { prompts: [imagePrompt], completions: [completion], temperature: 0.7 };
+      const [hot] = completionLogprobsHost(hostModel, b);
+      const [dev] = completionLogprobsHost(model, b);
+      expect(maxDiff(hot, dev)).toBeLessThan(1e-4);
+      expect(maxDiff(dev, wantLogprobs)).toBeGreaterThan(1e-2);
+      expect(() => completionLogprobs(model, { ...b, temperature: 0 })).toThrow(/temperature/);
     } finally {
       hostModel.dispose();
     }

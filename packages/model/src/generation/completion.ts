@@ -24,6 +24,12 @@ export interface CompletionBatch {
   padTokenId?: number;
   /** Use the cached transposed lm_head copy (see ./lm_head.ts). Default true. */
   transposedLmHead?: boolean;
+  /**
+   * Divide the logits by this before the log-softmax, as TRL's GRPO trainer does when it recomputes per-token
+   * log-probs of completions sampled at that temperature. Default 1 (the raw distribution, which is what generate()
+   * reports). Must be > 0.
+   */
+  temperature?: number;
 }
 
 /** Result of {@link completionLogprobs}; both tensors belong to the caller. */
@@ -40,6 +46,13 @@ function validate(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch
     throw new InvalidGenerationParamError(`completionLogprobs needs as many completions as prompts (>= 1), got ${prompts.length} prompts and ${completions.length} completions`, {
       code: "GENERATION_BAD_BATCH",
       details: { field: "completions", prompts: prompts.length, completions: completions.length },
+    });
+  }
+  const T = batch.temperature ?? 1;
+  if (!(Number.isFinite(T) && T > 0)) {
+    throw new InvalidGenerationParamError(`completionLogprobs: temperature = ${T} is out of range: expected a finite number > 0`, {
+      code: "GENERATION_BAD_PARAM",
+      details: { field: "temperature", value: T },
     });
   }
   const V = model.config.vocabSize;
@@ -112,7 +125,10 @@ export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch
       });
       const hs = out.hiddenStates!;
       const last = hs[hs.length - 1]; // after the final norm: the lm_head input
-      const h = tf.reshape(tf.slice(last, [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
+      let h = tf.reshape(tf.slice(last, [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
+      // logits / T = (h / T) · Wᵀ: scaling the hidden states keeps the chunked log-softmax and its gradient unchanged.
+      const T = batch.temperature ?? 1;
+      if (T !== 1) h = tf.div(h, T);
       const mask = tf.tensor2d(m, [B, Lc]);
       let lp: tf.Tensor;
       if (lmHeadOnHost(model)) {

@@ -74,8 +74,10 @@ export interface GeneratedSample {
   text: string;
   /**
    * Per generated id: log-softmax of the model's raw logits (before repetition penalty, temperature and the
-   * warpers) at that id. This is what TRL's GRPO recomputes as the policy log-prob and what vLLM reports by default
+   * warpers) at that id. This is what vLLM reports by default
    * (`logprobs_mode = raw_logprobs`), so it can serve as the "old policy" log-prob of the sample.
+   * (TRL's GRPO trainer recomputes log-probs with the logits divided by the sampling temperature; for that
+   * convention call completionLogprobs with `temperature`.)
    */
   logprobs: number[];
   /** "stop" (EOS id or stop string) or "length" (maxNewTokens). */
