@@ -163,8 +163,14 @@ async function tryBackend(name: BackendName, opts: InitBackendOptions): Promise<
       return tryWebgpu();
     case "wasm":
       return tryWasm(opts.wasmThreads);
-    case "cpu":
-      return (await tf.setBackend("cpu")) ? null : "cpu backend failed to start";
+    case "cpu": {
+      if (!(await tf.setBackend("cpu"))) return "cpu backend failed to start";
+      // tfjs-backend-cpu prints a "install tfjs-node" banner on its first write in Node; the choice is logged here
+      // instead, and the tensorflow backend's install hint is in BackendError / the README.
+      const cpu = tf.findBackend("cpu") as { firstUse?: boolean } | null;
+      if (cpu && "firstUse" in cpu) cpu.firstUse = false;
+      return null;
+    }
   }
 }
 
