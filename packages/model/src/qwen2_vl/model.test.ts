@@ -127,6 +127,29 @@ describe("KV cache", () => {
   });
 });
 
+describe("KV cache masks", () => {
+  it("a decode step accepts the new-token mask [B, S] or the full mask [B, cache + S] (generate style) with the same result", () => {
+    const ids = refRows(ref, "text_only.input_ids");
+    const inputIds = tf.tensor2d(ids, undefined, "int32");
+    const pre = model.forward({ inputIds, useCache: true, logitsToKeep: 1 });
+    pre.logits.dispose();
+    const c2 = pre.pastKeyValues!.clone();
+    const tok = tf.tensor2d([[42]], [1, 1], "int32");
+    const short = tf.tensor2d([[1]], [1, 1], "int32");
+    const full = tf.tensor2d([[...ids[0].map(() => 1), 1]], undefined, "int32");
+    const a = model.forward({ inputIds: tok, pastKeyValues: pre.pastKeyValues, attentionMask: short });
+    const b = model.forward({ inputIds: tok, pastKeyValues: c2, attentionMask: full });
+    expect(maxAbsDiff(a.logits.dataSync(), b.logits.dataSync())).toBe(0);
+    expect(a.pastKeyValues!.attentionMask).toEqual(b.pastKeyValues!.attentionMask);
+    expect(a.positionIds[0][0]).toEqual([ids[0].length]); // text-only: rope delta 0
+    const bad = tf.tensor2d([[1, 1]], [1, 2], "int32");
+    expect(() => model.forward({ inputIds: tok, pastKeyValues: c2, attentionMask: bad })).toThrow(ModelInputError);
+    tf.dispose([inputIds, tok, short, full, bad, a.logits, b.logits]);
+    pre.pastKeyValues!.dispose();
+    c2.dispose();
+  });
+});
+
 describe("autodiff through the forward pass", () => {
   it("LoRA slots on a text and a vision Linear get gradients that match central differences (one-image split included)", () => {
     const ids = tf.tensor2d(refRows(ref, "image_prompt.input_ids"), undefined, "int32");
