@@ -1,6 +1,6 @@
 import path from "node:path";
 import type { Command } from "commander";
-import { checkConfigPaths, loadTrainConfig } from "../config/train-schema";
+import { checkConfigPaths, loadTrainConfig, trainerInput } from "../config/train-schema";
 
 /** `rarl train`: GRPO or SFT training from a config file (logic in @rarl/grpo's runTrain). */
 export function register(program: Command): void {
@@ -21,14 +21,14 @@ export function register(program: Command): void {
     .action(async (o: { config: string; out?: string; maxSteps?: number; resume?: boolean; set: string[]; dryRun?: boolean; gflops?: number }) => {
       // Validation against the shipped schema and path checks run before any heavy import (fails in well under a second).
       const { config, configDir } = loadTrainConfig(o.config, o.set);
-      checkConfigPaths(config, configDir);
+      checkConfigPaths(config, configDir, { evalData: o.dryRun });
       if (o.dryRun) {
         const { dryRunCommand } = await import("../config/dry-run");
         await dryRunCommand({ config, configDir, maxSteps: o.maxSteps, gflops: o.gflops });
         return;
       }
       const { runTrain } = await import("@rarl/grpo");
-      const res = await runTrain({ config, configDir, out: o.out, maxSteps: o.maxSteps, resume: o.resume });
+      const res = await runTrain({ config: trainerInput(config), configDir, out: o.out, maxSteps: o.maxSteps, resume: o.resume });
       if (res.reason === "interrupted") {
         process.stderr.write(`rarl train: interrupted at step ${res.steps}/${res.totalSteps}; checkpoint ${res.lastCheckpoint} (continue with --resume)\n`);
         process.exitCode = 130;

@@ -43,6 +43,8 @@ export interface DryRunReport {
     files: string[];
   };
   data: { path: string; format: string; rows: number; used: number; skipped: number; skippedExamples: string[]; bySplit: Record<string, number> };
+  /** Every `evalData` set, read through its loader like the training data. */
+  evalData: Array<{ name: string; path: string; format: string; rows: number; used: number; skipped: number; skippedExamples: string[] }>;
   rewards: string[] | null;
   memory: {
     weightsFp32: number;
@@ -255,7 +257,7 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
   const { config, configDir } = o;
   const raw: Record<string, unknown> = { ...config };
   if (o.maxSteps !== undefined) raw.maxSteps = o.maxSteps;
-  const train = resolveTrainConfig(raw, ["model", "data", "prompts", "rewards", "out"]);
+  const train = resolveTrainConfig(raw, ["model", "data", "prompts", "rewards", "out", "evalData", "$schema"]);
   const warnings: string[] = [];
 
   // Model folder.
@@ -280,27 +282,38 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
   }
 
   // Data: every row through the loader, bad rows counted.
-  const { limit, split, ...loadOpts } = config.data;
-  const dataPath = path.resolve(configDir, config.data.path);
-  const stream = loadDataset({
-    ...(loadOpts as Parameters<typeof loadDataset>[0]),
-    path: dataPath,
-    root: config.data.root ? path.resolve(configDir, config.data.root) : undefined,
-    onError: "skip",
-  });
-  const bySplit: Record<string, number> = {};
-  let rows = 0;
-  let inSplit = 0;
-  for await (const s of stream) {
-    rows++;
-    const sp = s.split ?? "(none)";
-    bySplit[sp] = (bySplit[sp] ?? 0) + 1;
-    if (!split || s.split === split) inSplit++;
+  const read = async (d: { path: string; root?: string; limit?: number; split?: string; [k: string]: unknown }) => {
+    const { limit, split, name: _name, ...loadOpts } = d;
+    const dataPath = path.resolve(configDir, d.path);
+    const stream = loadDataset({
+      ...(loadOpts as unknown as Parameters<typeof loadDataset>[0]),
+      path: dataPath,
+      root: d.root ? path.resolve(configDir, d.root) : undefined,
+      onError: "skip",
+    });
+    const bySplit: Record<string, number> = {};
+    let rows = 0;
+    let inSplit = 0;
+    for await (const s of stream) {
+      rows++;
+      const sp = s.split ?? "(none)";
+      bySplit[sp] = (bySplit[sp] ?? 0) + 1;
+      if (!split || s.split === split) inSplit++;
+    }
+    const used = limit ? Math.min(limit, inSplit) : inSplit;
+    const skippedExamples = stream.skipped.slice(0, 5).map((s) => `${s.file}:${s.row}: ${s.reason}`);
+    return { dataPath, bySplit, rows, inSplit, used, skipped: stream.skipped.length, skippedExamples };
+  };
+  const { limit, split } = config.data;
+  const { dataPath, bySplit, rows, inSplit, used, skipped, skippedExamples } = await read(config.data);
+  if (skipped && config.data.onError !== "skip") {
+    warnings.push(`data: ${skipped} bad row(s) would stop training (set data.onError "skip" to leave them out)`);
   }
-  const used = limit ? Math.min(limit, inSplit) : inSplit;
-  const skippedExamples = stream.skipped.slice(0, 5).map((s) => `${s.file}:${s.row}: ${s.reason}`);
-  if (stream.skipped.length && config.data.onError !== "skip") {
-    warnings.push(`data: ${stream.skipped.length} bad row(s) would stop training (set data.onError "skip" to leave them out)`);
+  const evalData: DryRunReport["evalData"] = [];
+  for (const e of config.evalData ?? []) {
+    const r = await read(e as unknown as Parameters<typeof read>[0]);
+    if (r.used === 0) warnings.push(`evalData "${e.name}": no samples${e.split ? ` in split "${e.split}" (found ${JSON.stringify(r.bySplit)})` : ""} in ${r.dataPath}`);
+    evalData.push({ name: e.name, path: r.dataPath, format: e.format, rows: r.rows, used: r.used, skipped: r.skipped, skippedExamples: r.skippedExamples });
   }
   if (used === 0) {
     throw new ModelFolderError(`data: no usable samples in ${dataPath}${split ? ` (split "${split}"; found ${JSON.stringify(bySplit)})` : ""}`, {
@@ -349,7 +362,8 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
     trainer: train.trainer,
     config: train,
     model,
-    data: { path: dataPath, format: config.data.format, rows, used, skipped: stream.skipped.length, skippedExamples, bySplit },
+    data: { path: dataPath, format: config.data.format, rows, used, skipped, skippedExamples, bySplit },
+    evalData,
     rewards,
     memory: estimate?.memory ?? { weightsFp32: 0, weightsBf16: 0, lora: 0, gradients: 0, optimizer: 0, activations: 0, kvCache: 0, peak: 0 },
     time: { steps, flopsPerStep, gflops, gflopsSource, secondsPerStep, totalSeconds: secondsPerStep * steps },
@@ -381,6 +395,7 @@ export function formatDryRun(r: DryRunReport): string {
       .map(([k, v]) => `${k} ${v}`)
       .join(", ")}), ${r.data.used} used for training, ${r.data.skipped} skipped`,
     ...r.data.skippedExamples.map((s) => `          skipped ${s}`),
+    ...r.evalData.flatMap((e) => [`eval    ${e.name} (${e.format} ${e.path}): ${e.rows} samples read, ${e.used} evaluated, ${e.skipped} skipped`, ...e.skippedExamples.map((s) => `          skipped ${s}`)]),
     r.rewards ? `rewards ${r.rewards.join(" + ")}` : "",
     m.type === "qwen2vl" ? "memory  (estimate)" : "",
     ...(m.type === "qwen2vl"

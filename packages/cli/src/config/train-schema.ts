@@ -18,7 +18,26 @@ export type TrainFileConfig = Record<string, unknown> & {
   data: { format: string; path: string; root?: string; split?: string; limit?: number; [k: string]: unknown };
   rewards?: string | Record<string, unknown>;
   out?: string;
+  evalData?: EvalDataEntry[];
 };
+
+/** One evaluation set of an experiment config (`evalData`): checked by --dry-run, ignored by training. */
+export interface EvalDataEntry {
+  name: string;
+  format: string;
+  path: string;
+  split?: string;
+  root?: string;
+  imageDir?: string;
+  languages?: string[] | "all";
+  limit?: number;
+}
+
+/** The config as @rarl/grpo's runTrain takes it: without the sections only the CLI reads (`evalData`, `$schema`). */
+export function trainerInput(config: TrainFileConfig): Record<string, unknown> {
+  const { evalData: _evalData, $schema: _schema, ...rest } = config;
+  return rest;
+}
 
 /**
  * Validates a parsed train config against the shipped schema without changing it (defaults stay with the trainer).
@@ -78,9 +97,10 @@ export interface ConfigPath {
 }
 
 /** Every file or folder a train config names (data, model, rewards file, tokenizer, encoder), resolved. */
-export function configPaths(config: TrainFileConfig, configDir: string): ConfigPath[] {
+export function configPaths(config: TrainFileConfig, configDir: string, opts: { evalData?: boolean } = {}): ConfigPath[] {
   const out: ConfigPath[] = [{ field: "data.path", path: path.resolve(configDir, config.data.path), kind: "any" }];
   if (config.data.root) out.push({ field: "data.root", path: path.resolve(configDir, config.data.root), kind: "dir" });
+  if (opts.evalData) for (const [i, e] of (config.evalData ?? []).entries()) out.push({ field: `evalData[${i}].path (${e.name})`, path: path.resolve(configDir, e.path), kind: "any" });
   if (config.model.type === "qwen2vl" && config.model.path) out.push({ field: "model.path", path: path.resolve(configDir, config.model.path), kind: "dir" });
   let rewards = config.rewards as Record<string, unknown> | string | undefined;
   let rewardsDir = configDir;
@@ -101,10 +121,10 @@ export function configPaths(config: TrainFileConfig, configDir: string): ConfigP
   return out;
 }
 
-/** Fails (ConfigError naming the field and the file) when a path the config names does not exist. */
-export function checkConfigPaths(config: TrainFileConfig, configDir: string): void {
+/** Fails (ConfigError naming the field and the file) when a path the config names does not exist (`evalData` too with `opts.evalData`). */
+export function checkConfigPaths(config: TrainFileConfig, configDir: string, opts: { evalData?: boolean } = {}): void {
   const problems: string[] = [];
-  for (const p of configPaths(config, configDir)) {
+  for (const p of configPaths(config, configDir, opts)) {
     let st: fs.Stats;
     try {
       st = fs.statSync(p.path);
