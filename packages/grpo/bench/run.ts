@@ -124,10 +124,24 @@ for (const G of [4, 8]) {
     value.dispose();
     tf.dispose(grads);
   });
+  // Which kernels allocate the most during the fwd+bwd pass (for the model owners; tf.profile bytesAdded).
+  const top = [...bwdProf.kernels]
+    .sort((a, b) => b.bytesAdded - a.bytesAdded)
+    .slice(0, 5)
+    .map((k) => `${k.name} [${(k.outputShapes as number[][]).map((x) => x.join("x")).join(", ")}] +${(k.bytesAdded / 2 ** 20).toFixed(0)} MB`);
+  const byKernel = new Map<string, number>();
+  for (const k of bwdProf.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + Math.max(0, k.bytesAdded));
+  const topByName = [...byKernel.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 6)
+    .map(([n, b]) => `${n} ${(b / 2 ** 20).toFixed(0)} MB`);
   const S = inputIds.length + COMPLETION;
   const fwdFlops = textForwardFlops(MICRO, S, COMPLETION);
   const modelFlops = 3 * fwdFlops; // forward + backward (2x forward), the usual MFU convention
   const bwdRate = modelFlops / bwdS / 1e9;
+  // Executed FLOPs: with frozen base weights the backward needs only activation gradients (~1x forward; LoRA weight
+  // gradients are negligible), so the work actually done is ~2x forward.
+  const execRate = (2 * fwdFlops) / bwdS / 1e9;
   const weightsBytes = base;
   tf.dispose([mask, ref]);
   policy.release(h);
@@ -135,8 +149,9 @@ for (const G of [4, 8]) {
   fs.rmSync(runDir, { recursive: true, force: true });
 
   rows.push(
-    `| ${G} | ${total.toFixed(1)} s | ${(G / total).toFixed(2)} | ${len.toFixed(0)} | ${share("generation")} (${timing.generation.toFixed(1)} s) | ${share("scoring")} | ${share("logprobs")} (${timing.logprobs.toFixed(1)} s) | ${share("backward")} (${timing.backward.toFixed(1)} s) | ${share("optimizer")} | ${bwdS.toFixed(1)} s, ${bwdRate.toFixed(2)} GFLOP/s = **${((100 * bwdRate) / raw).toFixed(0)}%** of raw | ${(bwdProf.peakBytes / 2 ** 20).toFixed(0)} MB vs ${((weightsBytes + 2 * actBytes) / 2 ** 20).toFixed(0)} MB (weights ${(weightsBytes / 2 ** 20).toFixed(0)} + 2 x act ${(actBytes / 2 ** 20).toFixed(0)}) |`,
+    `| ${G} | ${total.toFixed(1)} s | ${(G / total).toFixed(2)} | ${len.toFixed(0)} | ${share("generation")} (${timing.generation.toFixed(1)} s) | ${share("scoring")} | ${share("logprobs")} (${timing.logprobs.toFixed(1)} s) | ${share("backward")} (${timing.backward.toFixed(1)} s) | ${share("optimizer")} | ${bwdS.toFixed(1)} s, ${bwdRate.toFixed(2)} GFLOP/s = **${((100 * bwdRate) / raw).toFixed(0)}%** of raw (executed 2 x F: ${execRate.toFixed(2)} = ${((100 * execRate) / raw).toFixed(0)}%) | ${(bwdProf.peakBytes / 2 ** 20).toFixed(0)} MB vs ${((weightsBytes + 2 * actBytes) / 2 ** 20).toFixed(0)} MB (weights ${(weightsBytes / 2 ** 20).toFixed(0)} + 2 x act ${(actBytes / 2 ** 20).toFixed(0)}) |`,
   );
+  notes.push(`G=${G}: largest single allocations in the fwd+bwd pass: ${top.join("; ")}. Net bytes added per kernel type: ${topByName.join(", ")}.`);
   notes.push(`G=${G}: forward FLOPs of one micro-batch's policy pass ${(fwdFlops / 1e9).toFixed(2)} GFLOP (${MICRO} row x ${S} tokens, lm_head on ${COMPLETION} tokens).`);
   console.log(rows.at(-1));
 }

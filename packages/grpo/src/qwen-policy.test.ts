@@ -32,6 +32,8 @@ describe("QwenPolicy on the tiny Qwen2-VL fixture", () => {
     expect(policy.trainableVariables()).toHaveLength(2 * 4 * 2); // 2 layers x q,k,v,o x (A, B)
     const h = await policy.prepare({ messages, images: [IMAGE] });
     expect(h.imageEmbeds?.shape[1]).toBe(64);
+    expect(h.chatMessages).toEqual([{ role: "user", content: "Is there a lesion?" }]);
+    expect(h.image?.length).toBe(fs.statSync(IMAGE).size);
     const comps = await policy.generate(h, { numSamples: 3, maxNewTokens: 5, temperature: 1, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, rng: new Rng(1) });
     expect(comps).toHaveLength(3);
     const items = comps.map((c) => ({ prepared: h, completionIds: c.ids }));

@@ -100,6 +100,7 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
     let grid: number[][] | undefined;
     let promptText: string | undefined;
     let image: Uint8Array | undefined;
+    let chatMessages: Array<{ role: string; content: string }> | undefined;
     if ("messages" in prompt) {
       if (!this.processor) throw new TrainConfigError("QwenPolicy: chat prompts need the processor", { code: "CONFIG_INVALID" });
       promptText = this.processor.applyChatTemplate(prompt.messages as never, { addGenerationPrompt: true });
@@ -111,6 +112,17 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
       }
       const img = prompt.images?.[0];
       if (img !== undefined) image = typeof img === "string" ? fs.readFileSync(img) : img;
+      // Text-only OpenAI messages for remote backends (VllmBackend adds the image to the first user turn).
+      chatMessages = prompt.messages.map((m) => ({
+        role: m.role,
+        content:
+          typeof m.content === "string"
+            ? m.content
+            : (m.content as Array<{ type: string; text?: string }>)
+                .filter((p) => p.type === "text")
+                .map((p) => p.text ?? "")
+                .join("\n"),
+      }));
     } else {
       ids = prompt.inputIds;
       pixelValues = prompt.pixelValues;
@@ -122,7 +134,7 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
       imageEmbeds = this.model.getImageFeatures(pv, grid);
       pv.dispose();
     }
-    return { promptIds: ids, promptText, image, pixelValues, imageGridThw: grid, imageEmbeds };
+    return { promptIds: ids, promptText, image, chatMessages, pixelValues, imageGridThw: grid, imageEmbeds };
   }
 
   release(prepared: QwenPrepared): void {
