@@ -157,7 +157,7 @@ describe("autodiff through the forward pass", () => {
     const pv = tf.tensor2d(pv0.data as Float32Array, pv0.shape as [number, number]);
     const grid = refRows(ref, "image_prompt.image_grid_thw");
     const lin = model.namedLinears().get("model.layers.0.self_attn.v_proj")!;
-    const vlin = model.namedLinears().get("visual.blocks.1.mlp.fc2")!;
+    const vlin = model.namedLinears().get("visual.blocks.0.mlp.fc2")!; // gradient flows back through block 1's attention
     const vars = [
       tf.variable(tf.randomNormal([4, lin.inFeatures], 0, 0.3, "float32", 1)),
       tf.variable(tf.randomNormal([lin.outFeatures, 4], 0, 0.3, "float32", 2)),

@@ -1,8 +1,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { Linear } from "../nn/linear";
-import { activation, bmm, geluErf, layerNorm } from "../nn/ops";
+import { activation, bmm, geluErf } from "../nn/ops";
 import type { Qwen2VLVisionConfig } from "./config";
-import { applyRotary, visionRotPosEmb } from "./rope";
+import { visionRotPosEmb } from "./rope";
 
 /** Weights of one vision block (Qwen2VLVisionBlock). */
 export interface VisionBlockWeights {
@@ -101,46 +101,62 @@ export class Qwen2VisionTransformerPretrainedModel {
     const act = activation(cfg.hiddenAct);
     const rot = visionRotPosEmb(gridThw, hd, m);
     const inter: Record<string, tf.Tensor2D> = {};
+    // The whole tower runs in transposed layout: the residual stream is hT [E, N] (features x patches), so every
+    // Linear is a plain W·xT (Linear.applyT) and no per-layer activation transposes are needed.
+    const lnT = (xT: tf.Tensor, w: tf.Tensor1D, b: tf.Tensor1D) =>
+      tf.tidy(() => {
+        const mean = tf.mean(xT, 0, true);
+        const xc = tf.sub(xT, mean);
+        const variance = tf.mean(tf.square(xc), 0, true);
+        return tf.add(tf.mul(tf.mul(xc, tf.rsqrt(tf.add(variance, 1e-6))), tf.reshape(w, [-1, 1])), tf.reshape(b, [-1, 1])) as tf.Tensor2D;
+      });
     const embeds = tf.tidy(() => {
-      let h = this.weights.patchEmbed.apply(pixelValues) as tf.Tensor2D;
-      if (opts.intermediates) inter.patch_embed = tf.keep(h.clone());
+      let hT = this.weights.patchEmbed.applyT(tf.transpose(pixelValues)); // [E, N]
+      if (opts.intermediates) inter.patch_embed = tf.keep(tf.transpose(hT));
       const rotT = tf.tensor2d(rot, [N, hd / 2]);
       if (opts.intermediates) inter.rot_pos_emb = tf.keep(rotT.clone());
-      const emb = tf.concat([rotT, rotT], -1);
-      const cos = tf.reshape(tf.cos(emb), [N, 1, hd]);
-      const sinRaw = tf.sin(emb);
-      const [s1, s2] = tf.split(sinRaw, 2, -1);
-      const sinSigned = tf.reshape(tf.concat([tf.neg(s1), s2], -1), [N, 1, hd]);
+      const emb = tf.concat([rotT, rotT], -1); // [N, hd]
+      const cosT = tf.reshape(tf.transpose(tf.cos(emb)), [1, hd, N]);
+      const [s1, s2] = tf.split(tf.sin(emb), 2, -1);
+      const sinSignedT = tf.reshape(tf.transpose(tf.concat([tf.neg(s1), s2], -1)), [1, hd, N]);
+      const swapIdx = tf.tensor1d(
+        Array.from({ length: hd }, (_, j) => (j + hd / 2) % hd),
+        "int32",
+      );
+      // rotate_half along the head_dim axis (axis 1 of [heads, hd, N])
+      const rope = (xT: tf.Tensor) => tf.add(tf.mul(xT, cosT), tf.mul(tf.gather(xT, swapIdx, 1), sinSignedT));
       const scale = 1 / Math.sqrt(hd);
       this.weights.blocks.forEach((blk, bi) => {
-        h = tf.tidy(() => {
-          const x = layerNorm(h, blk.norm1.weight, blk.norm1.bias, 1e-6);
-          const qkv = tf.reshape(blk.qkv.apply(x), [N, 3, heads, hd]);
-          let [q, k, v] = tf.unstack(qkv, 1) as tf.Tensor3D[]; // [N, heads, hd]
-          q = applyRotary(q, cos, sinSigned) as tf.Tensor3D;
-          k = applyRotary(k, cos, sinSigned) as tf.Tensor3D;
-          // (a one-way split has no gradient in tfjs: "Pass at least one tensor to concat")
-          const parts = (x: tf.Tensor3D) => (sizes.length === 1 ? [x] : tf.split(x, sizes, 0));
-          const qs = parts(q);
-          const ks = parts(k);
-          const vs = parts(v);
+        hT = tf.tidy(() => {
+          const xT = lnT(hT, blk.norm1.weight, blk.norm1.bias);
+          const qkvT = tf.reshape(blk.qkv.applyT(xT), [3, heads, hd, N]);
+          const [q0, k0, vT] = tf.unstack(qkvT, 0); // each [heads, hd, N]
+          const qT = rope(q0);
+          const kT = rope(k0);
+          // attention kept to each image's own patches (cu_seqlens); a one-way tf.split has no gradient in tfjs
+          const parts = (x: tf.Tensor) => (sizes.length === 1 ? [x] : tf.split(x, sizes, 2));
+          const qs = parts(qT);
+          const ks = parts(kT);
+          const vs = parts(vT);
           const outs = qs.map((qi, i) => {
-            const qh = tf.transpose(qi, [1, 0, 2]); // [heads, n, hd]
-            const khT = tf.transpose(ks[i], [1, 2, 0]); // [heads, hd, n]
-            const vh = tf.transpose(vs[i], [1, 0, 2]);
-            const p = tf.softmax(tf.mul(bmm(qh, khT), scale));
-            return tf.transpose(bmm(p, vh), [1, 0, 2]); // [n, heads, hd]
+            const qh = tf.transpose(qi, [0, 2, 1]); // [heads, n, hd]
+            const vh = tf.transpose(vs[i], [0, 2, 1]);
+            const p = tf.softmax(tf.mul(bmm(qh, ks[i]), scale)); // [heads, n, n]
+            return tf.transpose(bmm(p, vh), [0, 2, 1]); // [heads, hd, n]
           });
-          const att = tf.reshape(outs.length === 1 ? outs[0] : tf.concat(outs, 0), [N, E]);
-          const h1 = tf.add(h, blk.proj.apply(att));
-          const y = blk.fc2.apply(act(blk.fc1.apply(layerNorm(h1, blk.norm2.weight, blk.norm2.bias, 1e-6))));
-          return tf.add(h1, y) as tf.Tensor2D;
+          const attT = tf.reshape(outs.length === 1 ? outs[0] : tf.concat(outs, 2), [E, N]) as tf.Tensor2D;
+          const h1 = tf.add(hT, blk.proj.applyT(attT));
+          const yT = blk.fc2.applyT(act(blk.fc1.applyT(lnT(h1, blk.norm2.weight, blk.norm2.bias))) as tf.Tensor2D);
+          return tf.add(h1, yT) as tf.Tensor2D;
         });
-        if (opts.intermediates) inter[`block${bi}`] = tf.keep(h.clone());
+        if (opts.intermediates) inter[`block${bi}`] = tf.keep(tf.transpose(hT));
       });
-      const ln = layerNorm(h, this.weights.lnQ.weight, this.weights.lnQ.bias, 1e-6);
-      const grouped = tf.reshape(ln, [N / (m * m), E * m * m]);
-      const out = this.weights.mlp2.apply(geluErf(this.weights.mlp0.apply(grouped))) as tf.Tensor2D;
+      // PatchMerger: ln_q, then each m² consecutive patches concatenated ([N, E].view(-1, m²E) in transposed layout)
+      const ln = lnT(hT, this.weights.lnQ.weight, this.weights.lnQ.bias);
+      const mm = m * m;
+      const groupedT = tf.reshape(tf.transpose(tf.reshape(ln, [E, N / mm, mm]), [2, 0, 1]), [mm * E, N / mm]) as tf.Tensor2D;
+      const outT = this.weights.mlp2.applyT(geluErf(this.weights.mlp0.applyT(groupedT)) as tf.Tensor2D);
+      const out = tf.transpose(outT) as tf.Tensor2D;
       if (opts.intermediates) inter.merger = tf.keep(out.clone());
       return out;
     });
