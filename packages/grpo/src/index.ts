@@ -14,3 +14,4 @@ export * from "./sft-trainer";
 export * from "./vllm-backend";
 export * from "./run";
 export * from "./qwen-policy";
+export * from "./qwen-full";

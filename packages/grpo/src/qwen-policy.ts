@@ -60,11 +60,21 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
   /** The LoRA adapter (@rarl/model's applyLora: PEFT init, adapter-off scope, PEFT save). */
   readonly adapter: LoraAdapter;
 
+  /** The generation / log-prob part only, with no adapter attached (for full fine-tuning). */
+  static withoutAdapter(model: Qwen2VLForConditionalGeneration, processor: Qwen2VLProcessor | null): QwenPolicy {
+    return new QwenPolicy(model, processor, {}, false);
+  }
+
   constructor(
     readonly model: Qwen2VLForConditionalGeneration,
     readonly processor: Qwen2VLProcessor | null,
     lora: QwenLoraOptions = {},
+    attach = true,
   ) {
+    if (!attach) {
+      this.adapter = null as unknown as LoraAdapter;
+      return;
+    }
     try {
       this.adapter = applyLora(
         model,

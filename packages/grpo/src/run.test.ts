@@ -4,6 +4,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { synthesize } from "@rarl/datasets";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openSafetensors } from "@rarl/core";
+import { loadQwen2VL } from "@rarl/model";
 import { readMetrics } from "./metrics";
 import { runTrain } from "./run";
 
@@ -46,5 +48,28 @@ describe("runTrain with the tiny Qwen2-VL on the synthetic set (shipped example 
     expect(m).toHaveLength(1);
     expect(m[0].loss).toBeGreaterThan(5); // an untrained 152k-vocab model: NLL near ln(151936) ≈ 11.9
     expect(m[0].loss).toBeLessThan(20);
+  });
+
+  it("full SFT: trains every decoder Linear and writes a complete model folder that loads back", async () => {
+    const cfg = example("sft-tiny.json");
+    cfg.finetune = "full";
+    cfg.learningRate = 1e-3;
+    const res = await runTrain({ config: cfg, out: path.join(tmp, "full"), maxSteps: 2, handleSigint: false });
+    const m = readMetrics(res.runDir);
+    expect(m).toHaveLength(2);
+    const dir = res.adapterDir!;
+    for (const f of ["config.json", "tokenizer.json", "preprocessor_config.json", "model.safetensors"]) expect(fs.existsSync(path.join(dir, f)), f).toBe(true);
+    const saved = openSafetensors(path.join(dir, "model.safetensors"));
+    const orig = openSafetensors(path.join(FIXTURE, "model.safetensors"));
+    expect(new Set(saved.keys())).toEqual(new Set(orig.keys()));
+    const q = "model.layers.0.self_attn.q_proj.weight";
+    const changed = (saved.read(q).data as Float32Array).some((x, i) => x !== (orig.read(q).data as Float32Array)[i]);
+    expect(changed).toBe(true); // trained
+    expect(Array.from(saved.read("model.embed_tokens.weight").data as Float32Array).slice(0, 64)).toEqual(
+      Array.from(orig.read("model.embed_tokens.weight").data as Float32Array).slice(0, 64),
+    ); // frozen (tied embedding)
+    const back = await loadQwen2VL(dir);
+    expect(Array.from(back.model.namedLinears().get("model.layers.0.self_attn.q_proj")!.weight.dataSync())).toEqual(Array.from(saved.read(q).data as Float32Array));
+    back.model.dispose();
   });
 });

@@ -11,6 +11,7 @@ import { GRPOTrainer } from "./grpo-trainer";
 import type { TrainResult } from "./loop";
 import type { Policy, PreparedPrompt, RewardScorer } from "./policy";
 import { SFTTrainer } from "./sft-trainer";
+import { QwenFullPolicy } from "./qwen-full";
 import { QwenPolicy, type QwenLoraOptions } from "./qwen-policy";
 import { ToyPolicy } from "./testing/toy-policy";
 
@@ -82,11 +83,10 @@ export const POLICY_FACTORIES: Record<string, (model: TrainFileSections["model"]
   },
   qwen2vl: async (m, { configDir, cfg }) => {
     if (typeof m.path !== "string") throw new TrainConfigError('model.path (a Hugging Face Qwen2-VL folder) is required for model.type "qwen2vl"', { code: "CONFIG_INVALID", details: { field: "model.path" } });
-    if (cfg.trainer === "sft" && (cfg as SFTConfig).finetune === "full") {
-      throw new TrainConfigError('finetune "full" is not wired for Qwen2-VL yet (the model keeps frozen weights as tensors, not variables); use "lora"', { code: "CONFIG_INVALID", details: { field: "finetune" } });
-    }
-    const { model, processor } = await loadQwen2VL(path.resolve(configDir, m.path));
-    const q = new QwenPolicy(model, processor, { seed: cfg.seed, ...((m.lora as QwenLoraOptions) ?? {}) });
+    const dir = path.resolve(configDir, m.path);
+    const { model, processor } = await loadQwen2VL(dir);
+    const full = cfg.trainer === "sft" && (cfg as SFTConfig).finetune === "full";
+    const q = full ? new QwenFullPolicy(model, processor, dir) : new QwenPolicy(model, processor, { seed: cfg.seed, ...((m.lora as QwenLoraOptions) ?? {}) });
     const policy: BuiltPolicy["policy"] = {
       trainableVariables: () => q.trainableVariables(),
       trainableNames: () => q.trainableNames(),
