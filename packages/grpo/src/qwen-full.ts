@@ -92,7 +92,7 @@ export class QwenFullPolicy implements Policy<QwenPromptInput, QwenPrepared> {
       if (!WEIGHT_FILE.test(f) && fs.statSync(p).isFile()) fs.copyFileSync(p, path.join(dir, f));
     }
     const trained = new Map<string, tf.Variable>();
-    this.names.forEach((n, i) => trained.set(n, this.vars[i]));
+    for (const [i, n] of this.names.entries()) trained.set(n, this.vars[i]);
     const src = openCheckpoint(this.sourceDir);
     const out: Record<string, TensorToWrite> = {};
     for (const key of src.keys()) {
