@@ -127,6 +127,32 @@ describe("KV cache", () => {
   });
 });
 
+describe("several images in one prompt", () => {
+  it("both images' features land in their <|image_pad|> slots, in order", () => {
+    const pv = ref.read("batch.pixel_values"); // disc (12 tokens) then checker (10 tokens)
+    const grid = refRows(ref, "batch.image_grid_thw");
+    const c = model.config;
+    const ids = [[100, c.visionStartTokenId, ...Array(12).fill(c.imageTokenId), c.visionEndTokenId, 200, c.visionStartTokenId, ...Array(10).fill(c.imageTokenId), c.visionEndTokenId, 300]];
+    const inputIds = tf.tensor2d(ids, undefined, "int32");
+    const pixelValues = tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]);
+    const feats = model.getImageFeatures(pixelValues, grid);
+    const out = model.forward({ inputIds, pixelValues, imageGridThw: grid, outputHiddenStates: true, logitsToKeep: 1 });
+    const emb = out.hiddenStates![0].arraySync()[0];
+    const f = feats.arraySync();
+    const slots = ids[0].flatMap((t, i) => (t === c.imageTokenId ? [i] : []));
+    expect(slots.length).toBe(22);
+    let worst = 0;
+    slots.forEach((s, k) => {
+      worst = Math.max(worst, maxAbsDiff(emb[s], f[k]));
+    });
+    expect(worst).toBe(0);
+    // the second image starts after the first image's max position + 1 + 2 text tokens
+    expect(out.positionIds[0][0].slice(0, 4)).toEqual([0, 1, 2, 2]);
+    expect(out.ropeDeltas[0]).toBeLessThan(0);
+    tf.dispose([inputIds, pixelValues, feats, out.logits, ...out.hiddenStates!]);
+  });
+});
+
 describe("KV cache masks", () => {
   it("a decode step accepts the new-token mask [B, S] or the full mask [B, cache + S] (generate style) with the same result", () => {
     const ids = refRows(ref, "text_only.input_ids");

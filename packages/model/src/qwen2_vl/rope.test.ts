@@ -33,6 +33,22 @@ describe("getRopeIndex (transformers get_rope_index)", () => {
     expect(positionIds[2][0]).toEqual([0, 1, 2, 3, 4, 5, 3, 4, 5, 6, 7]);
     expect(ropeDeltas).toEqual([8 - 11]);
   });
+  it("two images in one row: each image starts after the previous text, text resumes at max + 1", () => {
+    const I = cfg.imageTokenId;
+    const vs = cfg.visionStartTokenId;
+    const ve = cfg.visionEndTokenId;
+    // t0 <vs> [2x2 merged grid] <ve> t1 <vs> [1x3 merged grid] <ve> t2   (grids in patches: [1,4,4] and [1,2,6])
+    const ids = [[7, vs, I, I, I, I, ve, 8, vs, I, I, I, ve, 9]];
+    const r = getRopeIndex(ids, [
+      [1, 4, 4],
+      [1, 2, 6],
+    ], null, cfg);
+    // image 1 at base 2 (h, w in 0..1); "<ve> 8 <vs>" resume at 3 + 1 = 4; image 2 at base 7 (w 0..2); then 9 + 1
+    expect(r.positionIds[0][0]).toEqual([0, 1, 2, 2, 2, 2, 4, 5, 6, 7, 7, 7, 10, 11]);
+    expect(r.positionIds[1][0]).toEqual([0, 1, 2, 2, 3, 3, 4, 5, 6, 7, 7, 7, 10, 11]);
+    expect(r.positionIds[2][0]).toEqual([0, 1, 2, 3, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(r.ropeDeltas).toEqual([12 - 14]);
+  });
   it("left padding gets position 1; text-only rows count only unmasked tokens", () => {
     const r = getRopeIndex([[0, 0, 7, 8, 9]], null, [[0, 0, 1, 1, 1]], cfg);
     for (const row of r.positionIds) expect(row[0]).toEqual([1, 1, 0, 1, 2]);
