@@ -57,6 +57,28 @@ describe("completionLogprobs on qwen2vl-tiny", () => {
       model.getImageFeatures = orig;
     }
     expect(visionCalls).toBe(1); // both rows of the image prompt share one vision-tower pass
+    // one forward over the whole rows gives the same values as the shared-prompt path (prompt once + cache)
+    const calls: number[][] = [];
+    const fwd = model.forward.bind(model);
+    model.forward = (args) => {
+      calls.push(args.inputIds.shape);
+      return fwd(args);
+    };
+    let full: number[][];
+    let shared: number[][];
+    try {
+      const b = { prompts: [textPrompt, imagePrompt, imagePrompt], completions: [completion, short, completion] };
+      shared = completionLogprobsHost(model, b);
+      expect(calls).toEqual([
+        [2, 43], // the 2 distinct prompts, left-padded
+        [3, 11], // 3 completions minus their last token, through the gathered cache
+      ]);
+      full = completionLogprobsHost(model, { ...b, sharePrompts: false });
+      expect(calls[2]).toEqual([3, 43 + 12]);
+    } finally {
+      model.forward = fwd;
+    }
+    for (let b = 0; b < 3; b++) expect(maxDiff(shared[b], full[b])).toBeLessThan(1e-4);
     expect(maxDiff(rows[2], wantLogprobs)).toBeLessThan(1e-4);
     expect(maxDiff(rows[1], wantLogprobs.slice(0, 5))).toBeLessThan(1e-4);
     const [alone] = completionLogprobsHost(model, { prompts: [textPrompt], completions: [completion] });

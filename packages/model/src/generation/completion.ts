@@ -7,7 +7,7 @@
  * through {@link tokenLogprobs}, which never holds the [B·Lc, V] logits at once and has its own gradient.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
+import { KVCache, type Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
 import { buildBatch } from "./generate";
 import { lmHeadOnHost, lmHeadWeight, transposedLmHead } from "./lm_head";
@@ -24,6 +24,13 @@ export interface CompletionBatch {
   padTokenId?: number;
   /** Use the cached transposed lm_head copy (see ./lm_head.ts). Default true. */
   transposedLmHead?: boolean;
+  /**
+   * Run each distinct prompt once: prefill the distinct prompts, gather their KV cache to the rows, then feed the
+   * completions through the cache (the gradient flows through the cache into the prompt's LoRA activations too).
+   * GRPO scores G completions of one prompt, so this computes the prompt once instead of G times. false: one
+   * forward over the concatenated (prompt, completion) rows. Same values within float32 rounding. Default true.
+   */
+  sharePrompts?: boolean;
   /**
    * Divide the logits by this before the log-softmax, as TRL's GRPO trainer does when it recomputes per-token
    * log-probs of completions sampled at that temperature. Default 1 (the raw distribution, which is what generate()
@@ -84,9 +91,7 @@ export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch
   validate(model, batch);
   const padId = batch.padTokenId ?? 151643;
   const B = batch.prompts.length;
-  const enc = buildBatch(batch.prompts, padId, batch.completions, false);
-  const Lc = enc.completionLength;
-  const Lp = enc.length - Lc;
+  const Lc = Math.max(...batch.completions.map((c) => c.length));
   const H = model.config.hiddenSize;
   const tgt = new Int32Array(B * Lc).fill(padId);
   const m = new Float32Array(B * Lc);
@@ -96,56 +101,149 @@ export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch
       m[b * Lc + i] = 1;
     });
   });
+  return tf.tidy(() => {
+    const hidden = batch.sharePrompts === false ? hiddenFullRows(model, batch, padId) : hiddenSharedPrompts(model, batch, padId); // [B, Lc, H]
+    let h = tf.reshape(hidden, [B * Lc, H]) as tf.Tensor2D;
+    // logits / T = (h / T) · Wᵀ: scaling the hidden states keeps the chunked log-softmax and its gradient unchanged.
+    const T = batch.temperature ?? 1;
+    if (T !== 1) h = tf.div(h, T);
+    const mask = tf.tensor2d(m, [B, Lc]);
+    let lp: tf.Tensor;
+    if (lmHeadOnHost(model)) {
+      // Host-resident lm_head (weightResidency "host"): the model's chunked lm_head gives the full [B·Lc, V] logits,
+      // then log-softmax and a gather at the targets (holds B·Lc·V floats under a tape).
+      const logits = tf.reshape(model.model.lmHead(tf.reshape(h, [1, B * Lc, H]) as tf.Tensor3D), [B * Lc, -1]);
+      const V = logits.shape[1] as number;
+      const flat = Int32Array.from(tgt, (t, i) => i * V + t);
+      lp = tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), tf.tensor1d(flat, "int32"));
+    } else {
+      const W = lmHeadWeight(model);
+      lp = tokenLogprobs(h, W, tf.tensor1d(tgt, "int32"), undefined, batch.transposedLmHead === false ? undefined : transposedLmHead(model));
+    }
+    return { logprobs: tf.mul(tf.reshape(lp, [B, Lc]), mask) as tf.Tensor2D, mask };
+  });
+}
+
+/** Merged image features of the prompts that have images, in order; the vision tower runs once per distinct pixel array. */
+function imageEmbedsOf(model: Qwen2VLForConditionalGeneration, prompts: TokenizedPrompt[]): tf.Tensor2D | undefined {
+  const feats = new Map<Float32Array, tf.Tensor2D>();
+  const rows: tf.Tensor2D[] = [];
+  for (const p of prompts) {
+    if (!p.pixelValues || p.pixelValues.length === 0) continue;
+    let f = feats.get(p.pixelValues);
+    if (!f) {
+      const grid = p.imageGridThw ?? [];
+      const n = grid.reduce((a, g) => a + g[0] * g[1] * g[2], 0);
+      f = model.getImageFeatures(tf.tensor2d(p.pixelValues, [n, p.pixelValues.length / n]), grid);
+      feats.set(p.pixelValues, f);
+    }
+    rows.push(f);
+  }
+  if (rows.length === 0) return undefined;
+  return rows.length === 1 ? rows[0] : (tf.concat(rows, 0) as tf.Tensor2D);
+}
+
+function finalHidden(out: { hiddenStates?: tf.Tensor3D[] }): tf.Tensor3D {
+  const hs = out.hiddenStates!;
+  return hs[hs.length - 1]; // after the final norm: the lm_head input
+}
+
+/** [B, Lc, H] lm_head inputs that predict each completion token: one forward over the (prompt, completion) rows. */
+function hiddenFullRows(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch, padId: number): tf.Tensor3D {
+  const B = batch.prompts.length;
+  const enc = buildBatch(batch.prompts, padId, batch.completions, false);
+  const Lc = enc.completionLength;
+  const Lp = enc.length - Lc;
+  const out = model.forward({
+    inputIds: enc.inputIds,
+    attentionMask: enc.attentionMask,
+    imageEmbeds: imageEmbedsOf(model, batch.prompts),
+    imageGridThw: enc.imageGridThw,
+    outputHiddenStates: true,
+    skipLogits: true,
+  });
+  return tf.slice(finalHidden(out), [0, Lp - 1, 0], [B, Lc, model.config.hiddenSize]) as tf.Tensor3D;
+}
+
+/**
+ * [B, Lc, H] lm_head inputs with each distinct prompt computed once: prefill of the distinct prompts (left-padded),
+ * their KV cache gathered to the B rows, then the completions (right-padded, minus their last token) through the cache.
+ * The last prompt position predicts completion token 0; completion token i predicts token i + 1.
+ */
+function hiddenSharedPrompts(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch, padId: number): tf.Tensor3D {
+  const B = batch.prompts.length;
+  const H = model.config.hiddenSize;
+  const Lc = Math.max(...batch.completions.map((c) => c.length));
+  // distinct prompts: same ids and the same pixel array (GRPO passes one prompt object G times)
+  const pixelId = new Map<Float32Array, number>();
+  const keyOf = (p: TokenizedPrompt) => {
+    let px = -1;
+    if (p.pixelValues && p.pixelValues.length > 0) {
+      if (!pixelId.has(p.pixelValues)) pixelId.set(p.pixelValues, pixelId.size);
+      px = pixelId.get(p.pixelValues)!;
+    }
+    return `${px}|${p.inputIds.join(",")}`;
+  };
+  const uniq: TokenizedPrompt[] = [];
+  const index = new Map<string, number>();
+  const rowU = batch.prompts.map((p) => {
+    const k = keyOf(p);
+    let u = index.get(k);
+    if (u === undefined) {
+      u = uniq.length;
+      index.set(k, u);
+      uniq.push(p);
+    }
+    return u;
+  });
+  const pre = buildBatch(uniq, padId, undefined, false);
+  const Lp = pre.length;
+  const o1 = model.forward({
+    inputIds: pre.inputIds,
+    attentionMask: pre.attentionMask,
+    imageEmbeds: imageEmbedsOf(model, uniq),
+    imageGridThw: pre.imageGridThw,
+    useCache: true,
+    outputHiddenStates: true,
+    skipLogits: true,
+  });
+  const cache = o1.pastKeyValues!;
+  const ix = tf.tensor1d(rowU, "int32");
+  const first = tf.gather(tf.reshape(tf.slice(finalHidden(o1), [0, Lp - 1, 0], [uniq.length, 1, H]), [uniq.length, H]), ix); // [B, H]
+  if (Lc === 1) {
+    cache.dispose();
+    return tf.reshape(first, [B, 1, H]) as tf.Tensor3D;
+  }
+  const rows = new KVCache(
+    cache.layers.map((l) => ({ k: tf.gather(l.k, ix) as tf.Tensor4D, v: tf.gather(l.v, ix) as tf.Tensor4D })),
+    cache.length,
+    rowU.map((u) => cache.ropeDeltas[u]),
+    rowU.map((u) => [...cache.attentionMask[u]]),
+  );
+  cache.dispose(); // (a gradient tape keeps its own references to what the backward pass needs)
   try {
-    return tf.tidy(() => {
-      // The vision tower runs once per distinct image set (GRPO scores G completions of the same prompt): rows whose
-      // prompt has the same pixelValues array share the features.
-      let imageEmbeds: tf.Tensor2D | undefined;
-      const feats = new Map<Float32Array, tf.Tensor2D>();
-      const rows: tf.Tensor2D[] = [];
-      for (const p of batch.prompts) {
-        if (!p.pixelValues || p.pixelValues.length === 0) continue;
-        let f = feats.get(p.pixelValues);
-        if (!f) {
-          const grid = p.imageGridThw ?? [];
-          const n = grid.reduce((a, g) => a + g[0] * g[1] * g[2], 0);
-          f = model.getImageFeatures(tf.tensor2d(p.pixelValues, [n, p.pixelValues.length / n]), grid);
-          feats.set(p.pixelValues, f);
-        }
-        rows.push(f);
+    const S = Lc - 1;
+    const ids = new Int32Array(B * S).fill(padId);
+    const mask: number[][] = [];
+    batch.completions.forEach((c, b) => {
+      const row = [...rows.attentionMask[b]];
+      for (let i = 0; i < S; i++) {
+        const real = i < c.length;
+        if (real) ids[b * S + i] = c[i];
+        row.push(real ? 1 : 0);
       }
-      if (rows.length > 0) imageEmbeds = rows.length === 1 ? rows[0] : (tf.concat(rows, 0) as tf.Tensor2D);
-      const out = model.forward({
-        inputIds: enc.inputIds,
-        attentionMask: enc.attentionMask,
-        imageEmbeds,
-        imageGridThw: enc.imageGridThw,
-        outputHiddenStates: true,
-        skipLogits: true,
-      });
-      const hs = out.hiddenStates!;
-      const last = hs[hs.length - 1]; // after the final norm: the lm_head input
-      let h = tf.reshape(tf.slice(last, [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
-      // logits / T = (h / T) · Wᵀ: scaling the hidden states keeps the chunked log-softmax and its gradient unchanged.
-      const T = batch.temperature ?? 1;
-      if (T !== 1) h = tf.div(h, T);
-      const mask = tf.tensor2d(m, [B, Lc]);
-      let lp: tf.Tensor;
-      if (lmHeadOnHost(model)) {
-        // Host-resident lm_head (weightResidency "host"): the model's chunked lm_head gives the full [B·Lc, V] logits,
-        // then log-softmax and a gather at the targets (holds B·Lc·V floats under a tape).
-        const logits = tf.reshape(model.model.lmHead(tf.reshape(h, [1, B * Lc, H]) as tf.Tensor3D), [B * Lc, -1]);
-        const V = logits.shape[1] as number;
-        const flat = Int32Array.from(tgt, (t, i) => i * V + t);
-        lp = tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), tf.tensor1d(flat, "int32"));
-      } else {
-        const W = lmHeadWeight(model);
-        lp = tokenLogprobs(h, W, tf.tensor1d(tgt, "int32"), undefined, batch.transposedLmHead === false ? undefined : transposedLmHead(model));
-      }
-      return { logprobs: tf.mul(tf.reshape(lp, [B, Lc]), mask) as tf.Tensor2D, mask };
+      mask.push(row);
     });
+    const o2 = model.forward({
+      inputIds: tf.tensor2d(ids, [B, S], "int32"),
+      attentionMask: tf.tensor2d(mask, [B, Lp + S], "int32"),
+      pastKeyValues: rows,
+      outputHiddenStates: true,
+      skipLogits: true,
+    });
+    return tf.concat([tf.reshape(first, [B, 1, H]), finalHidden(o2)], 1) as tf.Tensor3D;
   } finally {
-    tf.dispose([enc.inputIds, enc.attentionMask]);
+    rows.dispose();
   }
 }
 

@@ -84,4 +84,23 @@ describe("gradients of completion log-probs w.r.t. LoRA weights", () => {
     tf.dispose(grads);
     for (const r of rel) expect(r).toBeLessThan(1e-2);
   });
+
+  it("the shared-prompt path (prompt once, gradient through the gathered KV cache) gives the full-row path's gradients", () => {
+    const trainable = vars.map((x) => x.v);
+    const batch = { prompts: [prompt, prompt], completions: [completion, completion.slice(0, 5)] };
+    const run = (sharePrompts: boolean) =>
+      tf.variableGrads(() => tf.tidy(() => tf.sum(completionLogprobs(model, { ...batch, sharePrompts }).logprobs) as tf.Scalar), trainable);
+    const a = run(true);
+    const b = run(false);
+    for (const { v } of vars) {
+      const [ga, gb] = [a.grads[v.name], b.grads[v.name]];
+      const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(ga, gb))).dataSync()[0]);
+      const scale = tf.tidy(() => tf.max(tf.abs(gb)).dataSync()[0]);
+      expect(diff).toBeLessThan(1e-3 * Math.max(1, scale));
+    }
+    expect(Math.abs(a.value.dataSync()[0] - b.value.dataSync()[0])).toBeLessThan(1e-3);
+    tf.dispose([a.value, b.value]);
+    tf.dispose(a.grads);
+    tf.dispose(b.grads);
+  });
 });
