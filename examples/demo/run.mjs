@@ -16,7 +16,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
-const runs = path.resolve(process.env.RARL_DEMO_DIR ?? path.join(here, quick ? "runs-quick" : "runs"));
+const runs = path.resolve(process.env.RARL_DEMO_DIR ?? (quick ? path.join(here, "runs", "quick") : path.join(here, "runs")));
 if (args.includes("--fresh")) fs.rmSync(runs, { recursive: true, force: true });
 fs.mkdirSync(runs, { recursive: true });
 
