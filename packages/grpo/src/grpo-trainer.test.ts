@@ -104,6 +104,27 @@ describe("GRPOTrainer on a toy policy", () => {
     });
   });
 
+  it("uses a custom GenerationBackend and syncs it after every optimizer update", async () => {
+    const policy = new ToyPolicy({ seed: 1 });
+    const synced: number[] = [];
+    let generateCalls = 0;
+    const backend = {
+      name: "counting",
+      generate: (p: Parameters<ToyPolicy["generate"]>[0], o: Parameters<ToyPolicy["generate"]>[1]) => {
+        generateCalls++;
+        return policy.generate(p, o);
+      },
+      syncWeights: async (_p: unknown, update: number) => {
+        synced.push(update);
+      },
+    };
+    const t = new GRPOTrainer({ config: cfg({ maxSteps: 3, numIterations: 2 }), policy, examples, buildPrompt, rewards, backend, runDir: path.join(tmp, "backend") });
+    await t.train({ handleSigint: false });
+    expect(generateCalls).toBe(3 * 2); // 3 steps x 2 prompts
+    expect(synced).toEqual([1, 2, 3, 4, 5, 6]); // 3 steps x μ = 2 updates
+    policy.dispose();
+  });
+
   it("SIGINT writes a checkpoint and stops after the current step", async () => {
     const { policy, t } = trainer(cfg({ maxSteps: 50, saveSteps: 100 }), path.join(tmp, "sigint"));
     const res = await t.train({ onStep: (rec) => rec.step === 2 && process.emit("SIGINT") });
