@@ -1,11 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import { initBackend, openCheckpoint, RarlError } from "@rarl/core";
-import { loadDataset } from "@rarl/datasets";
-import { resolveTrainConfig, type GRPOConfig, type SFTConfig, type TrainConfig } from "@rarl/grpo";
+import type { GRPOConfig, SFTConfig, TrainConfig } from "@rarl/grpo";
 import { expectedWeights, loadQwen2VLConfig, normalizeKey, type Qwen2VLConfig } from "@rarl/model";
-import { loadRewardConfig, type RewardConfig, RewardRegistry, validateRewardConfig } from "@rarl/rewards";
-import * as tf from "@tensorflow/tfjs-core";
+import type { RewardConfig } from "@rarl/rewards";
+import type { LoadOptions } from "@rarl/datasets";
 import type { TrainFileConfig } from "./train-schema";
 
 /** The model folder does not match its config.json (missing tensors, wrong shapes, no tokenizer...). */
@@ -169,6 +168,7 @@ export function checkModelFolder(
 /** GFLOP/s of float32 matmuls on the current backend (a few 512x512 products after a warm-up). */
 export async function measureMatmulGflops(n = 512, reps = 4): Promise<number> {
   await initBackend();
+  const tf = await import("@tensorflow/tfjs-core");
   const a = tf.randomNormal([n, n]);
   const b = tf.randomNormal([n, n]);
   try {
@@ -255,18 +255,21 @@ export function estimateStep(o: {
  */
 export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
   const { config, configDir } = o;
+  const warnings: string[] = [];
+  // The model folder first (headers only): an incompatible checkpoint fails before the trainer and loaders load.
+  const lora = (config.model.lora ?? {}) as { targetModules?: string[]; includeVision?: boolean; r?: number };
+  const m = config.model.type === "qwen2vl" ? checkModelFolder(path.resolve(configDir, String(config.model.path)), lora) : null;
+  const { resolveTrainConfig } = await import("@rarl/grpo");
+  const { loadDataset } = await import("@rarl/datasets");
+  const { loadRewardConfig, RewardRegistry, validateRewardConfig } = await import("@rarl/rewards");
   const raw: Record<string, unknown> = { ...config };
   if (o.maxSteps !== undefined) raw.maxSteps = o.maxSteps;
   const train = resolveTrainConfig(raw, ["model", "data", "prompts", "rewards", "out", "evalData", "$schema"]);
-  const warnings: string[] = [];
 
-  // Model folder.
-  const lora = (config.model.lora ?? {}) as { targetModules?: string[]; includeVision?: boolean; r?: number };
   let model: DryRunReport["model"];
   let estimate: ReturnType<typeof estimateStep> | null = null;
-  if (config.model.type === "qwen2vl") {
+  if (m) {
     const dir = path.resolve(configDir, String(config.model.path));
-    const m = checkModelFolder(dir, lora);
     warnings.push(...m.warnings);
     let language = 0;
     let vision = 0;
@@ -286,7 +289,7 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
     const { limit, split, name: _name, ...loadOpts } = d;
     const dataPath = path.resolve(configDir, d.path);
     const stream = loadDataset({
-      ...(loadOpts as unknown as Parameters<typeof loadDataset>[0]),
+      ...(loadOpts as unknown as LoadOptions),
       path: dataPath,
       root: d.root ? path.resolve(configDir, d.root) : undefined,
       onError: "skip",
