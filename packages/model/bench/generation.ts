@@ -140,11 +140,13 @@ export default async function generationBench(): Promise<string> {
   t0 = performance.now();
   completionLogprobsHost(model, batch);
   const lpMs = ms(t0);
+  t0 = performance.now();
+  completionLogprobsHost(model, { ...batch, sharePrompts: false });
+  const lpFullMs = ms(t0);
   const compTokens = completions.reduce((a, c) => a + c.length, 0);
 
-  // Forward + backward with LoRA r=8 (alpha 16) on q,k,v,o of every decoder layer, 1 (prompt, completion) pair:
-  // under the tape the model's forward peaks near 1.7 GB over the weights for one 288-token row on wasm (tf.profile),
-  // so 2 rows overflow the 4 GB wasm heap (see RESULTS-generation.md).
+  // Forward + backward with LoRA r=8 (alpha 16) on q,k,v,o of every decoder layer, the G completions of the prompt
+  // (prompt computed once, completions through its gathered KV cache, as GRPO scores them).
   phase("forward+backward");
   const vars: tf.Variable[] = [];
   const r = 8;
@@ -156,7 +158,7 @@ export default async function generationBench(): Promise<string> {
     lin.lora = { A, B, scale: 16 / r, dropout: 0 };
     vars.push(A, B);
   }
-  const fbBatch = { prompts: [prompt], completions: completions.slice(0, 1) };
+  const fbBatch = { prompts: completions.map(() => prompt), completions };
   const fb = (b: typeof fbBatch) => {
     const { value, grads } = tf.variableGrads(() => tf.sum(completionLogprobs(model, b).logprobs) as tf.Scalar, vars);
     value.dataSync();
@@ -168,7 +170,7 @@ export default async function generationBench(): Promise<string> {
   fb(fbBatch);
   const fbMs = ms(t0);
   const fbComp = fbBatch.completions.reduce((a, c) => a + c.length, 0);
-  const fbTotal = fbComp + 256;
+  const fbTotal = fbComp + 256; // the prompt is computed once
   for (const [, lin] of model.namedLinears()) lin.lora = null;
   tf.dispose(vars);
   model.dispose();
@@ -190,8 +192,9 @@ export default async function generationBench(): Promise<string> {
     `| decode tokens/s, 1 sample (KV cache, ${one.stats.decodeSteps} steps after the prefill) | ${f(oneTps)} tok/s (${f(oneStep)} ms/step) | |`,
     `| decode tokens/s, G=${G} | ${f(manyTps)} tok/s (${f(manyStep)} ms/step for ${G} rows) = ${f(manyTps / oneTps, 2)}x single | >= 4x: ${verdict(manyTps / oneTps >= 4)} |`,
     `| per-token time: full recompute (forward over ${S} tokens, image features reused) vs KV-cached step | ${f(recomputeMs)} ms vs ${f(oneStep)} ms = ${f(recomputeMs / oneStep, 1)}x | >= 10x: ${verdict(recomputeMs / oneStep >= 10)} |`,
-    `| log-probs (teacher forced, no tape), ${G} completions of the prompt | ${f(lpMs / 1000, 2)} s = ${f(compTokens / (lpMs / 1000))} completion tok/s (${f((compTokens + G * 256) / (lpMs / 1000))} tok/s incl. prompts) | |`,
-    `| forward+backward with LoRA r=8 on q,k,v,o (variableGrads of the summed log-probs), 1 completion | ${f(fbMs / 1000, 2)} s = ${f(fbComp / (fbMs / 1000))} completion tok/s (${f(fbTotal / (fbMs / 1000))} tok/s incl. prompts) | |`,
+    `| log-probs (teacher forced, no tape), ${G} completions of the prompt (prompt computed once) | ${f(lpMs / 1000, 2)} s = ${f(compTokens / (lpMs / 1000))} completion tok/s (${f((compTokens + 256) / (lpMs / 1000))} tok/s incl. the prompt) | |`,
+    `| the same, one forward over the ${G} full (prompt + completion) rows (sharePrompts: false) | ${f(lpFullMs / 1000, 2)} s = ${f(compTokens / (lpFullMs / 1000))} completion tok/s | |`,
+    `| forward+backward with LoRA r=8 on q,k,v,o (variableGrads of the summed log-probs), the ${G} completions | ${f(fbMs / 1000, 2)} s = ${f(fbComp / (fbMs / 1000))} completion tok/s (${f(fbTotal / (fbMs / 1000))} tok/s incl. the prompt) | |`,
     "",
     "Decode-step breakdown (why the numbers are what they are):",
     "",
