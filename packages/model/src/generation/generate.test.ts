@@ -165,6 +165,20 @@ describe("generate on qwen2vl-tiny", () => {
     expect(loadGenerationConfig(path.join(tinyFixtureDir(), "images"))).toBeNull();
   });
 
+  it("applies the repetition penalty over prompt and completion tokens", async () => {
+    // unpenalised greedy repeats 124591 (steps 3 and 6 of greedy.generated_ids)
+    const want = refRows(ref, "greedy.generated_ids")[0].slice(0, 7);
+    expect(new Set(want).size).toBeLessThan(7);
+    const r = await generate(model, null, { prompts: [imagePrompt], doSample: false, maxNewTokens: 7, repetitionPenalty: 1e4 });
+    const s = r.samples[0][0];
+    expect(new Set(s.ids).size).toBe(7); // nothing repeats
+    expect(s.ids.some((t) => imagePrompt.inputIds.includes(t))).toBe(false); // and no prompt token comes back
+    expect(s.ids.slice(0, 3)).toEqual(want.slice(0, 3)); // before the first repeat the choice is unchanged
+    // the reported log-probs are those of the raw logits, not of the penalised ones
+    const plain = await generate(model, null, { prompts: [imagePrompt], doSample: false, maxNewTokens: 3 });
+    for (let t = 0; t < 3; t++) expect(Math.abs(s.logprobs[t] - plain.samples[0][0].logprobs[t])).toBeLessThan(1e-5);
+  });
+
   it("rejects bad requests with typed errors", async () => {
     await expect(generate(model, null, { prompts: [textPrompt], maxNewTokens: 0 })).rejects.toBeInstanceOf(InvalidGenerationParamError);
     await expect(generate(model, null, { prompts: [textPrompt], temperature: 0 })).rejects.toBeInstanceOf(InvalidGenerationParamError);
