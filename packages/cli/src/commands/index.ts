@@ -18,25 +18,48 @@ export interface LazyCommand {
   load: () => Promise<CommandModule>;
 }
 
+const lazyByProgram = new WeakMap<Command, Map<string, LazyCommand>>();
+
+/** Imports a lazy command's module and runs `argv` (which starts with the command's name) through it. */
+async function runLazy(program: Command, d: LazyCommand, argv: string[]): Promise<void> {
+  const mod = await d.load();
+  const real = new Command().name(program.name()).exitOverride().showHelpAfterError();
+  mod.register(real);
+  await real.parseAsync(argv, { from: "user" });
+}
+
 /** Builds a CommandModule that registers a cheap stub and defers the real registration to the first run. */
 export function lazyCommand(d: LazyCommand): CommandModule {
   return {
     register(program: Command) {
+      if (!lazyByProgram.has(program)) lazyByProgram.set(program, new Map());
+      lazyByProgram.get(program)?.set(d.name, d);
       program
         .command(d.name)
         .description(d.summary)
         .helpOption(false)
         .allowUnknownOption()
         .allowExcessArguments()
-        .action(async (_opts: unknown, stub: Command) => {
-          const mod = await d.load();
-          const real = new Command().name(program.name()).exitOverride().showHelpAfterError();
-          mod.register(real);
-          await real.parseAsync([d.name, ...stub.args], { from: "user" });
-        });
+        .action(async (_opts: unknown, stub: Command) => runLazy(program, d, [d.name, ...stub.args]));
     },
   };
 }
+
+/** `rarl help [command]`: the full help of a lazy command comes from its module. */
+export const helpCommand: CommandModule = {
+  register(program: Command) {
+    program.helpCommand(false);
+    program
+      .command("help [command]")
+      .description("display help for command")
+      .action(async (name?: string) => {
+        const d = name ? lazyByProgram.get(program)?.get(name) : undefined;
+        if (d) return runLazy(program, d, [d.name, "--help"]);
+        if (name && !program.commands.some((c) => c.name() === name)) program.error(`error: unknown command '${name}'`);
+        program.outputHelp();
+      });
+  },
+};
 
 /**
  * Every `rarl` subcommand lives in its own module under commands/ and exports `register(program)`.
@@ -57,3 +80,4 @@ export const commandModules: CommandModule[] = [
   lazyCommand({ name: "generate", summary: "Generate completions for one prompt with a Qwen2-VL folder and optional LoRA adapter", load: () => import("./generate") }),
   lazyCommand({ name: "eval", summary: "Answer every sample with the inference prompt and write predictions JSONL (--judge scores them)", load: () => import("./eval") }),
 ];
+commandModules.push(helpCommand); // keep last
