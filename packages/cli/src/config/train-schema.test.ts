@@ -31,10 +31,13 @@ function schemaDefault(field: string, trainer: "grpo" | "sft"): unknown {
 }
 
 describe("rarl.config.schema.json", () => {
-  it("is what package.json ships and exports as ./schema.json", () => {
+  it("is what package.json ships and exports as ./schema.json (ESM and CJS)", async () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(repo, "packages/cli/package.json"), "utf8"));
     expect(pkg.files).toContain("schema");
-    expect(pkg.exports["./schema.json"]).toBe("./schema/rarl.config.schema.json");
+    expect(pkg.exports["./schema.json"]).toEqual({ import: "./schema/rarl.config.schema.mjs", default: "./schema/rarl.config.schema.json" });
+    const esm = await import(path.join(repo, "packages/cli/schema/rarl.config.schema.mjs"));
+    expect(esm.default).toEqual(S);
+    expect(esm.schema).toEqual(S);
     expect(JSON.parse(fs.readFileSync(path.join(repo, "packages/cli/schema/rarl.config.schema.json"), "utf8"))).toEqual(S);
   });
 
