@@ -265,6 +265,12 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
   const raw: Record<string, unknown> = { ...config };
   if (o.maxSteps !== undefined) raw.maxSteps = o.maxSteps;
   const train = resolveTrainConfig(raw, ["model", "data", "prompts", "rewards", "out", "evalData", "$schema"]);
+  if (m && train.trainer === "sft" && (train as SFTConfig).finetune === "full") {
+    throw new ModelFolderError('finetune "full" is not available for model.type "qwen2vl" (the trainer keeps frozen weights as tensors); use "lora"', {
+      code: "CONFIG_INVALID",
+      details: { field: "finetune" },
+    });
+  }
 
   let model: DryRunReport["model"];
   let estimate: ReturnType<typeof estimateStep> | null = null;

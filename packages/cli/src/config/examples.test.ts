@@ -117,6 +117,10 @@ describe("examples/medical-rarl", () => {
       const rep = await dryRun({ config, configDir, gflops: 100 });
       expect(rep.data.used).toBe(4);
       expect(rep.trainer).toBe(f === "sft.json" ? "sft" : "grpo");
+      if (f === "sft.json") {
+        expect(rep.memory.kvCache).toBe(0); // no generation in SFT
+        await expect(dryRun({ config: { ...config, finetune: "full" }, configDir, gflops: 100 })).rejects.toThrow(/finetune "full" is not available for model\.type "qwen2vl"/);
+      }
     }
   });
 });
