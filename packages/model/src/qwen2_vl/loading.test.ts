@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { initBackend, openCheckpoint, SafetensorsError, type TensorSource, type TensorToWrite, writeSafetensors } from "@rarl/core";
+import { f16ToF32, initBackend, openCheckpoint, SafetensorsError, type TensorSource, type TensorToWrite, writeSafetensors } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadQwen2VLConfig, ModelConfigError } from "./config";
@@ -50,6 +50,12 @@ function writeCheckpoint(
   return dir;
 }
 
+function maxAbs(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
 function lastLogits(m: Qwen2VLForConditionalGeneration): Float32Array {
   const x = tf.tensor2d(ids, undefined, "int32");
   const o = m.forward({ inputIds: x, logitsToKeep: 1 });
@@ -90,6 +96,56 @@ describe("loadQwen2VL", () => {
     const m = (await loadQwen2VL(dir, { loadProcessor: false })).model;
     expect(Array.from(lastLogits(m))).toEqual(Array.from(lastLogits(base)));
     m.dispose();
+  });
+
+  it("widens F16 checkpoints to float32 exactly (same logits as the F32 file of the same values)", async () => {
+    /** float32 -> IEEE half bits (rounding half up; subnormals kept; no overflow in these weights). */
+    const toF16 = (src32: Float32Array): Uint16Array => {
+      const u = new Uint32Array(Float32Array.from(src32).buffer);
+      const out = new Uint16Array(u.length);
+      for (let i = 0; i < u.length; i++) {
+        const x = u[i];
+        const sign = (x >>> 16) & 0x8000;
+        const e = ((x >>> 23) & 0xff) - 112; // rebias 127 -> 15
+        const m = x & 0x7fffff;
+        if (e >= 1) out[i] = sign | ((e << 10) + ((m + 0x1000) >>> 13));
+        else if (e >= -10) {
+          const shift = 14 - e;
+          out[i] = sign | (((m | 0x800000) + (1 << (shift - 1))) >>> shift);
+        } else out[i] = sign;
+      }
+      return out;
+    };
+    const dir16 = path.join(tmp, "f16");
+    const dir32 = path.join(tmp, "f32-of-f16");
+    fs.mkdirSync(dir16, { recursive: true });
+    fs.mkdirSync(dir32, { recursive: true });
+    for (const d of [dir16, dir32]) fs.writeFileSync(path.join(d, "config.json"), JSON.stringify(rawConfig));
+    const header: Record<string, unknown> = {};
+    const blobs: Uint8Array[] = [];
+    const f32: Record<string, TensorToWrite> = {};
+    let off = 0;
+    for (const k of src.keys()) {
+      const t = src.read(k);
+      const bits = toF16(t.data as Float32Array);
+      header[k] = { dtype: "F16", shape: t.shape, data_offsets: [off, off + bits.byteLength] };
+      off += bits.byteLength;
+      blobs.push(new Uint8Array(bits.buffer));
+      f32[k] = { dtype: "F32", shape: t.shape, data: f16ToF32(bits) };
+    }
+    let json = JSON.stringify(header);
+    while (json.length % 8 !== 0) json += " ";
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    fs.writeFileSync(path.join(dir16, "model.safetensors"), Buffer.concat([len, Buffer.from(json), ...blobs]));
+    writeSafetensors(path.join(dir32, "model.safetensors"), f32);
+    const m16 = (await loadQwen2VL(dir16, { loadProcessor: false })).model;
+    const m32 = (await loadQwen2VL(dir32, { loadProcessor: false })).model;
+    expect(Array.from(lastLogits(m16))).toEqual(Array.from(lastLogits(m32)));
+    // and F16 rounding really changed the weights (the test would not notice a reader that ignored the dtype otherwise)
+    expect(maxAbs(lastLogits(m16), lastLogits(base))).toBeGreaterThan(0);
+    m16.dispose();
+    m32.dispose();
   });
 
   it("loads an untied lm_head", async () => {
