@@ -75,6 +75,16 @@ describe("rarl.config.schema.json", () => {
       expect(p.description, k).toMatch(/Default/);
       expect(p.description, k).toMatch(/Paper: /);
     }
+    // every field of every section too (the schema's leaves): a description naming the default and the paper's value
+    const walk = (props: Record<string, any>, at: string) => {
+      for (const [k, p] of Object.entries(props)) {
+        expect(p.description, `${at}${k}`).toMatch(/[Dd]efault|[Rr]equired/);
+        expect(p.description, `${at}${k}`).toMatch(/Paper[ :(]/);
+        if (p.properties) walk(p.properties, `${at}${k}.`);
+        if (p.items?.properties) walk(p.items.properties, `${at}${k}[].`);
+      }
+    };
+    walk(S.properties, "");
     for (const f of documentedFields("packages/grpo/src/run.ts", "TrainFileSections")) expect(S.properties[f], f).toBeDefined();
     for (const f of documentedFields("packages/grpo/src/qwen-policy.ts", "QwenLoraOptions")) expect(S.properties.model.properties.lora.properties[f], `lora.${f}`).toBeDefined();
     for (const f of [...documentedFields("packages/datasets/src/load.ts", "LoadOptions"), ...documentedFields("packages/datasets/src/pipeline.ts", "PipelineOptions")]) {
