@@ -1,12 +1,3 @@
-import { defineConfig } from "tsup";
+import { packageConfig } from "../../tsup.shared";
 
-export default defineConfig({
-  entry: ["src/index.ts"],
-  format: ["esm", "cjs"],
-  dts: true,
-  sourcemap: true,
-  clean: true,
-  target: "node20",
-  shims: true,
-  outDir: "dist",
-});
+export default packageConfig();
