@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BertScorer } from "./bertscore/bertscore";
 import { accuracyReward, formatReward, lengthReward, lexicalF1, loadTokenCounter, type RewardContext, type RewardSample, reasoningReward } from "./index";
-import { fixturesDir } from "./test-utils";
+import { fixturesDir } from "@rarl/core";
 
 // Arbitrary strings: full Unicode incl. lone surrogates ("binary" units), mixed with the four tags so that the
 // structured branches (exact, partial, nested, unclosed) are hit too.

@@ -5,7 +5,7 @@ import { initBackend } from "@rarl/core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { BertScorer } from "./bertscore/bertscore";
 import { CompositeReward, lexicalF1, loadTokenCounter, type RewardContext, RewardRegistry, type RewardSample, reasoningReward } from "./index";
-import { fixturesDir } from "./test-utils";
+import { fixturesDir } from "@rarl/core";
 
 // Produces the README's table of reward values. `UPDATE_README=1 npx vitest run src/readme-table.test.ts` rewrites it;
 // otherwise the test fails when the README's table differs from what the code computes (so it cannot go stale).

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { BertScorer } from "./bertscore/bertscore";
 import { NoEncoderError, RewardConfigError, RewardInputError } from "./errors";
 import { buildRewards, loadRewardConfig, scoreFile, validateRewardConfig } from "./index";
-import { fixturesDir } from "./test-utils";
+import { fixturesDir } from "@rarl/core";
 
 const fx = fixturesDir();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-rewards-"));

@@ -13,3 +13,15 @@ export function fixturesDir(): string {
     dir = up;
   }
 }
+
+/** Finds the repository root (the folder whose package.json declares workspaces) by walking up from here. Test-only helper. */
+export function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = path.join(dir, "package.json");
+    if (fs.existsSync(pj) && JSON.parse(fs.readFileSync(pj, "utf8")).workspaces) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error("repo root not found (no package.json with workspaces above this file)");
+    dir = up;
+  }
+}

@@ -4,7 +4,7 @@ import { initBackend, openSafetensors } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EncoderError } from "../errors";
-import { fixturesDir } from "../test-utils";
+import { fixturesDir } from "@rarl/core";
 import { BertScorer } from "./bertscore";
 import { BertEncoder, parseEncoderConfig } from "./encoder";
 
