@@ -35,6 +35,46 @@ export function isLoraTraining(): boolean {
   return loraTraining;
 }
 
+/** Whether gradients may flow into `w`: a trainable tf.Variable (e.g. full fine-tuning sets Linear weights to these). */
+export function isTrainableWeight(w: tf.Tensor): boolean {
+  return w instanceof tf.Variable && w.trainable;
+}
+
+/**
+ * `W · xT` for a frozen weight W [out, in] and an activation xT [in, N], differentiable with respect to xT only.
+ *
+ * Under a gradient tape, a plain `tf.matMul(W, xT)` saves both inputs for its backward pass, and the engine saves by
+ * cloning, which on tfjs-wasm (its Identity kernel copies) duplicates W at every call: one weight-sized copy per
+ * projection per forward, alive until the backward pass. Here the tape records one custom op whose only input is
+ * xT and which saves nothing: W is read from `getW` again in the backward pass, and dxT = (dyᵀ · W)ᵀ uses only
+ * untransposed matmuls (transposed-flag matmuls are slow on wasm) and activation-sized transposes.
+ *
+ * @param getW returns W; called once in the forward pass and once in the backward pass (a host-resident weight is
+ *   uploaded for each; the caller's tidy / this function's tidy frees the upload).
+ * @param xT [in, N].
+ * @returns [out, N], equal to `tf.matMul(getW(), xT)`.
+ */
+export function frozenMatMul(getW: () => tf.Tensor2D, xT: tf.Tensor2D): tf.Tensor2D {
+  const f = tf.customGrad(((x: tf.Tensor) => ({
+    value: tf.matMul(getW(), x as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor) => tf.tidy(() => tf.transpose(tf.matMul(tf.transpose(dy) as tf.Tensor2D, getW()))),
+  })) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(xT) as tf.Tensor2D;
+}
+
+/**
+ * `tf.gather(W, ids)` (rows of a frozen table, e.g. the token embedding) without saving W for a backward pass: a
+ * plain gather under a gradient tape saves (on wasm: copies) the whole table. No gradient flows to W or ids.
+ */
+export function frozenGather(W: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  if (isTrainableWeight(W)) return tf.gather(W, ids);
+  const f = tf.customGrad(((i: tf.Tensor) => ({
+    value: tf.gather(W, i),
+    gradFunc: () => tf.zeros(i.shape), // never needed: ids are integer inputs, not a function of any variable
+  })) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(ids) as tf.Tensor2D;
+}
+
 /** A weight kept in host memory (JS Float32Array, row-major), uploaded to the backend only while it is used. */
 export interface HostWeight {
   data: Float32Array;
@@ -134,8 +174,11 @@ export class Linear {
   applyT(xT: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
       if (xT.shape[0] !== this.inFeatures) throw new Error(`Linear: input dim ${xT.shape[0]} != in_features ${this.inFeatures}`);
-      const W = this.w ?? tf.tensor2d(this.host!.data, this.shape); // host: uploaded for this call, freed by the tidy
-      let yT = tf.matMul(W, xT); // [out, N]
+      const w = this.w;
+      // host: uploaded for this call (and again in the backward pass), freed by the surrounding tidy
+      const getW = () => w ?? tf.tensor2d(this.host!.data, this.shape);
+      // [out, N]; a trainable weight (full fine-tuning) keeps tfjs's own gradient, a frozen one gets only dx
+      let yT = w && isTrainableWeight(w) ? tf.matMul(w, xT) : frozenMatMul(getW, xT);
       const lora = this.lora;
       if (lora && adaptersEnabled) {
         let xin: tf.Tensor2D = xT;

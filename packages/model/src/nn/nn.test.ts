@@ -1,7 +1,7 @@
 import { initBackend } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
-import { Linear, setAdaptersEnabled } from "./linear";
+import { frozenGather, Linear, setAdaptersEnabled } from "./linear";
 import { bmm, geluErf, layerNorm, quickGelu, rmsNorm, silu } from "./ops";
 
 beforeAll(async () => {
@@ -80,6 +80,47 @@ describe("Linear", () => {
     const before = tf.memory().numTensors;
     h.apply(x).dispose();
     expect(tf.memory().numTensors).toBe(before);
+  });
+  it("under a gradient tape a frozen weight gets no gradient and no copy; dx equals plain autodiff's; a trainable Variable weight still trains", () => {
+    const W = tf.randomNormal([256, 128], 0, 1, "float32", 3) as tf.Tensor2D;
+    const bias = tf.randomNormal([256], 0, 1, "float32", 4) as tf.Tensor1D;
+    const x = tf.variable(tf.randomNormal([3, 128], 0, 1, "float32", 5), true);
+    const A = tf.variable(tf.randomNormal([4, 128], 0, 0.1, "float32", 6), true);
+    const B = tf.variable(tf.randomNormal([256, 4], 0, 0.1, "float32", 7), true);
+    const loss = (y: tf.Tensor) => tf.sum(tf.mul(y, y)) as tf.Scalar;
+    const ref = (w: tf.Tensor2D) => tf.add(tf.add(tf.matMul(x, w, false, true), tf.matMul(tf.matMul(x, A, false, true), B, false, true)), bias);
+    const want = tf.variableGrads(() => loss(ref(W)), [x, A, B]);
+    const lin = new Linear(W, bias);
+    lin.lora = { A, B, scale: 1, dropout: 0 };
+    const host = Linear.fromHost({ data: W.dataSync() as Float32Array, shape: [256, 128] }, bias);
+    host.lora = lin.lora;
+    for (const l of [lin, host]) {
+      const before = tf.memory().numBytes;
+      let underTape = 0;
+      const got = tf.variableGrads(() => {
+        const y = l.apply(x);
+        underTape = tf.memory().numBytes - before; // the tape's saved tensors are alive here
+        return loss(y);
+      }, [x, A, B]);
+      expect(underTape).toBeLessThan(W.size * 4); // a saved copy of W alone would be 256·128·4 bytes
+      for (const k of ["x", "A", "B"] as const) {
+        const name = { x: x.name, A: A.name, B: B.name }[k];
+        close(got.grads[name].dataSync(), want.grads[name].dataSync(), 1e-3);
+      }
+      tf.dispose([got.value, ...Object.values(got.grads)]);
+    }
+    // full fine-tuning: a trainable Variable weight keeps tfjs's own gradient
+    const Wv = tf.variable(W.clone(), true);
+    const full = new Linear(Wv as unknown as tf.Tensor2D, bias);
+    const gW = tf.variableGrads(() => loss(full.apply(x)), [Wv]);
+    const wantW = tf.variableGrads(() => loss(tf.add(tf.matMul(x, Wv, false, true), bias)), [Wv]);
+    close(gW.grads[Wv.name].dataSync(), wantW.grads[Wv.name].dataSync(), 1e-3);
+    // the frozen embedding gather: same values, and a table that is a variable being differentiated still gets its gradient
+    const ids = tf.tensor1d([3, 0, 3], "int32");
+    close(frozenGather(W, ids).dataSync(), tf.gather(W, ids).dataSync(), 1e-9);
+    const gT = tf.variableGrads(() => tf.sum(tf.square(frozenGather(Wv as unknown as tf.Tensor2D, ids))) as tf.Scalar, [Wv]);
+    expect(tf.sum(tf.abs(gT.grads[Wv.name])).dataSync()[0]).toBeGreaterThan(0);
+    tf.dispose([W, bias, x, A, B, Wv, ids, want.value, ...Object.values(want.grads), gW.value, wantW.value, ...Object.values(gW.grads), ...Object.values(wantW.grads), gT.value, ...Object.values(gT.grads)]);
   });
   it("rejects mismatched shapes", () => {
     expect(() => new Linear(W.clone(), tf.tensor1d([1, 2, 3]))).toThrow(/bias/);

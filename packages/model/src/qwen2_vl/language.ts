@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
-import type { HostWeight, Linear } from "../nn/linear";
+import { frozenGather, frozenMatMul, type HostWeight, isTrainableWeight, type Linear } from "../nn/linear";
 import { bmm, rmsNorm, silu } from "../nn/ops";
 import type { Qwen2VLConfig } from "./config";
 import { applyRotary } from "./rope";
@@ -116,7 +116,7 @@ export class Qwen2VLTextModel {
     }
     return tf.tidy(() => {
       const [B, S] = inputIds.shape;
-      return tf.reshape(tf.gather(this.weights.embedTokens, tf.reshape(inputIds, [B * S])), [B, S, this.config.hiddenSize]);
+      return tf.reshape(frozenGather(this.weights.embedTokens, tf.reshape(inputIds, [B * S]) as tf.Tensor1D), [B, S, this.config.hiddenSize]);
     });
   }
 
@@ -194,7 +194,8 @@ export class Qwen2VLTextModel {
       }
       const W = this.weights.lmHead ?? this.weights.embedTokens;
       const hT = tf.transpose(tf.reshape(h, [B * S, H]));
-      return tf.reshape(tf.transpose(tf.matMul(W, hT)), [B, S, W.shape[0]]) as tf.Tensor3D;
+      const yT = isTrainableWeight(W) ? tf.matMul(W, hT) : frozenMatMul(() => W, hT as tf.Tensor2D);
+      return tf.reshape(tf.transpose(yT), [B, S, W.shape[0]]) as tf.Tensor3D;
     });
   }
 
