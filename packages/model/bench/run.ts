@@ -8,9 +8,13 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { initBackend, writeFileAtomic } from "@rarl/core";
+import generation from "./generation";
 import forward from "./sections/10-forward";
 
-const SECTIONS: [string, () => Promise<string>][] = [["10-forward", forward]];
+const SECTIONS: [string, () => Promise<string>][] = [
+  ["10-forward", forward],
+  ["20-generation", generation],
+];
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const backend = await initBackend();
