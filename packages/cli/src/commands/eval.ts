@@ -39,6 +39,8 @@ export function register(program: Command): void {
     .option("--seed <n>", "sampling seed", intArg("seed", 0), 0)
     .option("--judge <name>", 'also judge the predictions: "offline", "openai:<model>" or "gemini:<model>"; results go to <out>.judged.jsonl')
     .option("--judge-out <file>", "results JSONL of --judge (default: <out without .jsonl>.judged.jsonl)")
+    .option("--base-url <url>", "--judge: API base URL (any OpenAI-compatible server, or a Gemini endpoint)")
+    .option("--api-key-env <name>", "--judge: environment variable holding the API key (default OPENAI_API_KEY, or GEMINI_API_KEY / GOOGLE_API_KEY)")
     .option("--quiet", "no progress lines")
     .action(async (o) => {
       const t0 = performance.now();
@@ -70,7 +72,7 @@ export function register(program: Command): void {
       process.stderr.write(`rarl eval: ${recs.length} predictions in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${o.out}\n`);
       if (o.judge) {
         const out = o.judgeOut ?? path.join(path.dirname(o.out), `${path.basename(o.out, ".jsonl")}.judged.jsonl`);
-        const s = await runJudge({ judge: o.judge, predictions: o.out, out });
+        const s = await runJudge({ judge: o.judge, predictions: o.out, out, baseURL: o.baseUrl, apiKeyEnv: o.apiKeyEnv });
         process.stderr.write(`rarl eval: judged ${s.scored}/${s.total} (${s.failed} failed) -> ${out}\n`);
         process.stdout.write(judgeResultsReport([out]));
       }
