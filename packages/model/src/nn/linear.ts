@@ -41,6 +41,15 @@ export function isTrainableWeight(w: tf.Tensor): boolean {
 }
 
 /**
+ * Whether a gradient tape is recording (inside tf.grad / tf.variableGrads / a customGrad's caller). Reads the tfjs
+ * engine's gradient depth (tfjs-core 4.22, pinned); the frozen-weight ops below are plain ops when nothing records.
+ */
+function tapeActive(): boolean {
+  const state = (tf.engine() as unknown as { state?: { gradientDepth?: number } }).state;
+  return state?.gradientDepth === undefined || state.gradientDepth > 0;
+}
+
+/**
  * `W · xT` for a frozen weight W [out, in] and an activation xT [in, N], differentiable with respect to xT only.
  *
  * Under a gradient tape, a plain `tf.matMul(W, xT)` saves both inputs for its backward pass, and the engine saves by
@@ -55,6 +64,7 @@ export function isTrainableWeight(w: tf.Tensor): boolean {
  * @returns [out, N], equal to `tf.matMul(getW(), xT)`.
  */
 export function frozenMatMul(getW: () => tf.Tensor2D, xT: tf.Tensor2D): tf.Tensor2D {
+  if (!tapeActive()) return tf.matMul(getW(), xT); // inference (generation, log-probs without a tape): no op wrapper
   const f = tf.customGrad(((x: tf.Tensor) => ({
     value: tf.matMul(getW(), x as tf.Tensor2D),
     gradFunc: (dy: tf.Tensor) => tf.tidy(() => tf.transpose(tf.matMul(tf.transpose(dy) as tf.Tensor2D, getW()))),
@@ -67,7 +77,7 @@ export function frozenMatMul(getW: () => tf.Tensor2D, xT: tf.Tensor2D): tf.Tenso
  * plain gather under a gradient tape saves (on wasm: copies) the whole table. No gradient flows to W or ids.
  */
 export function frozenGather(W: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
-  if (isTrainableWeight(W)) return tf.gather(W, ids);
+  if (isTrainableWeight(W) || !tapeActive()) return tf.gather(W, ids);
   const f = tf.customGrad(((i: tf.Tensor) => ({
     value: tf.gather(W, i),
     gradFunc: () => tf.zeros(i.shape), // never needed: ids are integer inputs, not a function of any variable
