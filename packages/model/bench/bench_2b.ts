@@ -11,52 +11,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { initBackend, writeFileAtomic } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
-import { expectedWeights, loadQwen2VL, parseQwen2VLConfig } from "../src/qwen2_vl/index";
+import { expectedWeights, loadQwen2VL, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG } from "../src/qwen2_vl/index";
 
-/** config.json of Qwen/Qwen2-VL-2B-Instruct (hub layout). */
-export const QWEN2_VL_2B_CONFIG = {
-  architectures: ["Qwen2VLForConditionalGeneration"],
-  attention_dropout: 0.0,
-  bos_token_id: 151643,
-  eos_token_id: 151645,
-  vision_start_token_id: 151652,
-  vision_end_token_id: 151653,
-  vision_token_id: 151654,
-  image_token_id: 151655,
-  video_token_id: 151656,
-  hidden_act: "silu",
-  hidden_size: 1536,
-  initializer_range: 0.02,
-  intermediate_size: 8960,
-  max_position_embeddings: 32768,
-  max_window_layers: 28,
-  model_type: "qwen2_vl",
-  num_attention_heads: 12,
-  num_hidden_layers: 28,
-  num_key_value_heads: 2,
-  rms_norm_eps: 1e-6,
-  rope_theta: 1000000.0,
-  sliding_window: 32768,
-  tie_word_embeddings: true,
-  torch_dtype: "bfloat16",
-  transformers_version: "4.41.2",
-  use_cache: true,
-  use_sliding_window: false,
-  vision_config: {
-    depth: 32,
-    embed_dim: 1280,
-    mlp_ratio: 4,
-    num_heads: 16,
-    in_chans: 3,
-    hidden_size: 1536,
-    patch_size: 14,
-    spatial_merge_size: 2,
-    spatial_patch_size: 14,
-    temporal_patch_size: 2,
-  },
-  rope_scaling: { type: "mrope", mrope_section: [16, 24, 24] },
-  vocab_size: 151936,
-};
 
 /** Streams a random BF16 safetensors file (never holds more than one 32 MB chunk). Returns its size in bytes. */
 function writeRandomBf16(file: string, shapes: Map<string, number[]>): number {
@@ -103,8 +59,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const backend = await initBackend();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-qwen2vl-2b-"));
 try {
-  const cfg = parseQwen2VLConfig(QWEN2_VL_2B_CONFIG, "Qwen2-VL-2B-Instruct config");
-  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(QWEN2_VL_2B_CONFIG, null, 2));
+  const cfg = parseQwen2VLConfig(QWEN2_VL_2B_INSTRUCT_CONFIG, "Qwen2-VL-2B-Instruct config");
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(QWEN2_VL_2B_INSTRUCT_CONFIG, null, 2));
   let t0 = performance.now();
   const bytes = writeRandomBf16(path.join(dir, "model.safetensors"), expectedWeights(cfg));
   const writeS = (performance.now() - t0) / 1000;

@@ -1,4 +1,12 @@
-export { loadQwen2VLConfig, ModelConfigError, parseQwen2VLConfig, parseVisionConfig, type Qwen2VLConfig, type Qwen2VLVisionConfig } from "./config";
+export {
+  loadQwen2VLConfig,
+  ModelConfigError,
+  parseQwen2VLConfig,
+  parseVisionConfig,
+  QWEN2_VL_2B_INSTRUCT_CONFIG,
+  type Qwen2VLConfig,
+  type Qwen2VLVisionConfig,
+} from "./config";
 export { buildQwen2VLFromSource, CheckpointError, expectedWeights, type LoadedQwen2VL, type LoadQwen2VLOptions, loadQwen2VL, normalizeKey } from "./loading";
 export { buildAttentionMask, type DecoderLayerWeights, type LayerKV, MASK_MIN, Qwen2VLTextModel, type TextWeights } from "./language";
 export { type ForwardArgs, type ForwardOutput, KVCache, ModelInputError, Qwen2VLForConditionalGeneration, tileCache } from "./model";
