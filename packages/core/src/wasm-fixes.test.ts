@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { registerWasmBackend } from "./backend";
 import { Rng } from "./rng";
-import { setWasmTransposeFix } from "./wasm-fixes";
+import { setWasmSharedIdentity, setWasmTransposeFix } from "./wasm-fixes";
 
 /** Runs `fn` on the given backend and returns plain arrays (no tensors escape). */
 async function on<T>(backend: "cpu" | "wasm", fn: () => T): Promise<T> {
@@ -132,5 +132,110 @@ describe("wasm UnsortedSegmentSum (missing in tfjs-backend-wasm 4.22)", () => {
     expectClose(got[1], ref[1], 1e-6);
     // row 3 was gathered three times: its gradient is the sum of three rows of w
     expect(ref[0].slice(15, 20).some((v) => v !== 0)).toBe(true);
+  });
+});
+
+interface WasmBackendInternals {
+  numDataIds(): number;
+  refCount(dataId: object): number;
+  move(dataId: object, values: unknown, shape: number[], dtype: tf.DataType, refCount: number): void;
+}
+
+/** Heap bytes the wasm backend allocates (every buffer goes through `move`) while `fn` runs. */
+function wasmBytesAllocated(fn: () => void): number {
+  const be = tf.backend() as unknown as WasmBackendInternals;
+  const move = be.move;
+  let bytes = 0;
+  be.move = function (this: WasmBackendInternals, ...a) {
+    if (a[3] !== "string") bytes += a[2].reduce((x, y) => x * y, 1) * 4;
+    return move.apply(this, a);
+  };
+  try {
+    fn();
+  } finally {
+    be.move = move;
+  }
+  return bytes;
+}
+
+describe("wasm Identity shares the input buffer (the tape's saved-tensor clones cost no copy)", () => {
+  it("clone has the same values without a new heap buffer; either tensor outlives the other's disposal; no leak", async () => {
+    await tf.setBackend("wasm");
+    const be = tf.backend() as unknown as WasmBackendInternals;
+    const n0 = tf.memory().numTensors;
+    const b0 = tf.memory().numBytes;
+    const d0 = be.numDataIds();
+    for (const disposeSourceFirst of [true, false]) {
+      const x = randn([3, 5], 11);
+      const want = Array.from(x.dataSync());
+      let c: tf.Tensor = x;
+      expect(wasmBytesAllocated(() => (c = tf.clone(x)))).toBe(0);
+      expect(be.numDataIds()).toBe(d0 + 1);
+      expect(be.refCount(x.dataId)).toBe(2);
+      const [first, second] = disposeSourceFirst ? [x, c] : [c, x];
+      first.dispose();
+      expect(first.isDisposed).toBe(true);
+      expect(be.numDataIds()).toBe(d0 + 1); // buffer still alive for the other tensor
+      expect(Array.from(second.dataSync())).toEqual(want);
+      expect(tf.tidy(() => Array.from(tf.add(second, 1).dataSync()))).toEqual(want.map((v) => Math.fround(v + 1)));
+      second.dispose();
+      expect(be.numDataIds()).toBe(d0);
+      expect(be.refCount(x.dataId)).toBe(0);
+    }
+    // int32 and bool clones share too
+    const i = tf.tensor1d([1, -2, 3], "int32");
+    const bl = tf.tensor1d([1, 0, 1], "bool");
+    const [ci, cb] = [tf.clone(i), tf.clone(bl)];
+    tf.dispose([i, bl]);
+    expect(Array.from(ci.dataSync())).toEqual([1, -2, 3]);
+    expect(Array.from(cb.dataSync())).toEqual([1, 0, 1]);
+    expect(cb.dtype).toBe("bool");
+    tf.dispose([ci, cb]);
+    expect(tf.memory().numTensors).toBe(n0);
+    expect(tf.memory().numBytes).toBe(b0);
+    expect(be.numDataIds()).toBe(d0);
+  });
+
+  it("gradients through matMul + relu + gather match cpu, with no copy per saved tensor and no leak", async () => {
+    const run = () =>
+      tf.tidy(() => {
+        const p = randn([6, 4], 21);
+        const w = randn([4, 5], 22);
+        const idx = tf.tensor1d([2, 0, 2, 5], "int32");
+        const f = (pp: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.square(tf.relu(tf.matMul(tf.gather(pp, idx), ww))));
+        const [gp, gw] = tf.grads(f)([p, w]);
+        return [Array.from(gp.dataSync()), Array.from(gw.dataSync())];
+      });
+    const ref = await on("cpu", run);
+    const got = await on("wasm", run);
+    expectClose(got[0], ref[0], 1e-5);
+    expectClose(got[1], ref[1], 1e-5);
+    expect(ref[0].some((v) => v !== 0)).toBe(true);
+
+    // Heap bytes of one recorded forward+backward: the tape clones every saved input/output (Identity); with the
+    // shared Identity those clones allocate nothing, with the copying one they allocate at least one copy of x and w.
+    const be = tf.backend() as unknown as WasmBackendInternals;
+    const x = randn([64, 32], 23);
+    const w = randn([32, 48], 24);
+    const tape = () =>
+      tf.tidy(() => {
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.relu(tf.matMul(a, b))))([x, w]);
+      });
+    tape();
+    const n0 = tf.memory().numTensors;
+    const d0 = be.numDataIds();
+    const shared = wasmBytesAllocated(tape);
+    setWasmSharedIdentity(false);
+    let copied: number;
+    try {
+      copied = wasmBytesAllocated(tape);
+    } finally {
+      setWasmSharedIdentity(true);
+    }
+    expect(copied - shared).toBeGreaterThanOrEqual((x.size + w.size) * 4);
+    expect(wasmBytesAllocated(() => tf.clone(x).dispose())).toBe(0);
+    expect(tf.memory().numTensors).toBe(n0);
+    expect(be.numDataIds()).toBe(d0);
+    tf.dispose([x, w]);
   });
 });

@@ -4,12 +4,18 @@
  *    the flags). The wrappers transpose explicitly (wasm Transpose kernel) and call the fast non-transposed path.
  *  - UnsortedSegmentSum is missing, which breaks the gradient of `gather` w.r.t. its params. A JS kernel on the
  *    wasm heap fills the gap.
+ *  - Identity copies the whole buffer, and the gradient tape clones (Identity) every input/output it saves for the
+ *    backward pass, so each recorded op costs an extra copy of its saved tensors. tfjs tensors are immutable and no
+ *    wasm kernel writes into an input buffer (every kernel, JS or C++, writes only to a fresh `makeOutput`), so the
+ *    replacement shares the input's buffer and bumps the backend's refCount, exactly as the wasm Reshape kernel and
+ *    tfjs-backend-cpu's Identity do; the buffer is freed when the last tensor on it is disposed.
  * Registered before the wasm backend is initialised (setup functions of the original kernels are kept).
  */
 import * as tf from "@tensorflow/tfjs-core";
 
 type TensorInfo = tf.TensorInfo;
 interface WasmBackendLike {
+  incRef(dataId: object): void;
   makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
   disposeData(dataId: object): void;
   readSync(dataId: object): tf.backend_util.BackendValues;
@@ -20,10 +26,19 @@ type KernelFn = (args: KernelArgs) => TensorInfo | TensorInfo[];
 
 let applied = false;
 let transposeFixOn = true;
+let sharedIdentityOn = true;
 
 /** Turns the transposed-matmul fix on or off at run time (for benchmarks and tests; default on). */
 export function setWasmTransposeFix(on: boolean): void {
   transposeFixOn = on;
+}
+
+/**
+ * Turns the buffer-sharing Identity on or off at run time (default on; off restores tfjs-backend-wasm's full copy,
+ * for before/after measurements and tests).
+ */
+export function setWasmSharedIdentity(on: boolean): void {
+  sharedIdentityOn = on;
 }
 
 function swapLastTwo(rank: number): number[] {
@@ -88,8 +103,26 @@ const unsortedSegmentSum: KernelFn = ({ inputs, backend, attrs }) => {
   return out;
 };
 
+/**
+ * Identity that shares x's buffer: one more reference on the backend's dataIdMap entry (disposeData frees the heap
+ * block only when the refCount reaches 0). String tensors keep the original kernel.
+ */
+function wrapIdentity(): void {
+  const orig = tf.getKernel("Identity", "wasm");
+  if (!orig) return;
+  const origFn = orig.kernelFunc as unknown as KernelFn;
+  const kernelFunc: KernelFn = (args) => {
+    const { x } = args.inputs;
+    if (!sharedIdentityOn || x.dtype === "string") return origFn(args);
+    args.backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+  tf.unregisterKernel("Identity", "wasm");
+  tf.registerKernel({ ...orig, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+}
+
 /** Applies the wasm kernel fixes once. Safe to call before or after the wasm backend starts. */
-export function applyWasmKernelFixes(opts: { transposedMatMul?: boolean; segmentSum?: boolean } = {}): void {
+export function applyWasmKernelFixes(opts: { transposedMatMul?: boolean; segmentSum?: boolean; sharedIdentity?: boolean } = {}): void {
   if (applied) return;
   applied = true;
   if (opts.transposedMatMul !== false) {
@@ -99,4 +132,5 @@ export function applyWasmKernelFixes(opts: { transposedMatMul?: boolean; segment
   if (opts.segmentSum !== false && !tf.getKernel("UnsortedSegmentSum", "wasm")) {
     tf.registerKernel({ kernelName: "UnsortedSegmentSum", backendName: "wasm", kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
   }
+  if (opts.sharedIdentity !== false) wrapIdentity();
 }
