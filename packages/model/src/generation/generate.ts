@@ -10,7 +10,7 @@ import { type KVCache, type Qwen2VLForConditionalGeneration, tileCache } from ".
 import type { ImageInput } from "../qwen2_vl/image";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
 import { headLogits } from "./lm_head";
-import { type ResolvedSamplingParams, type SamplingParams, resolveSamplingParams, sampleRow } from "./sampling";
+import { type ResolvedSamplingParams, type RowPass, resolveSamplingParams, rowPass, type SamplingParams, sampleRow } from "./sampling";
 import { type FinishReason, StopTracker } from "./stopping";
 import type { TokenizedPrompt } from "./types";
 
@@ -361,9 +361,18 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
     let active = rows.map((_, r) => r);
     let afterPrefill = true;
     for (let step = 0; step < maxNew; step++) {
+      // Right after the prefill the G samples of a prompt (consecutive rows) share one logits row: its O(V)
+      // max / exp pass runs once and `scratch` keeps its exp values for the G picks (same result, G-1 fewer passes).
+      let passBase = -1;
+      let pass: RowPass | undefined;
       const chosen = active.map((r, a) => {
         const base = (afterPrefill ? Math.floor(r / G) : a) * V;
-        return sampleRow(logits.subarray(base, base + V), rows[r].seen ?? [], params, rows[r].rng, scratch);
+        const raw = logits.subarray(base, base + V);
+        if (base !== passBase) {
+          pass = rowPass(raw, scratch);
+          passBase = base;
+        }
+        return sampleRow(raw, rows[r].seen ?? [], params, rows[r].rng, scratch, pass);
       });
       const texts = await Promise.all(active.map((r, a) => (rows[r].tracker.needsText ? decode([...rows[r].tracker.ids, chosen[a].token]) : Promise.resolve(undefined))));
       active.forEach((r, a) => {

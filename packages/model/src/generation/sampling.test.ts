@@ -15,6 +15,7 @@ import {
   logSoftmaxAt,
   logSumExp,
   resolveSamplingParams,
+  rowPass,
   sampleRow,
   selectToken,
   warp,
@@ -157,6 +158,25 @@ describe("sampleRow", () => {
     for (let i = 0; i < 6000; i++) counts[sampleRow(x, [], p, rng, scratch).token]++;
     expect(counts[2] / 6000).toBeCloseTo(0.3, 1);
     expect(counts[0] / 6000).toBeCloseTo(0.1, 1);
+  });
+  it("gives the same tokens and log-probs with one shared rowPass as with a pass per row (G rows of one logits row)", () => {
+    const src = new Rng(11);
+    const x = Float32Array.from({ length: 500 }, () => src.normal(0, 3));
+    for (const params of [{}, { doSample: false }, { topP: 0.8 }, { topK: 5, temperature: 0.7 }, { repetitionPenalty: 1.3 }]) {
+      const p = resolveSamplingParams(params);
+      const a = new Rng(3);
+      const b = new Rng(3);
+      const s1 = new Float32Array(500);
+      const s2 = new Float32Array(500);
+      const pass = rowPass(x, s2);
+      expect(pass.argmax).toBe(argmax(x));
+      expect(pass.max + Math.log(pass.sumExp)).toBeCloseTo(logSumExp(x), 5);
+      for (let g = 0; g < 8; g++) {
+        const own = sampleRow(x, [g], p, a, s1);
+        const shared = sampleRow(x, [g], p, b, s2, pass);
+        expect(shared).toEqual(own);
+      }
+    }
   });
 });
 

@@ -296,12 +296,18 @@ export interface RowChoice {
 }
 
 /**
- * Picks the next token of one row and returns it with its raw log-prob, in as few O(V) passes as possible:
- * one pass for max/argmax, one exp pass for the log-sum-exp (whose exp values are reused to sample when no
- * warper or penalty changes the distribution), and the general warper path otherwise.
- * @param scratch a reusable Float32Array of at least V entries (avoids an allocation per row and step).
+ * The O(V) pass over one raw logits row that {@link sampleRow} needs: max, argmax (first on ties), and the float64
+ * sum of exp(x - max), whose terms are left in `scratch[0..V)` (for plain softmax sampling).
  */
-export function sampleRow(raw: Float32Array, seen: Iterable<number>, p: ResolvedSamplingParams, rng: Rng | null, scratch: Float32Array): RowChoice {
+export interface RowPass {
+  max: number;
+  argmax: number;
+  /** sum_i exp(raw[i] - max), accumulated in float64. */
+  sumExp: number;
+}
+
+/** Computes {@link RowPass} of `raw`, writing exp(raw[i] - max) into `scratch` (at least V entries). */
+export function rowPass(raw: Float32Array, scratch: Float32Array): RowPass {
   const V = raw.length;
   let m = raw[0];
   let am = 0;
@@ -318,6 +324,21 @@ export function sampleRow(raw: Float32Array, seen: Iterable<number>, p: Resolved
     scratch[i] = e;
     s += e;
   }
+  return { max: m, argmax: am, sumExp: s };
+}
+
+/**
+ * Picks the next token of one row and returns it with its raw log-prob, in as few O(V) passes as possible:
+ * one pass for max/argmax, one exp pass for the log-sum-exp (whose exp values are reused to sample when no
+ * warper or penalty changes the distribution), and the general warper path otherwise.
+ * @param scratch a reusable Float32Array of at least V entries (avoids an allocation per row and step).
+ * @param pass the result of `rowPass(raw, scratch)` when the caller already has it (rows that share one logits
+ *   row, e.g. the G samples of a prompt right after the prefill: `scratch` must still hold that pass's exp
+ *   values); computed here otherwise. Either way the result is the same.
+ */
+export function sampleRow(raw: Float32Array, seen: Iterable<number>, p: ResolvedSamplingParams, rng: Rng | null, scratch: Float32Array, pass?: RowPass): RowChoice {
+  const V = raw.length;
+  const { max: m, argmax: am, sumExp: s } = pass ?? rowPass(raw, scratch);
   const lse = m + Math.log(s);
   const penalised = p.repetitionPenalty !== 1;
   let token: number;
