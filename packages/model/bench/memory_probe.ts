@@ -11,19 +11,6 @@ import { buildQwen2VLFromSource, parseQwen2VLConfig } from "../src/qwen2_vl/inde
 import { benchConfigJson, randomSource } from "./random_checkpoint";
 
 await initBackend();
-if (process.env.PROBE_SHARED_IDENTITY && tf.getBackend() === "wasm") {
-  // Experiment (not part of the library): an Identity kernel that shares the input's buffer (as tfjs-backend-cpu's
-  // does) instead of copying it, so the tape's saved-tensor clones cost nothing.
-  tf.unregisterKernel("Identity", "wasm");
-  tf.registerKernel({
-    kernelName: "Identity",
-    backendName: "wasm",
-    kernelFunc: (({ inputs, backend }: { inputs: { x: tf.TensorInfo }; backend: { incRef(id: unknown): void } }) => {
-      backend.incRef(inputs.x.dataId);
-      return { dataId: inputs.x.dataId, shape: inputs.x.shape, dtype: inputs.x.dtype };
-    }) as unknown as tf.KernelFunc,
-  });
-}
 // Real buffer bytes on wasm (tf.memory().numBytes counts every tensor, views such as reshapes included): track the
 // backend's allocations (move) and frees (disposeData) and their high-water mark.
 const real = { live: 0, peak: 0 };
