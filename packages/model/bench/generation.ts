@@ -16,7 +16,7 @@ import { generate } from "../src/generation/generate";
 import { headLogits } from "../src/generation/lm_head";
 import { resolveSamplingParams, sampleRow } from "../src/generation/sampling";
 import type { TokenizedPrompt } from "../src/generation/types";
-import { buildQwen2VLFromSource, parseQwen2VLConfig } from "../src/qwen2_vl/index";
+import { buildQwen2VLFromSource, type KVCache, parseQwen2VLConfig, tileCache } from "../src/qwen2_vl/index";
 import { benchConfigJson, randomSource } from "./random_checkpoint";
 
 const NEW_TOKENS = 32;
@@ -48,13 +48,31 @@ export default async function generationBench(): Promise<string> {
 
   phase("warm-up");
   await generate(model, null, { ...base, maxNewTokens: 2 }); // warm-up (kernels, transposed lm_head copy)
-  let t0 = performance.now();
-  const one = await generate(model, null, base);
-  const oneMs = ms(t0);
-  t0 = performance.now();
-  phase("G=8");
-  const many = await generate(model, null, { ...base, numSamples: G });
-  const manyMs = ms(t0);
+  // 1 sample and G samples, interleaved twice; the faster run of each is reported (the machine is shared).
+  let t0 = 0;
+  let one: Awaited<ReturnType<typeof generate>> | undefined;
+  let many: Awaited<ReturnType<typeof generate>> | undefined;
+  let oneMs = Number.POSITIVE_INFINITY;
+  let manyMs = Number.POSITIVE_INFINITY;
+  for (let rep = 0; rep < 2; rep++) {
+    phase(`1 sample (run ${rep + 1})`);
+    t0 = performance.now();
+    const o = await generate(model, null, base);
+    const oMs = ms(t0);
+    if (!one || o.stats.decodeMs < one.stats.decodeMs) {
+      one = o;
+      oneMs = oMs;
+    }
+    phase(`G=${G} (run ${rep + 1})`);
+    t0 = performance.now();
+    const m = await generate(model, null, { ...base, numSamples: G });
+    const mMs = ms(t0);
+    if (!many || m.stats.decodeMs < many.stats.decodeMs) {
+      many = m;
+      manyMs = mMs;
+    }
+  }
+  if (!one || !many) throw new Error("unreachable");
   const oneStep = one.stats.decodeMs / one.stats.decodeSteps;
   const manyStep = many.stats.decodeMs / many.stats.decodeSteps;
   const oneTps = one.stats.decodeSteps / (one.stats.decodeMs / 1000);
@@ -80,7 +98,6 @@ export default async function generationBench(): Promise<string> {
     rts.push(ms(t0));
   }
   const recomputeMs = Math.min(...rts);
-  tf.dispose([full, pv, feats]);
 
   // Decode-step breakdown for 1 and 8 rows: lm_head (transposed copy vs the model's (W·hᵀ)ᵀ), host sampling.
   const lmRows = (rows: number, transposed: boolean) => {
@@ -100,6 +117,30 @@ export default async function generationBench(): Promise<string> {
     h.dispose();
     return Math.min(...ts);
   };
+  // Decoder forward alone (no lm_head, no sampling) of one step at 1 and G rows, through a 256-token text cache
+  // (tiled G times for G rows), interleaved, best of 4: the part of a step that the model code, not generation, sets.
+  phase("decoder step");
+  const textIds = tf.tensor2d([Array.from({ length: 256 }, (_, i) => 2000 + i)], [1, 256], "int32");
+  const pre = model.forward({ inputIds: textIds, useCache: true, logitsToKeep: 1 });
+  pre.logits.dispose();
+  textIds.dispose();
+  const stepCaches = { 1: pre.pastKeyValues!, [G]: tileCache(pre.pastKeyValues!, G) } as Record<number, KVCache>;
+  const fwdBest: Record<number, number> = { 1: Number.POSITIVE_INFINITY, [G]: Number.POSITIVE_INFINITY };
+  for (let i = 0; i < 5; i++) {
+    for (const rows of [1, G]) {
+      const x = tf.tensor2d(new Int32Array(rows).fill(3000 + i), [rows, 1], "int32");
+      const s = performance.now();
+      const o = model.forward({ inputIds: x, pastKeyValues: stepCaches[rows], useCache: true, skipLogits: true, outputHiddenStates: true });
+      const hs = o.hiddenStates!;
+      hs[hs.length - 1].dataSync();
+      if (i > 0) fwdBest[rows] = Math.min(fwdBest[rows], ms(s));
+      tf.dispose([x, o.logits, ...hs]);
+    }
+  }
+  stepCaches[1].dispose();
+  stepCaches[G].dispose();
+  tf.dispose([full, pv, feats]);
+
   phase("lm_head");
   const lm1t = lmRows(1, true);
   const lm8t = lmRows(G, true);
@@ -182,7 +223,7 @@ export default async function generationBench(): Promise<string> {
     "## Generation and log-probs (issue 4)",
     "",
     "Bench config of issue 3 (random weights, ~107M parameters); prompt: the 256-token prompt with one 224x224 image (64 image tokens);",
-    `${NEW_TOKENS} sampled new tokens (temperature 1, no EOS so every sample runs to ${NEW_TOKENS}); one run each after a warm-up, on a shared 2-core machine`,
+    `${NEW_TOKENS} sampled new tokens (temperature 1, no EOS so every sample runs to ${NEW_TOKENS}); after a warm-up, 1-sample and G-sample runs interleaved twice, the faster of each (by decode time) reported, on a shared 2-core machine`,
     `(load average 1/5/15 min at the end of the run: ${load}; with other jobs holding the cores every figure here is slower than on an idle machine).`,
     "",
     "| measure | value | target / anchor |",
@@ -200,10 +241,13 @@ export default async function generationBench(): Promise<string> {
     "",
     "| piece | time |",
     "| --- | --- |",
+    `| decoder forward of one step without lm_head (256-token cache), 1 row / ${G} rows, best of 4 interleaved | ${f(fwdBest[1])} ms / ${f(fwdBest[G])} ms = ${f(fwdBest[G] / fwdBest[1], 2)}x |`,
     `| lm_head, 1 row: h·Wᵀ with the cached [H,V] copy / the model's (W·hᵀ)ᵀ | ${f(lm1t)} ms / ${f(lm1p)} ms |`,
     `| lm_head, ${G} rows: same | ${f(lm8t)} ms / ${f(lm8p)} ms |`,
     `| host logits processing per row (V=${V}): greedy / plain sampling / top-p 0.9 / top-k 50 + top-p 0.9 + T 0.7 (incl. raw log-softmax) | ${f(hostGreedy, 2)} / ${f(hostPlain, 2)} / ${f(hostTopP, 2)} / ${f(hostTopKP, 2)} ms |`,
     `| the exp pass alone in tfjs-wasm (exp(x - max) + read back, no sampling), per row | ${f(wasmExpMs, 2)} ms |`,
+    "",
+    `Where the ${G}-row step goes: decoder forward ~${f(fwdBest[G])} ms + lm_head ~${f(lm8t)} ms + host sampling ~${f(G * hostPlain)} ms (${G} rows x plain sampling; the ${G} samples share one pass on the first step after the prefill). The 4x target means a ${G}-row step <= ${G}/4 x the 1-row step = ${f((G / 4) * oneStep)} ms here; forward + lm_head alone are ${f(fwdBest[G] + lm8t)} ms, so even free sampling would give at most ${f((G * oneStep) / (fwdBest[G] + lm8t), 2)}x. The lm_head at ${G} rows runs at wasm's single-thread matmul rate (about ${f((G * cfg.hiddenSize * V) / (lm8t / 1000) / 1e9, 1)} GMAC/s); what is left is the decoder forward at ${G} rows (model code: the per-step K-cache transpose and concat, and the linears computed as (W·hᵀ)ᵀ with few output channels).`,
     "",
     "Logits processing stays on the host: one read of the [rows, V] logits, then per row one max pass and one exp pass (shared by the raw log-sum-exp and plain sampling); the warpers work on candidate lists. The wasm backend's exp is not SIMD-faster than V8's Math.exp (measured 12-16 ns/element for either on this machine; under load either can win), and the host path avoids a second [rows, V] read.",
     "",
