@@ -2,22 +2,8 @@ import path from "node:path";
 import { runJudge } from "@rarl/judge";
 import type { Command } from "commander";
 import { runEval } from "../eval/run-eval";
+import { intArg, numArg } from "./args";
 import { judgeResultsReport } from "./report";
-
-export function intArg(name: string, min = 1) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
-    return n;
-  };
-}
-export function numArg(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number >= 0, got "${v}"`);
-    return n;
-  };
-}
 
 /** `rarl eval`: answers a dataset with a model (+ adapter) and writes the judge's predictions JSONL; `--judge` scores it. */
 export function register(program: Command): void {

@@ -3,7 +3,7 @@ import { writeFileAtomic } from "@rarl/core";
 import { buildPrompt, NON_REASONING, REASONING } from "@rarl/prompts";
 import type { Command } from "commander";
 import { generateAnswers, loadEvalModel, splitThinkAnswer } from "../eval/run-eval";
-import { intArg, numArg } from "./eval";
+import { intArg, numArg } from "./args";
 
 /** `rarl generate`: completions for one prompt (text + optional image) from a model folder (+ adapter). */
 export function register(program: Command): void {

@@ -3,21 +3,7 @@ import path from "node:path";
 import { writeFileAtomic } from "@rarl/core";
 import { APPENDIX_B_PROMPT_VERSION, type JudgePrompt, runJudge } from "@rarl/judge";
 import type { Command } from "commander";
-
-function int(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${v}"`);
-    return n;
-  };
-}
-function num(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number >= 0, got "${v}"`);
-    return n;
-  };
-}
+import { intArg, numArg } from "./args";
 
 /** `rarl judge`: LLM-as-judge scoring of a predictions JSONL file (logic in @rarl/judge's runJudge). */
 export function register(program: Command): void {
@@ -29,19 +15,19 @@ export function register(program: Command): void {
     .requiredOption("--out <file>", "results JSONL (rewritten; cached verdicts cost nothing)")
     .option("--base-url <url>", "API base URL (vLLM/Ollama/llama.cpp/OpenAI-compatible, or a Gemini endpoint)")
     .option("--api-key-env <name>", "environment variable holding the API key (default OPENAI_API_KEY, or GEMINI_API_KEY / GOOGLE_API_KEY)")
-    .option("--concurrency <n>", "samples judged at once", int("concurrency"), 8)
-    .option("--timeout-ms <n>", "per-request timeout in ms", int("timeout-ms"), 60_000)
-    .option("--max-attempts <n>", "attempts per request on 429/5xx/timeouts", int("max-attempts"), 6)
-    .option("--retry-base-ms <n>", "base delay of the exponential backoff in ms", int("retry-base-ms"), 1000)
-    .option("--temperature <t>", "sampling temperature", num("temperature"), 0)
+    .option("--concurrency <n>", "samples judged at once", intArg("concurrency"), 8)
+    .option("--timeout-ms <n>", "per-request timeout in ms", intArg("timeout-ms"), 60_000)
+    .option("--max-attempts <n>", "attempts per request on 429/5xx/timeouts", intArg("max-attempts"), 6)
+    .option("--retry-base-ms <n>", "base delay of the exponential backoff in ms", intArg("retry-base-ms"), 1000)
+    .option("--temperature <t>", "sampling temperature", numArg("temperature"), 0)
     .option("--cache <dir>", "persistent cache directory (default: .rarl-judge-cache beside --out)")
     .option("--no-cache", "do not read or write the cache")
     .option("--retry-failed", "ask again for samples whose cached outcome is an invalid-output failure")
     .option("--prompt-file <file>", "custom prompt template ({{question}}, {{ground_truth}}, {{prediction}}, {{note}})")
     .option("--prompt-version <v>", "version of the custom prompt (part of the cache key; required with --prompt-file)")
-    .option("--price-input <usd>", "USD per 1M input tokens for this judge's model (overrides the table)", num("price-input"))
-    .option("--price-output <usd>", "USD per 1M output tokens for this judge's model (overrides the table)", num("price-output"))
-    .option("--threshold <x>", "offline judge: similarity threshold for open answers and reasoning (default 0.5)", num("threshold"))
+    .option("--price-input <usd>", "USD per 1M input tokens for this judge's model (overrides the table)", numArg("price-input"))
+    .option("--price-output <usd>", "USD per 1M output tokens for this judge's model (overrides the table)", numArg("price-output"))
+    .option("--threshold <x>", "offline judge: similarity threshold for open answers and reasoning (default 0.5)", numArg("threshold"))
     .option("--encoder <dir>", "offline judge: BERT/RoBERTa folder for BERTScore (default: lexical F1)")
     .option("--summary <file>", "also write the run summary (counts, failures, requests, retries, tokens, cost) as JSON")
     .option("--quiet", "no progress lines")

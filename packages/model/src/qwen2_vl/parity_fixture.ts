@@ -7,6 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
 import { openSafetensors, type TensorSource } from "@rarl/core";
+import { maxAbsDiff } from "../parity/compare";
 import type { Qwen2VLForConditionalGeneration } from "./model";
 
 /** `<repo>/../shared/fixtures/qwen2vl-tiny`, found by walking up from this file. */
@@ -39,17 +40,8 @@ export function refRows(ref: TensorSource, name: string): number[][] {
   return rows;
 }
 
-/** Max |a - b| over elements where `keep(i)` (flat index) is true. */
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>, keep?: (i: number) => boolean): number {
-  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (keep && !keep(i)) continue;
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= m)) m = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
-  }
-  return m;
-}
+/** Max |a - b| (the parity tool's definition: NaN or a length mismatch gives Infinity, a failure). */
+export { maxAbsDiff };
 
 /** Per-field max |Δ| (integers: count of mismatches) of one forward case against the reference. */
 export interface CaseDiffs {
