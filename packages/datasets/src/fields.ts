@@ -54,6 +54,15 @@ export function reqText(rec: Record<string, unknown>, keys: string | readonly st
       details: { field: ks[0] },
     });
   }
+  const t = trimmedText(hit, at);
+  if (t.length === 0) {
+    throw new DatasetError(`field "${hit[0]}" is empty`, { code: "DATASET_MISSING_FIELD", ...at, details: { field: hit[0] } });
+  }
+  return t;
+}
+
+/** The trimmed text of a picked field; an error naming the field when its value is not text. */
+function trimmedText(hit: [string, unknown], at: RowRef): string {
   const s = scalarText(hit[1]);
   if (s === undefined) {
     throw new DatasetError(`field "${hit[0]}" must be text, got ${describe(hit[1])}`, {
@@ -62,11 +71,7 @@ export function reqText(rec: Record<string, unknown>, keys: string | readonly st
       details: { field: hit[0] },
     });
   }
-  const t = s.trim();
-  if (t.length === 0) {
-    throw new DatasetError(`field "${hit[0]}" is empty`, { code: "DATASET_MISSING_FIELD", ...at, details: { field: hit[0] } });
-  }
-  return t;
+  return s.trim();
 }
 
 /** An optional text field: undefined when absent or empty; an error when present with a non-text value. */
@@ -74,15 +79,7 @@ export function optText(rec: Record<string, unknown>, keys: string | readonly st
   const ks = typeof keys === "string" ? [keys] : keys;
   const hit = pick(rec, ks);
   if (!hit) return undefined;
-  const s = scalarText(hit[1]);
-  if (s === undefined) {
-    throw new DatasetError(`field "${hit[0]}" must be text, got ${describe(hit[1])}`, {
-      code: "DATASET_BAD_FIELD",
-      ...at,
-      details: { field: hit[0] },
-    });
-  }
-  const t = s.trim();
+  const t = trimmedText(hit, at);
   return t.length ? t : undefined;
 }
 
