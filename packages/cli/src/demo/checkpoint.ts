@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { Rng, writeFileAtomic, writeSafetensors } from "@rarl/core";
-import { expectedWeights, parseQwen2VLConfig } from "@rarl/model";
+import { expectedWeights, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG } from "@rarl/model";
 
 /** Tokenizer/processor files a model folder needs besides config.json and the weights. */
 export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json", "generation_config.json"] as const;
@@ -12,42 +12,24 @@ export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "chat
  * merged image tokens. About 10.0M parameters, 9.7M of them the (tied) embedding.
  */
 export function demoModelConfig(): Record<string, unknown> {
+  // Qwen2-VL-2B-Instruct's hub config (token ids, rope theta, norms...) with the sizes shrunk.
   return {
-    architectures: ["Qwen2VLForConditionalGeneration"],
-    model_type: "qwen2_vl",
-    bos_token_id: 151643,
-    eos_token_id: 151645,
-    vision_start_token_id: 151652,
-    vision_end_token_id: 151653,
-    vision_token_id: 151654,
-    image_token_id: 151655,
-    video_token_id: 151656,
-    hidden_act: "silu",
+    ...QWEN2_VL_2B_INSTRUCT_CONFIG,
     hidden_size: 64,
-    initializer_range: 0.02,
     intermediate_size: 192,
-    max_position_embeddings: 32768,
+    max_window_layers: 2,
     num_attention_heads: 4,
     num_hidden_layers: 2,
     num_key_value_heads: 2,
-    rms_norm_eps: 1e-6,
-    rope_theta: 1000000.0,
-    tie_word_embeddings: true,
     torch_dtype: "float32",
-    vocab_size: 151936,
     rope_scaling: { type: "mrope", mrope_section: [2, 3, 3] },
     vision_config: {
+      ...QWEN2_VL_2B_INSTRUCT_CONFIG.vision_config,
       depth: 1,
       embed_dim: 32,
-      mlp_ratio: 4,
       num_heads: 2,
-      in_chans: 3,
       hidden_size: 64,
       hidden_act: "quick_gelu",
-      patch_size: 14,
-      spatial_merge_size: 2,
-      spatial_patch_size: 14,
-      temporal_patch_size: 2,
     },
   };
 }
