@@ -17,7 +17,7 @@ import { headLogits } from "../src/generation/lm_head";
 import { resolveSamplingParams, sampleRow } from "../src/generation/sampling";
 import type { TokenizedPrompt } from "../src/generation/types";
 import { buildQwen2VLFromSource, type KVCache, parseQwen2VLConfig, tileCache } from "../src/qwen2_vl/index";
-import { benchConfigJson, randomSource } from "./random_checkpoint";
+import { benchConfigJson, benchImagePrompt, randomSource } from "./random_checkpoint";
 
 const NEW_TOKENS = 32;
 const G = 8;
@@ -33,16 +33,9 @@ export default async function generationBench(): Promise<string> {
   const model = buildQwen2VLFromSource(cfg, randomSource(cfg, 7));
 
   // The issue-3 prompt: 256 tokens with one 224x224 image (grid 1x16x16 = 256 patches -> 64 image tokens).
-  const grid = [[1, 16, 16]];
-  const ids: number[] = [];
-  for (let i = 0; i < 20; i++) ids.push(1000 + i);
-  ids.push(cfg.visionStartTokenId);
-  for (let i = 0; i < 64; i++) ids.push(cfg.imageTokenId);
-  ids.push(cfg.visionEndTokenId);
-  while (ids.length < 256) ids.push(2000 + ids.length);
   const rng = new Rng(5);
-  const pixelValues = Float32Array.from({ length: 256 * 1176 }, () => rng.normal());
-  const prompt: TokenizedPrompt = { inputIds: ids, pixelValues, imageGridThw: grid };
+  const prompt: TokenizedPrompt = benchImagePrompt(cfg, rng);
+  const { inputIds: ids, pixelValues, imageGridThw: grid } = prompt;
   // eosTokenIds: [] so every sample runs the full 32 tokens (random weights would stop at random places).
   const base = { prompts: [prompt], maxNewTokens: NEW_TOKENS, eosTokenIds: [] as number[], seed: 1, temperature: 1.0 };
 

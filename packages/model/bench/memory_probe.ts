@@ -8,7 +8,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { completionLogprobs } from "../src/generation/completion";
 import type { TokenizedPrompt } from "../src/generation/types";
 import { buildQwen2VLFromSource, parseQwen2VLConfig } from "../src/qwen2_vl/index";
-import { benchConfigJson, randomSource } from "./random_checkpoint";
+import { benchConfigJson, benchImagePrompt, randomSource } from "./random_checkpoint";
 
 await initBackend();
 // Real buffer bytes on wasm (tf.memory().numBytes counts every tensor, views such as reshapes included): track the
@@ -34,14 +34,7 @@ if (tf.getBackend() === "wasm") {
 const cfg = parseQwen2VLConfig(benchConfigJson(), "<bench config>");
 const model = buildQwen2VLFromSource(cfg, randomSource(cfg, 7));
 const weightsMB = tf.memory().numBytes / 2 ** 20;
-const ids: number[] = [];
-for (let i = 0; i < 20; i++) ids.push(1000 + i);
-ids.push(cfg.visionStartTokenId);
-for (let i = 0; i < 64; i++) ids.push(cfg.imageTokenId);
-ids.push(cfg.visionEndTokenId);
-while (ids.length < 256) ids.push(2000 + ids.length);
-const rng = new Rng(5);
-const prompt: TokenizedPrompt = { inputIds: ids, pixelValues: Float32Array.from({ length: 256 * 1176 }, () => rng.normal()), imageGridThw: [[1, 16, 16]] };
+const prompt: TokenizedPrompt = benchImagePrompt(cfg, new Rng(5));
 const completion = Array.from({ length: 64 }, (_, i) => 3000 + i);
 const vars: tf.Variable[] = [];
 for (const [name, lin] of model.namedLinears()) {

@@ -2,7 +2,7 @@
  * Random Qwen2-VL weights for benchmarks: an in-memory TensorSource (no file) that produces every weight the config
  * needs, deterministic from a seed, so `buildQwen2VLFromSource` loads it exactly like a checkpoint.
  */
-import type { TensorData, TensorInfo, TensorSource } from "@rarl/core";
+import { Rng, type TensorData, type TensorInfo, type TensorSource } from "@rarl/core";
 import { expectedWeights, type Qwen2VLConfig } from "../src/qwen2_vl/index";
 
 /** xorshift32 uniform in [-1, 1) scaled so the std is `std` (uniform: std = a/√3). */
@@ -85,3 +85,24 @@ export function benchConfigJson(): Record<string, unknown> {
     },
   };
 }
+
+/**
+ * The issue-3 bench prompt's ids: 20 text tokens, <|vision_start|>, `imageTokens` <|image_pad|> (64 for one 224x224
+ * image: grid 1x16x16 = 256 patches, merged 2x2), <|vision_end|>, then text up to `length` tokens.
+ */
+export function benchPromptIds(cfg: Qwen2VLConfig, imageTokens = 64, length = 256): number[] {
+  const ids: number[] = [];
+  for (let i = 0; i < 20; i++) ids.push(1000 + i);
+  ids.push(cfg.visionStartTokenId);
+  for (let i = 0; i < imageTokens; i++) ids.push(cfg.imageTokenId);
+  ids.push(cfg.visionEndTokenId);
+  while (ids.length < length) ids.push(2000 + ids.length);
+  return ids;
+}
+
+/** The issue-3 bench prompt (benchPromptIds) with N(0,1) pixel values for its 1x16x16 image grid, drawn from `rng`. */
+export function benchImagePrompt(cfg: Qwen2VLConfig, rng: Rng): { inputIds: number[]; pixelValues: Float32Array; imageGridThw: number[][] } {
+  const pixelValues = Float32Array.from({ length: 256 * 1176 }, () => rng.normal());
+  return { inputIds: benchPromptIds(cfg), pixelValues, imageGridThw: [[1, 16, 16]] };
+}
+

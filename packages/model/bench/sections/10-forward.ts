@@ -1,7 +1,7 @@
 /** Issue-3 bench: prefill tokens/s, vision patches/s and the backend's raw matmul GFLOP/s, on the bench config. */
 import * as tf from "@tensorflow/tfjs-core";
 import { buildQwen2VLFromSource, parseQwen2VLConfig, type Qwen2VLConfig } from "../../src/qwen2_vl/index";
-import { benchConfigJson, randomSource } from "../random_checkpoint";
+import { benchConfigJson, benchPromptIds, randomSource } from "../random_checkpoint";
 
 function timeit(f: () => void, reps: number): number[] {
   f(); // warm-up
@@ -74,12 +74,7 @@ export default async function forwardBench(): Promise<string> {
   const grid = [[1, 16, 16]];
   const patches = 256;
   const S = 256;
-  const ids: number[] = [];
-  for (let i = 0; i < 20; i++) ids.push(1000 + i);
-  ids.push(cfg.visionStartTokenId);
-  for (let i = 0; i < 64; i++) ids.push(cfg.imageTokenId);
-  ids.push(cfg.visionEndTokenId);
-  while (ids.length < S) ids.push(2000 + ids.length);
+  const ids = benchPromptIds(cfg, 64, S);
   const inputIds = tf.tensor2d([ids], [1, S], "int32");
   const pv = tf.randomNormal([patches, 1176]) as tf.Tensor2D;
 
