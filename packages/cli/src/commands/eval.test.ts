@@ -5,6 +5,7 @@ import { synthesize } from "@rarl/datasets";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { EvalInputError, parseDataSpec, runEval, splitThinkAnswer } from "../eval/run-eval";
 import { runCli } from "../program";
+import { readJsonl } from "../report/io";
 
 const FIXTURE = path.resolve(__dirname, "../../../../../shared/fixtures/qwen2vl-tiny");
 let tmp: string;
@@ -14,12 +15,7 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const lines = (f: string) =>
-  fs
-    .readFileSync(f, "utf8")
-    .split("\n")
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l));
+const lines = (f: string) => readJsonl<any>(f);
 
 describe("splitThinkAnswer", () => {
   it("splits <think>/<answer>, tolerates a missing closing tag and untagged text", () => {

@@ -4,6 +4,7 @@ import path from "node:path";
 import { synthesize } from "@rarl/datasets";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../program";
+import { readJsonl } from "../report/io";
 
 let tmp: string;
 beforeAll(async () => {
@@ -12,12 +13,7 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const lines = (f: string) =>
-  fs
-    .readFileSync(f, "utf8")
-    .split("\n")
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l));
+const lines = (f: string) => readJsonl<any>(f);
 
 describe("rarl train", () => {
   it("runs GRPO on the synthetic set with the toy model, then --resume continues to --max-steps", async () => {
