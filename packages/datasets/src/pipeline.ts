@@ -3,6 +3,8 @@ import sharp from "sharp";
 import { DatasetError, isSkippable } from "./errors";
 import { resolveImage } from "./paths";
 import { sampleProblem } from "./schema";
+import type { RowRef } from "./fields";
+import type { RawRow } from "./io";
 import type { Sample, SkippedRow } from "./types";
 
 /** One record turned into a sample, or the row-level error that prevented it. */
@@ -32,6 +34,12 @@ export function tryBuild(file: string, row: number, build: () => Sample | Sample
     if (isSkippable(e)) return [{ file, row, error: e }];
     throw e;
   }
+}
+
+/** One raw row into candidates: its read error as a skippable candidate, or `build(at)` through tryBuild. */
+export function rowCandidates(file: string, r: RawRow, build: (at: RowRef) => Sample | Sample[]): Candidate[] {
+  if (r.error) return [{ file, row: r.row, error: r.error }];
+  return tryBuild(file, r.row, () => build({ file, row: r.row }));
 }
 
 /** How much to check images while loading. */

@@ -2,7 +2,7 @@ import path from "node:path";
 import { DatasetError } from "../errors";
 import { asRecord, extraOf, inferAnswerType, optText, parseAnswerType, reqText } from "../fields";
 import { jsonArrayRows, readCsv, readJsonFile, readJsonl, type RawRow } from "../io";
-import { type Candidate, type FormatRows, tryBuild } from "../pipeline";
+import { type Candidate, type FormatRows, rowCandidates } from "../pipeline";
 import type { Sample } from "../types";
 import { imageFrom, splitFromName, statPath } from "./common";
 
@@ -53,12 +53,7 @@ export function loadGeneric(
   const fileSplit = splitFromName(file);
   async function* gen(): AsyncGenerator<Candidate> {
     for await (const r of rows()) {
-      if (r.error) {
-        yield { file, row: r.row, error: r.error };
-        continue;
-      }
-      yield* tryBuild(file, r.row, () => {
-        const at = { file, row: r.row };
+      yield* rowCandidates(file, r, (at) => {
         const rec = asRecord(r.value, at);
         const source = optText(rec, col("source"), at) ?? opts.source ?? "custom";
         const answer = reqText(rec, col("answer"), at);

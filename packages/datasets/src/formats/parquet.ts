@@ -2,7 +2,7 @@ import path from "node:path";
 import { DatasetError } from "../errors";
 import { asRecord, extraOf, inferAnswerType, optText, reqText } from "../fields";
 import { readJsonl, readParquet } from "../io";
-import { type Candidate, type FormatRows, tryBuild } from "../pipeline";
+import { type Candidate, type FormatRows, rowCandidates, tryBuild } from "../pipeline";
 import type { Sample } from "../types";
 import { imageFrom, listFiles, noFiles, splitFromName, statPath } from "./common";
 
@@ -83,12 +83,7 @@ export function loadCvBench(opts: { path: string; root?: string }): FormatRows {
     for (const file of files) {
       const rows = /\.parquet$/i.test(file) ? readParquet(file) : readJsonl(file);
       for await (const r of rows) {
-        if (r.error) {
-          yield { file, row: r.row, error: r.error };
-          continue;
-        }
-        yield* tryBuild(file, r.row, () => {
-          const at = { file, row: r.row };
+        yield* rowCandidates(file, r, (at) => {
           const rec = asRecord(r.value, at);
           const idx = reqText(rec, "idx", at);
           const choices = rec.choices;

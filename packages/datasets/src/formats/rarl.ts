@@ -1,7 +1,7 @@
 import path from "node:path";
 import { extraOf, inferAnswerType, optText, parseAnswerType, reqText, asRecord, pick } from "../fields";
 import { jsonArrayRows, readJsonFile, readJsonl, type RawRow } from "../io";
-import { type Candidate, type FormatRows, tryBuild } from "../pipeline";
+import { type Candidate, type FormatRows, rowCandidates } from "../pipeline";
 import type { Sample } from "../types";
 import { imageFrom, listFiles, noFiles, splitFromName, statPath, stripThink } from "./common";
 import { DatasetError } from "../errors";
@@ -90,8 +90,7 @@ export function loadRarl(opts: { path: string; root?: string }): FormatRows {
   async function* gen(): AsyncGenerator<Candidate> {
     for (const file of files) {
       for await (const r of rowsOfJsonOrJsonl(file)) {
-        if (r.error) yield { file, row: r.row, error: r.error };
-        else yield* tryBuild(file, r.row, () => rarlSample(r.value, file, r.row, files.length > 1));
+        yield* rowCandidates(file, r, () => rarlSample(r.value, file, r.row, files.length > 1));
       }
     }
   }
