@@ -4,7 +4,7 @@ import { getLogger, initBackend } from "@rarl/core";
 import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
 import { loadQwen2VL } from "@rarl/model";
 import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, TemplateSampler, TRAINING_TEMPLATES, type Template } from "@rarl/prompts";
-import { buildRewards, loadRewardConfig, type RewardConfig, type RewardSet, validateRewardConfig } from "@rarl/rewards";
+import { buildRewards, type RewardConfig, type RewardSet, resolveRewardConfig } from "@rarl/rewards";
 import { type GRPOConfig, resolveTrainConfig, type SFTConfig, type TrainConfig } from "./config";
 import { TrainConfigError } from "./errors";
 import { GRPOTrainer } from "./grpo-trainer";
@@ -173,13 +173,7 @@ export async function runTrain(o: RunTrainOptions): Promise<TrainResult> {
     log.info("train", { trainer: cfg.trainer, runDir, examples: examples.length });
     if (cfg.trainer === "grpo") {
       if (!sections.rewards) throw new TrainConfigError('GRPO config: "rewards" section is required', { code: "CONFIG_INVALID", details: { field: "rewards" } });
-      let rc: RewardConfig;
-      let baseDir = configDir;
-      if (typeof sections.rewards === "string") {
-        const loaded = loadRewardConfig(path.resolve(configDir, sections.rewards));
-        rc = loaded.config;
-        baseDir = loaded.baseDir;
-      } else rc = validateRewardConfig(sections.rewards, "config.rewards");
+      const { config: rc, baseDir } = resolveRewardConfig(sections.rewards, configDir);
       rewardSet = await buildRewards(rc, { baseDir });
       const grpo = cfg as GRPOConfig;
       const weights = { ...Object.fromEntries(rewardSet.composite.components.map((c) => [c.name, c.weight])), ...grpo.rewardWeights };

@@ -143,6 +143,15 @@ export function loadRewardConfig(file: string): { config: RewardConfig; baseDir:
   return { config: validateRewardConfig(json, abs), baseDir: path.dirname(abs) };
 }
 
+/**
+ * The rewards section of a training config: a path to a rewards JSON file (resolved against `configDir`) or the
+ * config inline (validated under `source`). Returns it with the folder its relative paths resolve against.
+ */
+export function resolveRewardConfig(spec: unknown, configDir: string, source = "config.rewards"): { config: RewardConfig; baseDir: string } {
+  if (typeof spec === "string") return loadRewardConfig(path.resolve(configDir, spec));
+  return { config: validateRewardConfig(spec, source), baseDir: configDir };
+}
+
 /** Options of buildRewards. */
 export interface BuildRewardsOptions {
   /** Folder that relative paths and plugin names resolve from. Default: the current directory. */

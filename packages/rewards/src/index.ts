@@ -15,6 +15,7 @@ export {
   jsonPath,
   loadRewardConfig,
   REWARD_CONFIG_SCHEMA,
+  resolveRewardConfig,
   type RewardConfig,
   type RewardEntryConfig,
   type RewardSet,

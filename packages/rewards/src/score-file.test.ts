@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { BertScorer } from "./bertscore/bertscore";
 import { NoEncoderError, RewardConfigError, RewardInputError } from "./errors";
-import { buildRewards, loadRewardConfig, scoreFile, validateRewardConfig } from "./index";
+import { buildRewards, loadRewardConfig, RewardConfigError, resolveRewardConfig, scoreFile, validateRewardConfig } from "./index";
 import { fixturesDir } from "@rarl/core";
 
 const fx = fixturesDir();
@@ -91,6 +91,19 @@ describe("scoreFile", () => {
     expect(lines[0].rewards["answer-brevity"]).toBe(1);
     expect(res.mean.total).toBeCloseTo((lines[0].total + lines[1].total + lines[2].total) / 3, 12);
     expect(loadRewardConfig(cfgPath).baseDir).toBe(tmp);
+  });
+  it("resolveRewardConfig: a path is read relative to the config folder, an inline object is validated there", () => {
+    const sub = path.join(tmp, "cfgdir");
+    fs.mkdirSync(sub, { recursive: true });
+    fs.writeFileSync(path.join(sub, "r.json"), JSON.stringify({ rewards: [{ use: "format", weight: 2 }] }));
+    const fromFile = resolveRewardConfig("r.json", sub);
+    expect(fromFile.baseDir).toBe(sub);
+    expect(fromFile.config.rewards[0]).toMatchObject({ use: "format", weight: 2 });
+    const inline = resolveRewardConfig({ rewards: [{ use: "length" }] }, "/some/dir");
+    expect(inline.baseDir).toBe("/some/dir");
+    expect(inline.config.rewards[0].use).toBe("length");
+    expect(() => resolveRewardConfig({ rewards: [{ use: "format", wieght: 1 }] }, sub, "cfg.json:rewards")).toThrow(/cfg\.json:rewards: invalid rewards config/);
+    expect(() => resolveRewardConfig("missing.json", sub)).toThrow(RewardConfigError);
   });
   it("bad input lines give RewardInputError naming file and line", async () => {
     const bad = write("bad.jsonl", `${JSON.stringify(rows[0])}\n{"id": "x", "completion": "c", "answer": "a", "answer_type": "boolean"}\n`);

@@ -3,7 +3,6 @@ import path from "node:path";
 import { initBackend, openCheckpoint, RarlError } from "@rarl/core";
 import type { GRPOConfig, SFTConfig, TrainConfig } from "@rarl/grpo";
 import { expectedWeights, loadQwen2VLConfig, normalizeKey, type Qwen2VLConfig } from "@rarl/model";
-import type { RewardConfig } from "@rarl/rewards";
 import type { LoadOptions } from "@rarl/datasets";
 import type { TrainFileConfig } from "./train-schema";
 
@@ -261,7 +260,7 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
   const m = config.model.type === "qwen2vl" ? checkModelFolder(path.resolve(configDir, String(config.model.path)), lora) : null;
   const { resolveTrainConfig } = await import("@rarl/grpo");
   const { loadDataset } = await import("@rarl/datasets");
-  const { loadRewardConfig, RewardRegistry, validateRewardConfig } = await import("@rarl/rewards");
+  const { RewardRegistry, resolveRewardConfig } = await import("@rarl/rewards");
   const raw: Record<string, unknown> = { ...config };
   if (o.maxSteps !== undefined) raw.maxSteps = o.maxSteps;
   const train = resolveTrainConfig(raw, ["model", "data", "prompts", "rewards", "out", "evalData", "$schema"]);
@@ -335,13 +334,7 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
   // Rewards: validated, every `use` resolved (built-ins, plugins by package name or path), files checked.
   let rewards: string[] | null = null;
   if (train.trainer === "grpo" && config.rewards !== undefined) {
-    let rc: RewardConfig;
-    let baseDir = configDir;
-    if (typeof config.rewards === "string") {
-      const loaded = loadRewardConfig(path.resolve(configDir, config.rewards));
-      rc = loaded.config;
-      baseDir = loaded.baseDir;
-    } else rc = validateRewardConfig(config.rewards, "config.rewards");
+    const { config: rc, baseDir } = resolveRewardConfig(config.rewards, configDir);
     const registry = new RewardRegistry();
     rewards = [];
     for (const [i, e] of rc.rewards.entries()) {
