@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -42,9 +42,7 @@ function run(label, argv) {
   const t = performance.now();
   const c = childCpu();
   process.stderr.write(`\n== ${label}\n$ ${argv[0] === "steps" ? "tsx examples/demo/steps.ts" : "rarl"} ${(argv[0] === "steps" ? argv.slice(1) : argv).join(" ")}\n`);
-  // `rarl train` runs with the demo's policy wiring preloaded (full-SFT warm-up; packages/cli/src/demo/register.ts)
-  const preload = argv[0] === "train" ? ["--import", pathToFileURL(path.join(repo, "packages/cli/src/demo/register.ts")).href] : [];
-  const r = spawnSync(process.execPath, ["--import", "tsx", ...preload, path.join(repo, argv[0] === "steps" ? "examples/demo/steps.ts" : "packages/cli/src/bin.ts"), ...(argv[0] === "steps" ? argv.slice(1) : argv)], {
+  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(repo, argv[0] === "steps" ? "examples/demo/steps.ts" : "packages/cli/src/bin.ts"), ...(argv[0] === "steps" ? argv.slice(1) : argv)], {
     cwd: repo,
     env,
     stdio: ["ignore", "inherit", "inherit"],

@@ -93,7 +93,11 @@ export interface GRPOConfig extends CommonTrainConfig {
 /** SFT (the paper's baseline) config: LoRA or full fine-tuning on `<think>…</think><answer>…</answer>` targets. */
 export interface SFTConfig extends CommonTrainConfig {
   trainer: "sft";
-  /** "lora" trains only the LoRA weights; "full" trains every language-model weight (vision tower stays frozen). Default "lora". */
+  /**
+   * "lora" trains only the LoRA weights; "full" trains every language-model weight (decoder Linear weights and biases,
+   * RMSNorm weights) except the token embedding / lm_head; the vision tower stays frozen. Default "lora" (the paper's
+   * SFT baseline uses LoRA).
+   */
   finetune: "lora" | "full";
   /** Examples per micro-batch. Default 1. */
   batchSize: number;

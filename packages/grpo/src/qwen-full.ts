@@ -14,8 +14,9 @@ const WEIGHT_FILE = /^(model.*\.safetensors|model\.safetensors\.index\.json|pyto
 
 /**
  * Full fine-tuning of Qwen2-VL's language model (SFT baseline, `finetune: "full"`): every Linear weight and bias of the
- * decoder (q/k/v/o, gate/up/down of every layer) becomes a trainable tf.Variable; the tied embedding / lm_head, the RMSNorm
- * weights and the vision tower stay frozen. `saveAdapter(dir)` writes a complete Hugging Face model folder
+ * decoder (q/k/v/o, gate/up/down of every layer) and every RMSNorm weight (input_layernorm, post_attention_layernorm of
+ * every layer, the final model.norm) becomes a trainable tf.Variable; the token embedding / lm_head (tied or not) and the
+ * vision tower stay frozen. `saveAdapter(dir)` writes a complete Hugging Face model folder
  * (config, tokenizer and processor files copied from the source, `model.safetensors` with every weight in float32, hub
  * key names), loadable by `loadQwen2VL` and by transformers.
  */
@@ -49,6 +50,19 @@ export class QwenFullPolicy implements Policy<QwenPromptInput, QwenPrepared> {
         this.names.push(`${name}.bias`);
       }
     }
+    const lw = model.model.weights;
+    const norm = (name: string, t: tf.Tensor1D): tf.Tensor1D => {
+      const v = tf.variable(t, true, `full/${name}#${counter++}`); // a copy: the frozen original is disposed
+      t.dispose();
+      this.vars.push(v);
+      this.names.push(name);
+      return v as unknown as tf.Tensor1D;
+    };
+    lw.layers.forEach((l, i) => {
+      l.inputLayernorm = norm(`model.layers.${i}.input_layernorm.weight`, l.inputLayernorm);
+      l.postAttentionLayernorm = norm(`model.layers.${i}.post_attention_layernorm.weight`, l.postAttentionLayernorm);
+    });
+    lw.norm = norm("model.norm.weight", lw.norm);
     if (this.vars.length === 0) throw new TrainConfigError("full fine-tuning: the model has no decoder Linear layers", { code: "CONFIG_INVALID" });
   }
 

@@ -50,7 +50,7 @@ describe("runTrain with the tiny Qwen2-VL on the synthetic set (shipped example 
     expect(m[0].loss).toBeLessThan(20);
   });
 
-  it("full SFT: trains every decoder Linear and writes a complete model folder that loads back", async () => {
+  it("full SFT: trains every decoder Linear and RMSNorm and writes a complete model folder that loads back", async () => {
     const cfg = example("sft-tiny.json");
     cfg.finetune = "full";
     cfg.learningRate = 1e-3;
@@ -65,6 +65,11 @@ describe("runTrain with the tiny Qwen2-VL on the synthetic set (shipped example 
     const q = "model.layers.0.self_attn.q_proj.weight";
     const changed = (saved.read(q).data as Float32Array).some((x, i) => x !== (orig.read(q).data as Float32Array)[i]);
     expect(changed).toBe(true); // trained
+    for (const n of ["model.layers.0.input_layernorm.weight", "model.layers.1.post_attention_layernorm.weight", "model.norm.weight"]) {
+      const a = saved.read(n).data as Float32Array;
+      const b = orig.read(n).data as Float32Array;
+      expect(a.some((x, i) => x !== b[i]), n).toBe(true); // RMSNorm weights are trained too
+    }
     expect(Array.from(saved.read("model.embed_tokens.weight").data as Float32Array).slice(0, 64)).toEqual(
       Array.from(orig.read("model.embed_tokens.weight").data as Float32Array).slice(0, 64),
     ); // frozen (tied embedding)

@@ -208,6 +208,9 @@ export function estimateStep(o: {
   const prompts = grpo ? grpo.promptsPerStep : (train as SFTConfig).batchSize;
   const seqs = prompts * G;
   const total = o.params.language + o.params.vision;
+  // Full fine-tuning (SFT "full") trains every language-model weight but the token embedding / lm_head.
+  const full = train.trainer === "sft" && (train as SFTConfig).finetune === "full";
+  const trainable = full ? o.params.language - cfg.vocabSize * H * (cfg.tieWordEmbeddings ? 1 : 2) : o.loraParams;
   // Values kept for backward per token and decoder layer (fp32): norm inputs, q/k/v, attention output, o_proj input,
   // gate/up/activation/down inputs, and the softmax probabilities (heads x S).
   const perTokenLayer = 5 * H + 2 * kvDim + 4 * I + cfg.numAttentionHeads * S;
@@ -217,9 +220,9 @@ export function estimateStep(o: {
   const memory = {
     weightsFp32: 4 * total,
     weightsBf16: 2 * total,
-    lora: 4 * o.loraParams,
-    gradients: 4 * o.loraParams,
-    optimizer: 8 * o.loraParams,
+    lora: full ? 0 : 4 * o.loraParams,
+    gradients: 4 * trainable,
+    optimizer: 8 * trainable,
     activations,
     kvCache,
     peak: 0,
@@ -241,7 +244,9 @@ export function estimateStep(o: {
   const assumptions = [
     `prompt = ${o.imageTokens} image tokens + ${o.promptTextTokens} text tokens; completions at maxCompletionLength ${C} (upper bound)`,
     `${seqs} sequence(s) of ${S} tokens per micro-batch (${grpo ? `${prompts} prompt(s) x G=${G}` : `batchSize ${prompts}`}), ${chunk} per backward pass; weights and activations in fp32 as tfjs holds them; no activation recomputation`,
-    "AdamW state: 2 fp32 values per LoRA parameter; gradients only for LoRA (vision tower and base weights frozen)",
+    full
+      ? `full fine-tuning: ${trainable} trainable language-model parameters (embedding / lm_head and vision tower frozen), AdamW state 2 fp32 values each`
+      : "AdamW state: 2 fp32 values per LoRA parameter; gradients only for LoRA (vision tower and base weights frozen)",
     "time counts matmul FLOPs only; decoding is memory-bound, so generation takes longer than this on most devices",
   ];
   return { memory, flopsPerStep, assumptions };
@@ -264,13 +269,6 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
   const raw: Record<string, unknown> = { ...config };
   if (o.maxSteps !== undefined) raw.maxSteps = o.maxSteps;
   const train = resolveTrainConfig(raw, ["model", "data", "prompts", "rewards", "out", "evalData", "$schema"]);
-  if (m && train.trainer === "sft" && (train as SFTConfig).finetune === "full") {
-    throw new ModelFolderError('finetune "full" is not available for model.type "qwen2vl" (the trainer keeps frozen weights as tensors); use "lora"', {
-      code: "CONFIG_INVALID",
-      details: { field: "finetune" },
-    });
-  }
-
   let model: DryRunReport["model"];
   let estimate: ReturnType<typeof estimateStep> | null = null;
   if (m) {

@@ -119,7 +119,12 @@ describe("examples/medical-rarl", () => {
       expect(rep.trainer).toBe(f === "sft.json" ? "sft" : "grpo");
       if (f === "sft.json") {
         expect(rep.memory.kvCache).toBe(0); // no generation in SFT
-        await expect(dryRun({ config: { ...config, finetune: "full" }, configDir, gflops: 100 })).rejects.toThrow(/finetune "full" is not available for model\.type "qwen2vl"/);
+        // full fine-tuning: no LoRA weights, but gradients and AdamW state for every language-model weight but the embedding
+        const full = await dryRun({ config: { ...config, finetune: "full" }, configDir, gflops: 100 });
+        expect(full.memory.lora).toBe(0);
+        expect(full.memory.optimizer).toBe(2 * full.memory.gradients);
+        expect(full.memory.gradients).toBeGreaterThan(100 * rep.memory.gradients);
+        expect(full.memory.gradients).toBeLessThan(4 * full.model.params.language);
       }
     }
   });

@@ -10,7 +10,6 @@ import { runEval } from "../eval/run-eval";
 import { writeRunReport } from "../report/run";
 import { demoModelConfig, writeRandomCheckpoint } from "./checkpoint";
 import { compactReasoning, compactSamplesFile } from "./data";
-import { registerDemoPolicies } from "./policies";
 import { summarizeDemo } from "./summary";
 
 const TOKENIZER = path.resolve(__dirname, "../../../../test-fixtures/qwen2vl-tokenizer");
@@ -18,7 +17,6 @@ let tmp: string;
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-demo-"));
   await synthesize(path.join(tmp, "data"), { n: 12, size: 56, seed: 2 });
-  registerDemoPolicies();
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -38,7 +36,7 @@ describe("demo pipeline (2-step smoke version)", () => {
     expect(compactSamplesFile(d("data/samples.jsonl"), d("data/compact.jsonl"))).toBe(12);
     writeRandomCheckpoint(d("init"), demoModelConfig(), { seed: 0, tokenizerDir: TOKENIZER });
 
-    // warm-up: full SFT (every LM weight but the tied embedding)
+    // warm-up: full SFT (every LM weight but the tied embedding), through @rarl/grpo's own qwen2vl factory
     const warm = await runTrain({
       config: {
         trainer: "sft",

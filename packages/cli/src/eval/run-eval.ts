@@ -1,11 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import { initBackend, RarlError, writeFileAtomic } from "@rarl/core";
-import { loadDataset, type Sample } from "@rarl/datasets";
+import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
 import type { PredictionRecord } from "@rarl/judge";
 import { generate, loadAdapter, loadGenerationConfig, loadQwen2VL, type Qwen2VLForConditionalGeneration, type Qwen2VLProcessor } from "@rarl/model";
 import { buildPrompt, NON_REASONING, REASONING } from "@rarl/prompts";
-import { sampleImage } from "../demo/policies";
 
 /** Bad eval input (missing model folder, bad --data spec, empty split). */
 export class EvalInputError extends RarlError {}
@@ -155,7 +154,7 @@ export async function runEval(o: RunEvalOptions): Promise<Array<PredictionRecord
   if (o.limit) samples = samples.slice(0, o.limit);
   if (samples.length === 0) throw new EvalInputError(`${spec.path}: no samples${o.split ? ` in split "${o.split}"` : ""}`, { code: "EVAL_NO_SAMPLES", details: { file: spec.path } });
   const template = o.prompt === "reasoning" ? REASONING : NON_REASONING;
-  const prompts = samples.map((s) => ({ messages: buildPrompt(s, template), images: [sampleImage(s, root)] }));
+  const prompts = samples.map((s) => ({ messages: buildPrompt(s, template), images: [imageInput(s, root)] }));
   const m = o.loaded ?? (await loadEvalModel(o.model, o.adapter));
   try {
     const texts = await generateAnswers(m, prompts, o, o.onProgress);
