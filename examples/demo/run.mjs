@@ -92,9 +92,9 @@ else run("synthetic data", ["data", "synth", "--out", rel(path.join(runs, "data"
 if (exists("data", "compact.jsonl")) skip("compact reasoning");
 else run("compact reasoning", ["steps", "compact-data", path.join(runs, "data/samples.jsonl"), path.join(runs, "data/compact.jsonl")]);
 
-// b. a tiny Qwen2-VL with random weights and the real tokenizer, then a full-SFT warm-up
+// b. a tiny Qwen2-VL with random weights and the Qwen2-VL tokenizer cut down to the demo's tokens, then a full-SFT warm-up
 if (exists("model-init", "model.safetensors")) skip("random tiny Qwen2-VL");
-else run("random tiny Qwen2-VL", ["steps", "init-model", path.join(runs, "model-init"), path.join(repo, "test-fixtures/qwen2vl-tokenizer"), "0"]);
+else run("random tiny Qwen2-VL", ["steps", "init-model", path.join(runs, "model-init"), path.join(repo, "test-fixtures/qwen2vl-tokenizer"), "0", path.join(runs, "data/compact.jsonl")]);
 trainStage("warm-up: full SFT", "warmup.json", "warmup", "model.safetensors");
 
 // c. RARL: GRPO + LoRA with the four rewards and the three templates; and the same-budget SFT (LoRA) baseline

@@ -2,12 +2,34 @@
  * Demo steps that are not `rarl` subcommands: the random tiny model, the compact-reasoning data, the results table.
  * Run by run.mjs as `tsx examples/demo/steps.ts <step> ...`.
  */
-import { compactSamplesFile, demoModelConfig, summarizeDemo, writeRandomCheckpoint } from "../../packages/cli/src/demo/index";
+import fs from "node:fs";
+import type { Sample } from "@rarl/datasets";
+import {
+  compactSamplesFile,
+  configForTrimmedVocab,
+  demoCorpus,
+  demoModelConfig,
+  summarizeDemo,
+  writeRandomCheckpoint,
+  writeTrimmedTokenizer,
+} from "../../packages/cli/src/demo/index";
+import { Qwen2VLProcessor } from "@rarl/model";
 
 const [step, ...args] = process.argv.slice(2);
 if (step === "init-model") {
-  const [dir, tokenizerDir, seed] = args;
-  writeRandomCheckpoint(dir, demoModelConfig(), { seed: Number(seed ?? 0), tokenizerDir });
+  // init-model DIR TOKENIZER_DIR SEED [DATA_JSONL]: with DATA_JSONL, the vocabulary is cut down to the tokens of the
+  // demo's prompts and targets (see packages/cli/src/demo/vocab.ts); without it, the full Qwen2-VL vocabulary.
+  const [dir, tokenizerDir, seed, data] = args;
+  if (data) {
+    const samples = fs
+      .readFileSync(data, "utf8")
+      .split("\n")
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as Sample);
+    const trimmed = await writeTrimmedTokenizer(tokenizerDir, dir, demoCorpus(Qwen2VLProcessor.fromPretrained(tokenizerDir), samples));
+    writeRandomCheckpoint(dir, configForTrimmedVocab(demoModelConfig(), trimmed), { seed: Number(seed ?? 0) });
+    process.stderr.write(`demo vocabulary: ${trimmed.size} ids (of 151,936), from ${samples.length} samples' prompts and targets\n`);
+  } else writeRandomCheckpoint(dir, demoModelConfig(), { seed: Number(seed ?? 0), tokenizerDir });
 } else if (step === "compact-data") {
   const n = compactSamplesFile(args[0], args[1]);
   process.stderr.write(`compact reasoning: ${n} samples -> ${args[1]}\n`);
