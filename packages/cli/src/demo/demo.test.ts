@@ -5,12 +5,14 @@ import { openSafetensors } from "@rarl/core";
 import { synthesize } from "@rarl/datasets";
 import { runTrain } from "@rarl/grpo";
 import { runJudge } from "@rarl/judge";
+import { Qwen2VLProcessor } from "@rarl/model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEval } from "../eval/run-eval";
 import { writeRunReport } from "../report/run";
 import { demoModelConfig, writeRandomCheckpoint } from "./checkpoint";
 import { compactReasoning, compactSamplesFile } from "./data";
 import { summarizeDemo } from "./summary";
+import { configForTrimmedVocab, demoCorpus, writeTrimmedTokenizer } from "./vocab";
 
 const TOKENIZER = path.resolve(__dirname, "../../../../test-fixtures/qwen2vl-tokenizer");
 let tmp: string;
@@ -34,7 +36,15 @@ describe("demo pipeline (2-step smoke version)", () => {
   it("random model -> full-SFT warm-up -> GRPO+LoRA -> eval + offline judge -> table and HTML report", async () => {
     const d = (...p: string[]) => path.join(tmp, ...p);
     expect(compactSamplesFile(d("data/samples.jsonl"), d("data/compact.jsonl"))).toBe(12);
-    writeRandomCheckpoint(d("init"), demoModelConfig(), { seed: 0, tokenizerDir: TOKENIZER });
+    // the demo's model: the Qwen2-VL tokenizer cut down to the demo's tokens, random weights over that vocabulary
+    const samples = fs
+      .readFileSync(d("data/compact.jsonl"), "utf8")
+      .split("\n")
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l));
+    const trimmed = await writeTrimmedTokenizer(TOKENIZER, d("init"), demoCorpus(Qwen2VLProcessor.fromPretrained(TOKENIZER), samples));
+    writeRandomCheckpoint(d("init"), configForTrimmedVocab(demoModelConfig(), trimmed), { seed: 0 });
+    expect(JSON.parse(fs.readFileSync(d("init/config.json"), "utf8")).vocab_size).toBe(trimmed.size);
 
     // warm-up: full SFT (every LM weight but the tied embedding), through @rarl/grpo's own qwen2vl factory
     const warm = await runTrain({
