@@ -54,6 +54,13 @@ describe("QwenPolicy on the tiny Qwen2-VL fixture", () => {
     policy.dispose();
   });
 
+  it("suppresses the image/video pad and vision start/end ids when sampling (their config.json ids)", () => {
+    const policy = new QwenPolicy(loaded.model, loaded.processor, { r: 4, alpha: 8 });
+    const c = loaded.model.config;
+    expect(policy.visionTokenIds.sort()).toEqual([c.imageTokenId, c.videoTokenId, c.visionStartTokenId, c.visionEndTokenId].sort());
+    expect(policy.visionTokenIds).toContain(loaded.processor!.tokenizer.specialIds.imagePad);
+    policy.dispose();
+  });
   it("batched log-probs over prompts with different images and lengths equal the per-prompt ones", async () => {
     const policy = new QwenPolicy(loaded.model, loaded.processor, { r: 4, alpha: 8, seed: 2 });
     const names = policy.trainableNames();

@@ -96,6 +96,14 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
     return this.adapter.config.r;
   }
 
+  /** The image/video pad and vision start/end ids (config.json's, or the tokenizer's), suppressed when sampling. */
+  get visionTokenIds(): number[] {
+    const c = this.model.config;
+    const t = this.processor?.tokenizer.specialIds;
+    const ids = [c.imageTokenId, c.videoTokenId, c.visionStartTokenId, c.visionEndTokenId, t?.imagePad, t?.videoPad, t?.visionStart, t?.visionEnd];
+    return [...new Set(ids.filter((x): x is number => typeof x === "number"))];
+  }
+
   trainableVariables(): tf.Variable[] {
     return this.adapter.trainableVariables();
   }
@@ -163,6 +171,9 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
       topK: o.topK,
       minP: o.minP,
       repetitionPenalty: o.repetitionPenalty,
+      // A sampled <|image_pad|> (or video/vision marker) would make the completion's teacher-forced forward look for
+      // image features that do not exist; a small or young model does sample them, so they are never chosen.
+      suppressTokens: this.visionTokenIds,
       seed: o.rng.nextU32(),
     });
     return res.samples[0].map((s) => ({ ids: s.ids, text: s.text, finishReason: s.finishReason === "length" ? "length" : "eos", logprobs: s.logprobs }));

@@ -179,6 +179,16 @@ describe("generate on qwen2vl-tiny", () => {
     for (let t = 0; t < 3; t++) expect(Math.abs(s.logprobs[t] - plain.samples[0][0].logprobs[t])).toBeLessThan(1e-5);
   });
 
+  it("never emits a suppressed id (suppressTokens): greedy takes the runner-up, with its raw log-prob", async () => {
+    const want = refRows(ref, "greedy.generated_ids")[0];
+    const r = await generate(model, null, { prompts: [imagePrompt], doSample: false, maxNewTokens: 1, suppressTokens: [want[0]] });
+    const s = r.samples[0][0];
+    expect(s.ids[0]).not.toBe(want[0]);
+    const free = await generate(model, null, { prompts: [imagePrompt], doSample: false, maxNewTokens: 1 });
+    expect(s.logprobs[0]).toBeLessThan(free.samples[0][0].logprobs[0]); // the runner-up, scored by the raw distribution
+    const sampled = await generate(model, null, { prompts: [imagePrompt], numSamples: 4, maxNewTokens: 4, seed: 3, temperature: 0.3, suppressTokens: want.slice(0, 4) });
+    for (const row of sampled.samples[0]) for (const id of row.ids) expect(want.slice(0, 4)).not.toContain(id);
+  });
   it("rejects bad requests with typed errors", async () => {
     await expect(generate(model, null, { prompts: [textPrompt], maxNewTokens: 0 })).rejects.toBeInstanceOf(InvalidGenerationParamError);
     await expect(generate(model, null, { prompts: [textPrompt], temperature: 0 })).rejects.toBeInstanceOf(InvalidGenerationParamError);

@@ -159,6 +159,20 @@ describe("sampleRow", () => {
     expect(counts[2] / 6000).toBeCloseTo(0.3, 1);
     expect(counts[0] / 6000).toBeCloseTo(0.1, 1);
   });
+  it("never picks a suppressed id (greedy or sampled, any warper) and keeps the raw log-prob of the chosen one", () => {
+    const x = logs([0.05, 0.7, 0.2, 0.05]); // id 1 is the argmax and most of the mass
+    const scratch = new Float32Array(4);
+    const rng = new Rng(9);
+    for (const params of [{ doSample: false }, {}, { topK: 1 }, { temperature: 0.3 }, { topP: 0.5 }, { repetitionPenalty: 2 }]) {
+      const p = resolveSamplingParams({ ...params, suppressTokens: [1] });
+      for (let i = 0; i < 300; i++) {
+        const r = sampleRow(x, [0], p, rng, scratch);
+        expect(r.token).not.toBe(1);
+        expect(r.logprob).toBeCloseTo(logSoftmaxAt(x, r.token), 6);
+      }
+    }
+    expect(sampleRow(x, [], resolveSamplingParams({ doSample: false, suppressTokens: [1, 7] }), null, scratch).token).toBe(2);
+  });
   it("gives the same tokens and log-probs with one shared rowPass as with a pass per row (G rows of one logits row)", () => {
     const src = new Rng(11);
     const x = Float32Array.from({ length: 500 }, () => src.normal(0, 3));
@@ -182,7 +196,7 @@ describe("sampleRow", () => {
 
 describe("resolveSamplingParams", () => {
   it("fills defaults", () => {
-    expect(resolveSamplingParams()).toEqual({ doSample: true, temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1 });
+    expect(resolveSamplingParams()).toEqual({ doSample: true, temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, suppressTokens: [] });
   });
   it.each([
     [{ temperature: 0 }, "temperature"],
@@ -194,6 +208,8 @@ describe("resolveSamplingParams", () => {
     [{ minP: -0.1 }, "minP"],
     [{ minP: 1.1 }, "minP"],
     [{ repetitionPenalty: 0 }, "repetitionPenalty"],
+    [{ suppressTokens: [1.5] }, "suppressTokens"],
+    [{ suppressTokens: [-1] }, "suppressTokens"],
   ])("rejects %o with a typed error naming %s", (params, field) => {
     try {
       resolveSamplingParams(params);

@@ -31,6 +31,11 @@ export interface SamplingParams {
    * a positive logit is divided by it and a negative one multiplied by it. > 0; 1 = off. Default 1.0.
    */
   repetitionPenalty?: number;
+  /**
+   * Token ids that are never chosen (HF `suppress_tokens`: their logits are set to -inf before greedy or sampled
+   * selection). The returned log-probs stay those of the raw model distribution. Default [] (none).
+   */
+  suppressTokens?: number[];
 }
 
 /** `SamplingParams` with every default filled in. */
@@ -52,6 +57,7 @@ export function resolveSamplingParams(p: SamplingParams = {}): ResolvedSamplingP
     topP: p.topP ?? 1.0,
     minP: p.minP ?? 0,
     repetitionPenalty: p.repetitionPenalty ?? 1.0,
+    suppressTokens: p.suppressTokens ?? [],
   };
   if (typeof r.doSample !== "boolean") bad("doSample", r.doSample, "a boolean");
   if (r.doSample && !(Number.isFinite(r.temperature) && r.temperature > 0)) bad("temperature", r.temperature, "a finite number > 0 when sampling (use doSample: false for greedy)");
@@ -59,6 +65,7 @@ export function resolveSamplingParams(p: SamplingParams = {}): ResolvedSamplingP
   if (!(r.topP > 0 && r.topP <= 1)) bad("topP", r.topP, "a number in (0, 1]");
   if (!(r.minP >= 0 && r.minP <= 1)) bad("minP", r.minP, "a number in [0, 1]");
   if (!(Number.isFinite(r.repetitionPenalty) && r.repetitionPenalty > 0)) bad("repetitionPenalty", r.repetitionPenalty, "a finite number > 0 (1 = off)");
+  if (!Array.isArray(r.suppressTokens) || !r.suppressTokens.every((t) => Number.isInteger(t) && t >= 0)) bad("suppressTokens", r.suppressTokens, "an array of token ids (integers >= 0)");
   return r;
 }
 
@@ -342,7 +349,12 @@ export function sampleRow(raw: Float32Array, seen: Iterable<number>, p: Resolved
   const lse = m + Math.log(s);
   const penalised = p.repetitionPenalty !== 1;
   let token: number;
-  if (!p.doSample) {
+  if (p.suppressTokens.length > 0) {
+    // Selection over a copy with the suppressed ids at -inf; the log-prob below stays the raw distribution's.
+    const row = raw.slice();
+    for (const id of p.suppressTokens) if (id < V) row[id] = Number.NEGATIVE_INFINITY;
+    token = selectToken(row, seen, p, p.doSample ? rng : null);
+  } else if (!p.doSample) {
     token = penalised ? selectToken(raw, seen, p, null) : am;
   } else if (!penalised && p.temperature === 1 && p.topK === 0 && p.topP >= 1 && p.minP <= 0) {
     if (!rng) throw new InvalidGenerationParamError("sampleRow: sampling needs an Rng", { code: "GENERATION_NO_RNG", details: { field: "rng" } });
