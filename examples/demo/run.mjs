@@ -21,8 +21,8 @@ if (args.includes("--fresh")) fs.rmSync(runs, { recursive: true, force: true });
 fs.mkdirSync(runs, { recursive: true });
 
 const SEED = 1; // data seed; every trainer config uses seed 0
-const N = quick ? 40 : 400; // synthetic questions (20% of the images held out as the test split)
-const EVAL_LIMIT = quick ? 4 : 80;
+const N = quick ? 40 : 2000; // synthetic questions, 2 per image (20% of the images held out: 400 test questions)
+const EVAL_LIMIT = quick ? 4 : 400;
 const env = { ...process.env, TSX_TSCONFIG_PATH: path.join(repo, "packages/cli/tsconfig.json"), RARL_LOG_LEVEL: process.env.RARL_LOG_LEVEL ?? "warn" };
 const t0 = performance.now();
 const timings = [];

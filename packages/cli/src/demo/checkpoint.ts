@@ -7,28 +7,29 @@ import { expectedWeights, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG } from
 export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json", "generation_config.json"] as const;
 
 /**
- * The demo's tiny Qwen2-VL-architecture config (real vocabulary, 151,936 ids, tied embeddings): hidden 64, 2 decoder
- * layers (4 query / 2 KV heads of 16), a 1-block vision tower of width 32. A 56×56 image gives 4×4 patches and 4
- * merged image tokens. About 10.0M parameters, 9.7M of them the (tied) embedding.
+ * The demo's tiny Qwen2-VL-architecture config (tied embeddings): hidden 128, 2 decoder layers (4 query / 2 KV heads
+ * of 32), a 1-block vision tower of width 32. A 56×56 image gives 4×4 patches and 4 merged image tokens. The config
+ * keeps Qwen2-VL's 151,936-id vocabulary; the demo cuts it down to its own tokens with `configForTrimmedVocab` (./vocab.ts)
+ * (664 ids for the demo's data), which leaves about 0.56M parameters.
  */
 export function demoModelConfig(): Record<string, unknown> {
   // Qwen2-VL-2B-Instruct's hub config (token ids, rope theta, norms...) with the sizes shrunk.
   return {
     ...QWEN2_VL_2B_INSTRUCT_CONFIG,
-    hidden_size: 64,
-    intermediate_size: 192,
+    hidden_size: 128,
+    intermediate_size: 384,
     max_window_layers: 2,
     num_attention_heads: 4,
     num_hidden_layers: 2,
     num_key_value_heads: 2,
     torch_dtype: "float32",
-    rope_scaling: { type: "mrope", mrope_section: [2, 3, 3] },
+    rope_scaling: { type: "mrope", mrope_section: [4, 6, 6] },
     vision_config: {
       ...QWEN2_VL_2B_INSTRUCT_CONFIG.vision_config,
       depth: 1,
       embed_dim: 32,
       num_heads: 2,
-      hidden_size: 64,
+      hidden_size: 128,
       hidden_act: "quick_gelu",
     },
   };
@@ -43,10 +44,10 @@ export interface RandomCheckpointOptions {
   /** Std of the normal init of every matrix (transformers' initializer_range). Default: config.initializer_range ?? 0.02. */
   std?: number;
   /**
-   * Std of the (tied) token embedding. Default 0.35: with a hidden size of 64 and the embedding frozen (as in the
-   * demo), an RMS-normed hidden state aligned with one embedding row then gives that token a logit of about 22 against
-   * about N(0, 2.8²) for the other 151,935, so a frozen random embedding can still be decoded with confidence
-   * (with 0.02 the final-norm weights would have to grow ~50x first).
+   * Std of the (tied) token embedding. Default 0.35: the demo keeps the embedding frozen, and an RMS-normed hidden
+   * state aligned with one row of an N(0, 0.35²) embedding gives that token a logit of about 0.35·d (45 at hidden 128)
+   * against N(0, (0.35·√d)²) (std 4) for the others, so a frozen random embedding can be decoded with confidence
+   * (with 0.02 the final-norm weights would have to grow ~17x first).
    */
   embedStd?: number;
 }
