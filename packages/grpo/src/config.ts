@@ -43,6 +43,16 @@ export interface CommonTrainConfig {
   logCompletionsSteps: number;
   /** Show a progress bar with ETA on stderr. Default true. */
   progress: boolean;
+  /**
+   * Activation (gradient) checkpointing of every decoder layer in the training forward pass (transformers'
+   * `gradient_checkpointing`): the tape keeps each layer's input instead of its intermediates, and the backward pass
+   * recomputes each layer once more. Lowers the backward pass's peak memory (bench/RESULTS.md: the one-completion
+   * forward+backward on the bench config holds less than half the buffer bytes above the weights) for a second
+   * forward pass of the decoder. Default true, as TRL's trainer configs (transformers' TrainingArguments: false):
+   * on the wasm backend memory is the binding limit (a ~4 GB heap). Paper: not stated. Models without decoder
+   * layers (toy policies) ignore it.
+   */
+  gradientCheckpointing: boolean;
 }
 
 /** GRPO trainer config (field names follow TRL's GRPOConfig in camelCase). */
@@ -121,6 +131,7 @@ const COMMON_DEFAULTS: CommonTrainConfig = {
   saveTotalLimit: 3,
   logCompletionsSteps: 10,
   progress: true,
+  gradientCheckpointing: true,
 };
 
 export const GRPO_DEFAULTS: GRPOConfig = {
@@ -185,6 +196,7 @@ const COMMON_CHECKS: Record<keyof CommonTrainConfig, Check> = {
   saveTotalLimit: num(1, Number.POSITIVE_INFINITY, true),
   logCompletionsSteps: num(0, Number.POSITIVE_INFINITY, true),
   progress: bool,
+  gradientCheckpointing: bool,
 };
 
 const GRPO_CHECKS: Record<Exclude<keyof GRPOConfig, keyof CommonTrainConfig>, Check> = {
