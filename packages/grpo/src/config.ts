@@ -46,11 +46,12 @@ export interface CommonTrainConfig {
   /**
    * Activation (gradient) checkpointing of every decoder layer in the training forward pass (transformers'
    * `gradient_checkpointing`): the tape keeps each layer's input instead of its intermediates, and the backward pass
-   * recomputes each layer once more. Lowers the backward pass's peak memory (bench/RESULTS.md: the one-completion
-   * forward+backward on the bench config holds less than half the buffer bytes above the weights) for a second
-   * forward pass of the decoder. Default true, as TRL's trainer configs (transformers' TrainingArguments: false):
-   * on the wasm backend memory is the binding limit (a ~4 GB heap). Paper: not stated. Models without decoder
-   * layers (toy policies) ignore it.
+   * recomputes each layer once more. Same loss and gradients (float32 rounding). On the bench config
+   * (bench/RESULTS.md, real wasm buffer bytes) one completion's forward+backward peaks 121 MB above the resident
+   * weights instead of 785 MB, for about +25-30% of that pass's time (a second forward pass of the decoder).
+   * Default true, as TRL's trainer configs (`_BaseConfig`; transformers' TrainingArguments: false): on the wasm
+   * backend memory is the binding limit (a ~4 GB heap). Paper: not stated. Policies without decoder layers (toy
+   * policies) ignore it.
    */
   gradientCheckpointing: boolean;
 }
