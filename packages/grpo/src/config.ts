@@ -48,7 +48,7 @@ export interface CommonTrainConfig {
    * `gradient_checkpointing`): the tape keeps each layer's input instead of its intermediates, and the backward pass
    * recomputes each layer once more. Same loss and gradients (float32 rounding). On the bench config
    * (bench/RESULTS.md, real wasm buffer bytes) one completion's forward+backward peaks 121 MB above the resident
-   * weights instead of 785 MB, for about +25-30% of that pass's time (a second forward pass of the decoder).
+   * weights instead of 785 MB, for about +25-35% of that pass's time (a second forward pass of the decoder).
    * Default true, as TRL's trainer configs (`_BaseConfig`; transformers' TrainingArguments: false): on the wasm
    * backend memory is the binding limit (a ~4 GB heap). Paper: not stated. Policies without decoder layers (toy
    * policies) ignore it.
