@@ -43,6 +43,17 @@ export interface CommonTrainConfig {
   logCompletionsSteps: number;
   /** Show a progress bar with ETA on stderr. Default true. */
   progress: boolean;
+  /**
+   * Activation (gradient) checkpointing of every decoder layer in the training forward pass (transformers'
+   * `gradient_checkpointing`): the tape keeps each layer's input instead of its intermediates, and the backward pass
+   * recomputes each layer once more. Same loss and gradients (float32 rounding). On the bench config
+   * (bench/RESULTS.md, real wasm buffer bytes) one completion's forward+backward peaks 121 MB above the resident
+   * weights instead of 785 MB, for about +25-35% of that pass's time (a second forward pass of the decoder).
+   * Default true, as TRL's trainer configs (`_BaseConfig`; transformers' TrainingArguments: false): on the wasm
+   * backend memory is the binding limit (a ~4 GB heap). Paper: not stated. Policies without decoder layers (toy
+   * policies) ignore it.
+   */
+  gradientCheckpointing: boolean;
 }
 
 /** GRPO trainer config (field names follow TRL's GRPOConfig in camelCase). */
@@ -125,6 +136,7 @@ const COMMON_DEFAULTS: CommonTrainConfig = {
   saveTotalLimit: 3,
   logCompletionsSteps: 10,
   progress: true,
+  gradientCheckpointing: true,
 };
 
 export const GRPO_DEFAULTS: GRPOConfig = {
@@ -189,6 +201,7 @@ const COMMON_CHECKS: Record<keyof CommonTrainConfig, Check> = {
   saveTotalLimit: num(1, Number.POSITIVE_INFINITY, true),
   logCompletionsSteps: num(0, Number.POSITIVE_INFINITY, true),
   progress: bool,
+  gradientCheckpointing: bool,
 };
 
 const GRPO_CHECKS: Record<Exclude<keyof GRPOConfig, keyof CommonTrainConfig>, Check> = {

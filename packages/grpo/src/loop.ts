@@ -72,6 +72,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
     readonly runDir: string,
   ) {
     this.checkpointsDir = path.join(runDir, "checkpoints");
+    policy.setGradientCheckpointing?.(cfg.gradientCheckpointing ?? true);
   }
 
   /** Examples consumed by one step. */

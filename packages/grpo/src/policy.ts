@@ -73,6 +73,12 @@ export interface Policy<P = unknown, H extends PreparedPrompt = PreparedPrompt> 
   withAdapterDisabled<T>(fn: () => T): T;
   /** Writes the trainable weights in the policy's deployable format (PEFT adapter dir for LoRA). */
   saveAdapter(dir: string): void;
+  /**
+   * Turns activation checkpointing of the model's layers on or off for the differentiated log-prob passes (config
+   * `gradientCheckpointing`); optional (policies without layers to checkpoint omit it). Values and gradients are
+   * unchanged by it.
+   */
+  setGradientCheckpointing?(on: boolean): void;
   /** Number of tokens of text (for length metrics in SFT targets); optional. */
   encode?(text: string): number[] | Promise<number[]>;
 }

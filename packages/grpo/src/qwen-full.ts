@@ -98,6 +98,11 @@ export class QwenFullPolicy implements Policy<QwenPromptInput, QwenPrepared> {
     return this.base.encode(text);
   }
 
+  /** Activation checkpointing of the decoder layers (@rarl/model's `gradientCheckpointing`) under a gradient tape. */
+  setGradientCheckpointing(on: boolean): void {
+    this.model.gradientCheckpointing = on;
+  }
+
   /** Writes a complete model folder: the source's config/tokenizer/processor files + model.safetensors (F32, hub names). */
   saveAdapter(dir: string): void {
     fs.mkdirSync(dir, { recursive: true });

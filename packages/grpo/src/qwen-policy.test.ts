@@ -87,7 +87,7 @@ describe("QwenPolicy on the tiny Qwen2-VL fixture", () => {
     policy.dispose();
   });
 
-  it("d(GRPO loss)/d(LoRA weights) matches central finite differences (rel. err < 1e-2)", async () => {
+  it("d(GRPO loss)/d(LoRA weights) matches central finite differences (rel. err < 1e-2), with and without gradient checkpointing", async () => {
     const policy = new QwenPolicy(loaded.model, loaded.processor, { r: 4, alpha: 8, seed: 3 });
     const vars = policy.trainableVariables();
     // Move B off zero so that both A and B get gradients.
@@ -108,8 +108,15 @@ describe("QwenPolicy on the tiny Qwen2-VL fixture", () => {
     cur.dispose();
     const lossFn = () =>
       grpoLoss({ logp: policy.completionLogprobs(items, T), oldLogp: old, refLogp: ref, mask, advantages: [0.8, -0.6] }, { beta: 0.04, epsilonLow: 0.2, lossType: "grpo" });
-    const { grads, value } = tf.variableGrads(lossFn, vars);
-    value.dispose();
+    const gradsWith = (on: boolean) => {
+      policy.setGradientCheckpointing(on);
+      const { grads, value } = tf.variableGrads(lossFn, vars);
+      value.dispose();
+      policy.setGradientCheckpointing(false);
+      return grads;
+    };
+    const grads = gradsWith(false);
+    const gradsCk = gradsWith(true);
     const lossAt = () => {
       const l = tf.tidy(lossFn);
       const x = l.dataSync()[0];
@@ -135,9 +142,21 @@ describe("QwenPolicy on the tiny Qwen2-VL fixture", () => {
       checks.push(`${v.name}[${k}] analytic ${g[k].toExponential(4)} fd ${fd.toExponential(4)} rel ${rel.toExponential(2)}`);
       expect(Math.abs(g[k])).toBeGreaterThan(1e-4);
       expect(rel, checks.at(-1)).toBeLessThan(1e-2);
+      // checkpointed: the same gradient (every entry, to float32 rounding), hence the same finite-difference agreement
+      const gc = gradsCk[v.name].dataSync();
+      const relCk = Math.abs(fd - gc[k]) / Math.max(Math.abs(gc[k]), 1e-8);
+      expect(relCk).toBeLessThan(1e-2);
+      let maxG = 0;
+      let maxD = 0;
+      for (let i = 0; i < g.length; i++) {
+        maxG = Math.max(maxG, Math.abs(g[i]));
+        maxD = Math.max(maxD, Math.abs(g[i] - gc[i]));
+      }
+      expect(maxD).toBeLessThanOrEqual(1e-5 * maxG);
     }
     console.log(checks.join("\n"));
     tf.dispose(Object.values(grads));
+    tf.dispose(Object.values(gradsCk));
     tf.dispose([old, ref, mask]);
     policy.release(h);
     policy.dispose();
@@ -193,7 +212,10 @@ describe("QwenPolicy on the tiny Qwen2-VL fixture", () => {
     it("learning test: mean reward rises by > 0.5 (in reward std units) in 15 steps (seed 0)", async () => {
       const policy = new QwenPolicy(loaded.model, loaded.processor);
       const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "qwen-learn-"));
+      expect(new GRPOTrainer({ config: cfg({ gradientCheckpointing: false }), policy, examples, buildPrompt: (e) => ({ inputIds: e.ids }), rewards: projectionReward(), runDir }) && loaded.model.gradientCheckpointing).toBe(false);
+      // the default config turns activation checkpointing on: this learning run trains through the checkpointed layers
       const t = new GRPOTrainer({ config: cfg({ maxSteps: 15 }), policy, examples, buildPrompt: (e) => ({ inputIds: e.ids }), rewards: projectionReward(), runDir });
+      expect(loaded.model.gradientCheckpointing).toBe(true);
       const counts: number[] = [];
       await t.train({ handleSigint: false, onStep: (rec) => counts.push(rec.numTensors as number) });
       // No tensor leak on the real model either (steps 2..15 after the first-call caches).

@@ -230,6 +230,11 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
     return this.adapter.withAdapterDisabled(fn);
   }
 
+  /** Activation checkpointing of the decoder layers (@rarl/model's `gradientCheckpointing`) under a gradient tape. */
+  setGradientCheckpointing(on: boolean): void {
+    this.model.gradientCheckpointing = on;
+  }
+
   /** PEFT format via @rarl/model: adapter_model.safetensors (`base_model.model.<module>.lora_A.weight` / `.lora_B.weight`) + adapter_config.json. */
   saveAdapter(dir: string): void {
     this.adapter.save(dir);

@@ -23,6 +23,8 @@ export { type CaseResult, type CaseStatus, discoverParityApi, type FieldResult, 
 export * from "./qwen2_vl/index";
 export { areAdaptersEnabled, type HostWeight, isLoraTraining, Linear, type LoraSlot, setAdaptersEnabled, setLoraTraining } from "./nn/linear";
 export { activation, bmm, geluErf, layerNorm, quickGelu, rmsNorm, silu } from "./nn/ops";
+export { type CheckpointBlock, checkpoint, isRecordingGradients } from "./nn/checkpoint";
+export { checkpointedDecoderLayer, decoderLayerVariables } from "./qwen2_vl/checkpointed_layer";
 // generation and log-probs (M3)
 export { GenerationError, InvalidGenerationParamError, SequenceTooLongError } from "./generation/errors";
 export {

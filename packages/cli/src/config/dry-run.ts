@@ -215,7 +215,10 @@ export function estimateStep(o: {
   // gate/up/activation/down inputs, and the softmax probabilities (heads x S).
   const perTokenLayer = 5 * H + 2 * kvDim + 4 * I + cfg.numAttentionHeads * S;
   const chunk = grpo && grpo.backwardBatchSize > 0 ? Math.min(grpo.backwardBatchSize, seqs) : seqs;
-  const activations = 4 * chunk * S * (L * perTokenLayer + 2 * H);
+  // gradientCheckpointing: the tape keeps each layer's input (H per token) and the backward pass holds one layer's
+  // intermediates at a time (its recomputation); without it, every layer's intermediates.
+  const ckpt = train.gradientCheckpointing !== false;
+  const activations = 4 * chunk * S * ((ckpt ? L * H + perTokenLayer : L * perTokenLayer) + 2 * H);
   const kvCache = grpo ? 4 * 2 * L * kvDim * S * seqs : 0;
   const memory = {
     weightsFp32: 4 * total,
@@ -231,19 +234,21 @@ export function estimateStep(o: {
   // FLOPs: 2 per parameter and token forward; backward through the frozen weights (LoRA) ~2 more (activation grads).
   const Nlm = o.params.language - cfg.vocabSize * H + (cfg.tieWordEmbeddings ? cfg.vocabSize * H : 0); // embedding lookup is no matmul; lm_head is
   const vision = 2 * o.params.vision * 4 * o.imageTokens; // patches = 4 x merged tokens
+  // gradientCheckpointing recomputes the decoder layers (not the lm_head) once in each backward pass
+  const recompute = ckpt ? 2 * (Nlm - cfg.vocabSize * H) : 0;
   let perPrompt: number;
   if (grpo) {
     const gen = 2 * Nlm * Sp + 2 * Nlm * C * G;
-    const policy = 4 * Nlm * S * G * grpo.numIterations + (grpo.numIterations > 1 ? 2 * Nlm * S * G : 0);
+    const policy = (4 * Nlm + recompute) * S * G * grpo.numIterations + (grpo.numIterations > 1 ? 2 * Nlm * S * G : 0);
     const ref = grpo.beta > 0 ? 2 * Nlm * S * G : 0;
     perPrompt = vision + gen + policy + ref;
   } else {
-    perPrompt = vision + 4 * Nlm * S;
+    perPrompt = vision + (4 * Nlm + recompute) * S;
   }
   const flopsPerStep = perPrompt * prompts * train.gradientAccumulationSteps;
   const assumptions = [
     `prompt = ${o.imageTokens} image tokens + ${o.promptTextTokens} text tokens; completions at maxCompletionLength ${C} (upper bound)`,
-    `${seqs} sequence(s) of ${S} tokens per micro-batch (${grpo ? `${prompts} prompt(s) x G=${G}` : `batchSize ${prompts}`}), ${chunk} per backward pass; weights and activations in fp32 as tfjs holds them; no activation recomputation`,
+    `${seqs} sequence(s) of ${S} tokens per micro-batch (${grpo ? `${prompts} prompt(s) x G=${G}` : `batchSize ${prompts}`}), ${chunk} per backward pass; weights and activations in fp32 as tfjs holds them; ${ckpt ? "gradientCheckpointing: each decoder layer's input kept, one layer's intermediates at a time, the decoder recomputed once per backward pass" : "no activation recomputation (gradientCheckpointing false)"}`,
     full
       ? `full fine-tuning: ${trainable} trainable language-model parameters (embedding / lm_head and vision tower frozen), AdamW state 2 fp32 values each`
       : "AdamW state: 2 fp32 values per LoRA parameter; gradients only for LoRA (vision tower and base weights frozen)",

@@ -183,9 +183,9 @@ describe("estimateStep", () => {
     const { QWEN2_VL_2B_INSTRUCT_CONFIG } = await import("./experiment-fixtures");
     const cfg = parseQwen2VLConfig(QWEN2_VL_2B_INSTRUCT_CONFIG);
     const base = { cfg, params: { language: 1.5e9, vision: 0.6e9 }, loraParams: LORA_2B, imageTokens: 256, promptTextTokens: 96 };
-    const a = estimateStep({ ...base, train: { ...GRPO_DEFAULTS, numGenerations: 4 } });
-    const b = estimateStep({ ...base, train: { ...GRPO_DEFAULTS, numGenerations: 8 } });
-    const noKl = estimateStep({ ...base, train: { ...GRPO_DEFAULTS, numGenerations: 8, beta: 0 } });
+    const a = estimateStep({ ...base, train: { ...GRPO_DEFAULTS, numGenerations: 4, gradientCheckpointing: false } });
+    const b = estimateStep({ ...base, train: { ...GRPO_DEFAULTS, numGenerations: 8, gradientCheckpointing: false } });
+    const noKl = estimateStep({ ...base, train: { ...GRPO_DEFAULTS, numGenerations: 8, beta: 0, gradientCheckpointing: false } });
     const N = 1.5e9; // tied embeddings: lm_head counted once as a matmul
     const S = 352 + 256;
     const vision = 2 * 0.6e9 * 4 * 256;
@@ -193,7 +193,17 @@ describe("estimateStep", () => {
     expect(b.flopsPerStep - noKl.flopsPerStep).toBeCloseTo(2 * N * S * 8, -6);
     expect(b.memory.kvCache).toBe(2 * a.memory.kvCache);
     expect(b.memory.activations).toBe(2 * a.memory.activations);
-    const chunked = estimateStep({ ...base, train: { ...GRPO_DEFAULTS, numGenerations: 8, backwardBatchSize: 2 } });
+    const chunked = estimateStep({ ...base, train: { ...GRPO_DEFAULTS, numGenerations: 8, backwardBatchSize: 2, gradientCheckpointing: false } });
     expect(chunked.memory.activations).toBe(a.memory.activations / 2);
+    // gradientCheckpointing (the default): one more forward pass of the decoder (lm_head excluded) per policy
+    // backward, and activations of one layer plus every layer's input instead of every layer's intermediates
+    const ck = estimateStep({ ...base, train: { ...GRPO_DEFAULTS, numGenerations: 8 } });
+    const decoder = N - cfg.vocabSize * cfg.hiddenSize;
+    expect(ck.flopsPerStep - b.flopsPerStep).toBeCloseTo(2 * decoder * S * 8, -6);
+    const H = cfg.hiddenSize;
+    const L = cfg.numHiddenLayers;
+    const perLayer = (b.memory.activations / (4 * 8 * S) - 2 * H) / L;
+    expect(ck.memory.activations).toBeCloseTo(4 * 8 * S * (L * H + perLayer + 2 * H), -3);
+    expect(ck.memory.activations).toBeLessThan(b.memory.activations / 4);
   });
 });

@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { RarlError } from "@rarl/core";
 import type { Linear } from "../nn/linear";
 import type { Qwen2VLConfig } from "./config";
+import { checkpointedDecoderLayer } from "./checkpointed_layer";
 import { buildAttentionMask, type LayerKV, type Qwen2VLTextModel } from "./language";
 import { decodePositions, getRopeIndex, mropeCosSinTensors } from "./rope";
 import type { Qwen2VisionTransformerPretrainedModel, VisionIntermediates } from "./vision";
@@ -129,6 +130,13 @@ function toRows(t: tf.Tensor2D, what: string): number[][] {
  * features scattered into the `<|image_pad|>` slots (several images per prompt, left-padded batches).
  */
 export class Qwen2VLForConditionalGeneration {
+  /**
+   * Activation checkpointing of every decoder layer while a gradient tape records (transformers'
+   * `gradient_checkpointing_enable()`; see ./checkpointed_layer.ts): the backward pass recomputes each layer instead
+   * of the tape keeping its intermediates. No effect without a tape (inference is unchanged). Default false.
+   */
+  gradientCheckpointing = false;
+
   constructor(
     readonly config: Qwen2VLConfig,
     readonly visual: Qwen2VisionTransformerPretrainedModel,
@@ -268,7 +276,9 @@ export class Qwen2VLForConditionalGeneration {
       let h = embeds;
       for (let i = 0; i < L; i++) {
         if (args.outputHiddenStates) hidden.push(h);
-        const r = this.model.layer(i, h, cos, sinSigned, mask, past ? past.layers[i] : null);
+        const r = this.gradientCheckpointing
+          ? checkpointedDecoderLayer(this.model, i, h, cos, sinSigned, mask, past ? past.layers[i] : null, wantCache)
+          : this.model.layer(i, h, cos, sinSigned, mask, past ? past.layers[i] : null);
         h = r.h;
         if (wantCache) newKV.push(r.kv);
         else {
