@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { headLogits } from "../src/generation/lm_head";
 import { resolveSamplingParams, sampleRow } from "../src/generation/sampling";
 import { buildQwen2VLFromSource, parseQwen2VLConfig, type KVCache } from "../src/qwen2_vl/index";
-import { tileCache } from "../src/qwen2_vl/model";
+import { shareCache } from "../src/qwen2_vl/model";
 import { benchConfigJson, randomSource } from "./random_checkpoint";
 
 await initBackend();
@@ -20,7 +20,8 @@ const pre = model.forward({ inputIds: inp, useCache: true, logitsToKeep: 1 });
 pre.logits.dispose();
 const base = pre.pastKeyValues!;
 const G = Number(process.env.G ?? 8);
-const caches: Record<number, KVCache> = { 1: base, [G]: tileCache(base, G) };
+// as generate(): the prompt cache shared by the rows (shareCache), at 1 and at G rows
+const caches: Record<number, KVCache> = { 1: shareCache(base, 1), [G]: shareCache(base, G) };
 const V = cfg.vocabSize;
 const params = resolveSamplingParams({ temperature: 1 });
 const scratch = new Float32Array(V);
