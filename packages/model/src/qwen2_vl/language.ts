@@ -105,28 +105,29 @@ export interface SharedPrefixArgs {
 }
 
 /**
- * Products of each row range's [rows·m, K] slice of `a` (a: [B, kvh, m, K]) with the range's per-kv-head 2-D
- * matrices `mats[prompt][h]` [K, N]: returns [B, kvh, m, N]. 2-D products run at full speed on wasm (XNNPACK, and
+ * Products of each row range's rows of `a` (a: [kvh, B, m, K], kv head outermost) with the range's per-kv-head 2-D
+ * matrices `mats[prompt][h]` [K, N]: returns [kvh, B, m, N]. 2-D products run at full speed on wasm (XNNPACK, and
  * the constant right-hand side is packed once), where a batched matMul over B·kvh small products does not.
  */
 function perPromptProducts(a: tf.Tensor4D, mats: tf.Tensor2D[][], rows: PromptRows[]): tf.Tensor4D {
-  const [B, kvh, m, K] = a.shape;
-  const parts = rows.map(({ prompt, start, count }) => {
-    const ar = count === B ? a : tf.slice(a, [start, 0, 0, 0], [count, kvh, m, K]);
-    // [kvh, count·m, K]: one 2-D product per kv head
-    const byHead = tf.unstack(tf.reshape(tf.transpose(ar, [1, 0, 2, 3]), [kvh, count * m, K]));
-    const prods = byHead.map((x, h) => tf.matMul(x as tf.Tensor2D, mats[prompt][h]) as tf.Tensor2D);
-    const N = prods[0].shape[1];
-    return tf.transpose(tf.reshape(tf.stack(prods), [kvh, count, m, N]), [1, 0, 2, 3]);
+  const [kvh, B, m, K] = a.shape;
+  const N = mats[rows[0].prompt][0].shape[1];
+  const heads = tf.unstack(a).map((ah, h) => {
+    const parts = rows.map(({ prompt, start, count }) => {
+      const ar = count === B ? ah : tf.slice(ah, [start, 0, 0], [count, m, K]);
+      return tf.matMul(tf.reshape(ar, [count * m, K]) as tf.Tensor2D, mats[prompt][h]);
+    });
+    return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
   });
-  return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor4D;
+  return tf.reshape(tf.stack(heads), [kvh, B, m, N]) as tf.Tensor4D;
 }
 
 /**
  * Grouped-query attention over [shared prompt keys | per-row keys] (cascade / shared-prefix attention): the
- * scores against the prompt are per prompt 2-D products, the per-row part is a batched product over the few
+ * scores against the prompt are per-prompt 2-D products, the per-row part is a batched product over the few
  * positions after the prompt. Same result as attention over the concatenated keys (the softmax runs over both
- * parts together); only the order of float additions in p·V differs (prompt part + row part).
+ * parts together); only the order of float additions in p·V differs (prompt part + row part). Scores are laid out
+ * kv head first, [kvh, B, G·S, T], so the per-head products need no transpose of anything T long.
  * @param qg [B, kvh, G·S, D] queries (G query heads per kv head folded into rows).
  * @param k [B, kvh, Ts, D], v [B, kvh, Ts, D]: per-row keys/values after the prompt (new ones included).
  * @param mask [B, 1, S, Tp + Ts] additive.
@@ -138,14 +139,16 @@ function sharedPrefixAttention(qg: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, 
   const Tp = shared.length;
   const Ts = k.shape[2];
   const T = Tp + Ts;
-  const sp = perPromptProducts(qg, shared.kv.kT, shared.rows); // [B, kvh, GS, Tp]
-  const ss = tf.matMul(qg, tf.transpose(k, [0, 1, 3, 2])); // [B, kvh, GS, Ts]
+  const toHeadFirst = [1, 0, 2, 3];
+  const sp = perPromptProducts(tf.transpose(qg, toHeadFirst) as tf.Tensor4D, shared.kv.kT, shared.rows); // [kvh, B, GS, Tp]
+  const ss = tf.transpose(tf.matMul(qg, tf.transpose(k, [0, 1, 3, 2])), toHeadFirst); // [kvh, B, GS, Ts]
   let scores = tf.mul(tf.concat([sp, ss], 3), 1 / Math.sqrt(D));
-  scores = tf.add(tf.reshape(scores, [B, kvh, G, S, T]), tf.reshape(mask, [B, 1, 1, S, T]));
-  const p = tf.reshape(tf.softmax(scores), [B, kvh, GS, T]);
-  const pp = tf.slice(p, [0, 0, 0, 0], [B, kvh, GS, Tp]) as tf.Tensor4D;
-  const ps = tf.slice(p, [0, 0, 0, Tp], [B, kvh, GS, Ts]);
-  return tf.add(perPromptProducts(pp, shared.kv.v, shared.rows), tf.matMul(ps, v)) as tf.Tensor4D;
+  scores = tf.add(tf.reshape(scores, [kvh, B, G, S, T]), tf.reshape(mask, [1, B, 1, S, T]));
+  const p = tf.reshape(tf.softmax(scores), [kvh, B, GS, T]);
+  const pp = tf.slice(p, [0, 0, 0, 0], [kvh, B, GS, Tp]) as tf.Tensor4D;
+  const ps = tf.slice(p, [0, 0, 0, Tp], [kvh, B, GS, Ts]);
+  const ap = perPromptProducts(pp, shared.kv.v, shared.rows); // [kvh, B, GS, D]
+  return tf.add(tf.transpose(ap, toHeadFirst), tf.matMul(tf.transpose(ps, toHeadFirst), v)) as tf.Tensor4D;
 }
 
 /**
