@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Rng } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
-import { type KVCache, type Qwen2VLForConditionalGeneration, tileCache } from "../qwen2_vl/model";
+import { type KVCache, type Qwen2VLForConditionalGeneration, shareCache } from "../qwen2_vl/model";
 import type { ImageInput } from "../qwen2_vl/image";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
 import { headLogits } from "./lm_head";
@@ -245,21 +245,6 @@ function lastPositionLogits(model: Qwen2VLForConditionalGeneration, args: Parame
   }
 }
 
-/** Keeps only the cache rows `keep` (in that order), in place; the dropped rows' tensors are freed. */
-function compactCache(cache: KVCache, keep: number[]): void {
-  const layers = tf.tidy(() => {
-    const ix = tf.tensor1d(keep, "int32");
-    return cache.layers.map((l) => ({ k: tf.gather(l.k, ix) as tf.Tensor4D, v: tf.gather(l.v, ix) as tf.Tensor4D }));
-  });
-  for (const l of cache.layers) {
-    l.k.dispose();
-    l.v.dispose();
-  }
-  cache.layers = layers;
-  cache.ropeDeltas = keep.map((a) => cache.ropeDeltas[a]);
-  cache.attentionMask = keep.map((a) => cache.attentionMask[a]);
-}
-
 function validateRequest(req: GenerateRequest, maxPos: number, prompts: TokenizedPrompt[]): { G: number; maxNew: number } {
   const G = req.numSamples ?? 1;
   const maxNew = req.maxNewTokens ?? 256;
@@ -287,7 +272,8 @@ function validateRequest(req: GenerateRequest, maxPos: number, prompts: Tokenize
  * Generates `numSamples` completions for each prompt.
  *
  * One prefill runs over the left-padded batch of prompts (vision tower included) and keeps only the last
- * position's logits; the KV cache is then tiled G times along the batch (row p·G + g = sample g of prompt p), and
+ * position's logits; the prompt's KV cache is then shared by G rows (row p·G + g = sample g of prompt p; see
+ * shareCache: the prompt keys are stored once and attended with per-prompt products), and
  * each step feeds one token per live row through the cache. A row that finishes leaves the batch (its cache rows are
  * dropped), so long and short completions do not cost the short ones' steps. Logits processing and sampling run on the host per row
  * (see ./sampling.ts), seeded by one Rng per request, forked per row.
@@ -341,11 +327,11 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
     stats.prefillCalls++;
     cache = out.cache!;
     logits = out.logits; // [P, V]
-    if (G > 1) {
-      const tiled = tileCache(cache, G);
-      cache.dispose();
-      cache = tiled;
-    }
+    // The decode steps attend to the prompt positions through a shared prefix (one copy per prompt, for any G;
+    // also at G = 1, so one and G samples run the same code).
+    const shared = shareCache(cache, G);
+    cache.dispose();
+    cache = shared;
   } catch (e) {
     cache?.dispose();
     throw e;
@@ -386,7 +372,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       });
       if (keep.length === 0) break;
       if (keep.length < active.length) {
-        compactCache(cache, keep);
+        cache.keepRows(keep);
         stats.compactions++;
       }
       const next = Int32Array.from(keep, (a) => chosen[a].token);

@@ -11,6 +11,7 @@ import {
   applyTopP,
   argmax,
   candidateProbs,
+  expNonPositive,
   kthLargest,
   logSoftmaxAt,
   logSumExp,
@@ -138,6 +139,35 @@ describe("selectToken", () => {
     const rng = new Rng(3);
     const q = resolveSamplingParams({ minP: 0.4 });
     for (let i = 0; i < 500; i++) expect(selectToken(x, [], q, rng)).not.toBe(0);
+  });
+});
+
+describe("expNonPositive", () => {
+  it("is within 1e-8 relative of Math.exp on [-87, 0] (dense grid, exact powers of two, random points) and 0 below", () => {
+    let worst = 0;
+    const check = (x: number) => {
+      const want = Math.exp(x);
+      worst = Math.max(worst, Math.abs(expNonPositive(x) - want) / want);
+    };
+    for (let x = -87; x <= 0; x += 0.000731) check(x);
+    for (let n = 0; n <= 125; n++) check(-n * Math.LN2); // n·ln2 and the rounding boundaries around it
+    for (let n = 0; n <= 125; n++) check(-(n + 0.5) * Math.LN2);
+    fc.assert(
+      fc.property(fc.double({ min: -87, max: 0, noNaN: true }), (x) => {
+        check(x);
+      }),
+    );
+    expect(worst).toBeLessThan(1e-8);
+    expect(expNonPositive(0)).toBe(1);
+    expect(expNonPositive(-87.5)).toBe(0);
+    expect(expNonPositive(Number.NEGATIVE_INFINITY)).toBe(0);
+    expect(expNonPositive(Number.NaN)).toBe(0);
+  });
+  it("rowPass's log-sum-exp matches logSumExp to 1e-7 on a vocab-sized row", () => {
+    const src = new Rng(2);
+    const x = Float32Array.from({ length: 151936 }, () => src.normal(0, 4));
+    const pass = rowPass(x, new Float32Array(x.length));
+    expect(Math.abs(pass.max + Math.log(pass.sumExp) - logSumExp(x))).toBeLessThan(1e-7);
   });
 });
 

@@ -313,7 +313,31 @@ export interface RowPass {
   sumExp: number;
 }
 
-/** Computes {@link RowPass} of `raw`, writing exp(raw[i] - max) into `scratch` (at least V entries). */
+/** 2^n for n = -199 .. 0 (index n + 199). */
+const POW2_NEG = Float64Array.from({ length: 200 }, (_, i) => 2 ** (i - 199));
+/** 1.5 · 2^52: adding and subtracting it rounds a float64 of magnitude < 2^51 to the nearest integer. */
+const ROUND_SHIFT = 6755399441055744;
+
+/**
+ * exp(x) for x <= 0, relative error below 1e-8 against Math.exp (tested), about twice as fast as Math.exp in V8:
+ * x·log2(e) = n + r with n = round(x·log2(e)), |r| <= 1/2, so exp(x) = 2^n · e^(r·ln 2), the last factor by its
+ * degree-7 Taylor polynomial (|r·ln 2| <= 0.347: truncation error < 7e-9). Returns 0 below -87 (exp(-87) = 1.6e-38,
+ * under float32's smallest normal; the O(V) sums below add at most V·1.6e-38 there, to a sum >= 1).
+ */
+export function expNonPositive(x: number): number {
+  if (!(x >= -87)) return 0;
+  const t = x * Math.LOG2E;
+  const n = t + ROUND_SHIFT - ROUND_SHIFT;
+  const f = (t - n) * Math.LN2;
+  const p = 1 + f * (1 + f * (0.5 + f * (1 / 6 + f * (1 / 24 + f * (1 / 120 + f * (1 / 720 + f * (1 / 5040)))))));
+  return p * POW2_NEG[n + 199];
+}
+
+/**
+ * Computes {@link RowPass} of `raw`, writing exp(raw[i] - max) into `scratch` (at least V entries). The exps use
+ * {@link expNonPositive} (relative error < 1e-8, so log-probs within ~1e-8 of Math.exp's): this pass runs over the
+ * whole vocabulary for every row at every decode step, and Math.exp was most of its time.
+ */
 export function rowPass(raw: Float32Array, scratch: Float32Array): RowPass {
   const V = raw.length;
   let m = raw[0];
@@ -327,7 +351,7 @@ export function rowPass(raw: Float32Array, scratch: Float32Array): RowPass {
   }
   let s = 0;
   for (let i = 0; i < V; i++) {
-    const e = Math.exp(raw[i] - m);
+    const e = expNonPositive(raw[i] - m);
     scratch[i] = e;
     s += e;
   }

@@ -79,6 +79,79 @@ export interface LayerKV {
 }
 
 /**
+ * One layer's keys/values of shared prompts (see KVCache.prefix): for prompt p and kv head h, `kT[p][h]` is
+ * [headDim, Tp] (keys after RoPE, transposed) and `v[p][h]` is [Tp, headDim]. Stored once per prompt, whatever
+ * the number of rows (samples) that attend to it.
+ */
+export interface SharedLayerKV {
+  kT: tf.Tensor2D[][];
+  v: tf.Tensor2D[][];
+}
+
+/** Batch rows [start, start + count) attend to the shared keys of prompt `prompt`. */
+export interface PromptRows {
+  prompt: number;
+  start: number;
+  count: number;
+}
+
+/** What {@link Qwen2VLTextModel.layer} needs to attend to a shared prompt prefix. */
+export interface SharedPrefixArgs {
+  kv: SharedLayerKV;
+  /** Consecutive row ranges and their prompt (every batch row in exactly one range). */
+  rows: PromptRows[];
+  /** Tp: number of shared positions (the first Tp of the T keys the mask covers). */
+  length: number;
+}
+
+/**
+ * Products of each row range's rows of `a` (a: [kvh, B, m, K], kv head outermost) with the range's per-kv-head 2-D
+ * matrices `mats[prompt][h]` [K, N]: returns [kvh, B, m, N]. 2-D products run at full speed on wasm (XNNPACK, and
+ * the constant right-hand side is packed once), where a batched matMul over B·kvh small products does not.
+ */
+function perPromptProducts(a: tf.Tensor4D, mats: tf.Tensor2D[][], rows: PromptRows[]): tf.Tensor4D {
+  const [kvh, B, m, K] = a.shape;
+  const N = mats[rows[0].prompt][0].shape[1];
+  const heads = tf.unstack(a).map((ah, h) => {
+    const parts = rows.map(({ prompt, start, count }) => {
+      const ar = count === B ? ah : tf.slice(ah, [start, 0, 0], [count, m, K]);
+      return tf.matMul(tf.reshape(ar, [count * m, K]) as tf.Tensor2D, mats[prompt][h]);
+    });
+    return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+  });
+  return tf.reshape(tf.stack(heads), [kvh, B, m, N]) as tf.Tensor4D;
+}
+
+/**
+ * Grouped-query attention over [shared prompt keys | per-row keys] (cascade / shared-prefix attention): the
+ * scores against the prompt are per-prompt 2-D products, the per-row part is a batched product over the few
+ * positions after the prompt. Same result as attention over the concatenated keys (the softmax runs over both
+ * parts together); only the order of float additions in p·V differs (prompt part + row part). Scores are laid out
+ * kv head first, [kvh, B, G·S, T], so the per-head products need no transpose of anything T long.
+ * @param qg [B, kvh, G·S, D] queries (G query heads per kv head folded into rows).
+ * @param k [B, kvh, Ts, D], v [B, kvh, Ts, D]: per-row keys/values after the prompt (new ones included).
+ * @param mask [B, 1, S, Tp + Ts] additive.
+ * @returns [B, kvh, G·S, D].
+ */
+function sharedPrefixAttention(qg: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D, shared: SharedPrefixArgs, G: number): tf.Tensor4D {
+  const [B, kvh, GS, D] = qg.shape;
+  const S = GS / G;
+  const Tp = shared.length;
+  const Ts = k.shape[2];
+  const T = Tp + Ts;
+  const toHeadFirst = [1, 0, 2, 3];
+  const sp = perPromptProducts(tf.transpose(qg, toHeadFirst) as tf.Tensor4D, shared.kv.kT, shared.rows); // [kvh, B, GS, Tp]
+  const ss = tf.transpose(tf.matMul(qg, tf.transpose(k, [0, 1, 3, 2])), toHeadFirst); // [kvh, B, GS, Ts]
+  let scores = tf.mul(tf.concat([sp, ss], 3), 1 / Math.sqrt(D));
+  scores = tf.add(tf.reshape(scores, [kvh, B, G, S, T]), tf.reshape(mask, [1, B, 1, S, T]));
+  const p = tf.reshape(tf.softmax(scores), [kvh, B, GS, T]);
+  const pp = tf.slice(p, [0, 0, 0, 0], [kvh, B, GS, Tp]) as tf.Tensor4D;
+  const ps = tf.slice(p, [0, 0, 0, Tp], [kvh, B, GS, Ts]);
+  const ap = perPromptProducts(pp, shared.kv.v, shared.rows); // [kvh, B, GS, D]
+  return tf.add(tf.transpose(ap, toHeadFirst), tf.matMul(tf.transpose(ps, toHeadFirst), v)) as tf.Tensor4D;
+}
+
+/**
  * The Qwen2 decoder of Qwen2-VL (transformers 4.47 `Qwen2VLModel`, eager attention): RMSNorm, grouped-query
  * attention with q/k/v bias and M-RoPE, SwiGLU MLP, final RMSNorm.
  */
@@ -123,8 +196,18 @@ export class Qwen2VLTextModel {
   /**
    * One decoder layer. h [B, S, H]; cos/sinSigned [B, 1, S, D]; mask [B, 1, S, T] additive; past: cached K/V of
    * this layer (T - S positions) or null. Returns the new residual stream and this layer's full K/V (past + new).
+   * With `shared`, the first `shared.length` of the T keys are the shared prompt keys of each row's prompt, and
+   * `past` / the returned K/V hold only the positions after them.
    */
-  layer(i: number, h: tf.Tensor3D, cos: tf.Tensor4D, sinSigned: tf.Tensor4D, mask: tf.Tensor4D, past: LayerKV | null): { h: tf.Tensor3D; kv: LayerKV } {
+  layer(
+    i: number,
+    h: tf.Tensor3D,
+    cos: tf.Tensor4D,
+    sinSigned: tf.Tensor4D,
+    mask: tf.Tensor4D,
+    past: LayerKV | null,
+    shared?: SharedPrefixArgs,
+  ): { h: tf.Tensor3D; kv: LayerKV } {
     const cfg = this.config;
     const w = this.weights.layers[i];
     const [B, S, H] = h.shape;
@@ -146,15 +229,19 @@ export class Qwen2VLTextModel {
       const k = past ? (tf.concat([past.k, kNew], 2) as tf.Tensor4D) : kNew;
       const v = past ? (tf.concat([past.v, v0], 2) as tf.Tensor4D) : v0;
       kv = { k: tf.keep(k), v: tf.keep(v) };
-      const T = k.shape[2];
       // grouped-query attention: query head j uses kv head floor(j / G) (repeat_kv), so fold the G query heads
       // of each kv head into the row axis: [B, kvh, G·S, D] x [B, kvh, D, T].
-      const qg = tf.reshape(q, [B, kvh, G * S, D]);
-      const kT = tf.transpose(k, [0, 1, 3, 2]);
-      let scores = tf.mul(bmm(qg, kT), 1 / Math.sqrt(D));
-      scores = tf.add(tf.reshape(scores, [B, kvh, G, S, T]), tf.reshape(mask, [B, 1, 1, S, T]));
-      const p = tf.reshape(tf.softmax(scores), [B, kvh, G * S, T]);
-      const att = tf.reshape(bmm(p, v), [B, nh, S, D]);
+      const qg = tf.reshape(q, [B, kvh, G * S, D]) as tf.Tensor4D;
+      let att: tf.Tensor;
+      if (shared) att = tf.reshape(sharedPrefixAttention(qg, k, v, mask, shared, G), [B, nh, S, D]);
+      else {
+        const T = k.shape[2];
+        const kT = tf.transpose(k, [0, 1, 3, 2]);
+        let scores = tf.mul(bmm(qg, kT), 1 / Math.sqrt(D));
+        scores = tf.add(tf.reshape(scores, [B, kvh, G, S, T]), tf.reshape(mask, [B, 1, 1, S, T]));
+        const p = tf.reshape(tf.softmax(scores), [B, kvh, G * S, T]);
+        att = tf.reshape(bmm(p, v), [B, nh, S, D]);
+      }
       const attOut = w.oProj.apply(tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [B, S, nh * D]));
       const h1 = tf.add(h, attOut);
       const x2T = tf.transpose(tf.reshape(rmsNorm(h1, w.postAttentionLayernorm, cfg.rmsNormEps), [B * S, H])) as tf.Tensor2D;

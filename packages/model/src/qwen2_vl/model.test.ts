@@ -2,7 +2,7 @@ import { initBackend } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadQwen2VL } from "./loading";
-import { KVCache, ModelInputError, Qwen2VLForConditionalGeneration, tileCache } from "./model";
+import { KVCache, ModelInputError, Qwen2VLForConditionalGeneration, shareCache, tileCache } from "./model";
 import { maxAbsDiff, openReference, refArray, refRows, runCase, tinyFixtureDir } from "./parity_fixture";
 
 let model: Qwen2VLForConditionalGeneration;
@@ -124,6 +124,70 @@ describe("KV cache", () => {
     for (const t of [pixelValues, inputIds, attentionMask, step, dec.logits, full, fullMask, ref2.logits]) t.dispose();
     tiled.dispose();
     pre.pastKeyValues!.dispose();
+  });
+
+  it("shareCache: prompt stored once, decode logits equal tileCache's over steps of 1 and 2 tokens and after dropping rows; no tensor left", () => {
+    const before = tf.memory().numTensors;
+    const ids = refRows(ref, "batch.input_ids");
+    const mask = refRows(ref, "batch.attention_mask");
+    const pv = ref.read("batch.pixel_values");
+    const grid = refRows(ref, "batch.image_grid_thw");
+    const pixelValues = tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]);
+    const inputIds = tf.tensor2d(ids, undefined, "int32");
+    const attentionMask = tf.tensor2d(mask, undefined, "int32");
+    const pre = model.forward({ inputIds, attentionMask, pixelValues, imageGridThw: grid, useCache: true, logitsToKeep: 1 });
+    pre.logits.dispose();
+    const G = 3;
+    const tiled = tileCache(pre.pastKeyValues!, G); // rows 0,0,0,1,1,1
+    const shared = shareCache(pre.pastKeyValues!, G);
+    const Tp = ids[0].length;
+    const kvh = model.config.numKeyValueHeads;
+    expect(shared.batchSize).toBe(6);
+    expect(shared.length).toBe(Tp);
+    expect(shared.layers).toEqual([]);
+    expect(shared.prefix!.rowPrompt).toEqual([0, 0, 0, 1, 1, 1]);
+    expect(shared.prefix!.layers[0].kT.length).toBe(2); // one copy per prompt, not per row
+    expect(shared.prefix!.layers[0].kT[0].length).toBe(kvh);
+    expect(shared.prefix!.layers[0].kT[0][0].shape).toEqual([model.config.headDim, Tp]);
+    expect(shared.ropeDeltas).toEqual(tiled.ropeDeltas);
+    expect(shared.promptRows()).toEqual([
+      { prompt: 0, start: 0, count: 3 },
+      { prompt: 1, start: 3, count: 3 },
+    ]);
+    const step = (cache: KVCache, toks: number[][]) => {
+      const x = tf.tensor2d(toks, undefined, "int32");
+      const o = model.forward({ inputIds: x, pastKeyValues: cache });
+      const l = o.logits.arraySync() as number[][][];
+      x.dispose();
+      o.logits.dispose();
+      return l;
+    };
+    const compare = (toks: number[][]) => {
+      const a = step(tiled, toks);
+      const b = step(shared, toks);
+      for (let r = 0; r < toks.length; r++) for (let s = 0; s < toks[0].length; s++) expect(maxAbsDiff(a[r][s], b[r][s])).toBeLessThan(1e-4);
+      // the rows of one prompt got different tokens, so they must differ (the check cannot pass by broadcasting row 0)
+      expect(maxAbsDiff(b[0][0], b[1][0])).toBeGreaterThan(1e-3);
+    };
+    compare([[5], [6], [7], [8], [9], [10]]);
+    compare([[11, 12], [13, 14], [15, 16], [17, 18], [19, 20], [21, 22]]); // 2 new tokens: causal among them
+    expect(shared.layers[0].k.shape[2]).toBe(3); // only the positions after the prompt are per row
+    expect(shared.length).toBe(Tp + 3);
+    tiled.keepRows([1, 3, 5]);
+    shared.keepRows([1, 3, 5]);
+    expect(shared.prefix!.rowPrompt).toEqual([0, 1, 1]);
+    compare([[30], [31], [32]]);
+    shared.keepRows([1, 2]); // prompt 0 has no row left
+    tiled.keepRows([1, 2]);
+    expect(shared.promptRows()).toEqual([{ prompt: 1, start: 0, count: 2 }]);
+    compare([[40], [41]]);
+    expect(() => tileCache(shared, 2)).toThrow(ModelInputError);
+    expect(() => shareCache(shared, 2)).toThrow(ModelInputError);
+    const copy = shared.clone();
+    expect(copy.prefix!.layers[1].v[1][0].dataSync()).toEqual(shared.prefix!.layers[1].v[1][0].dataSync());
+    for (const c of [copy, shared, tiled, pre.pastKeyValues!]) c.dispose();
+    tf.dispose([pixelValues, inputIds, attentionMask]);
+    expect(tf.memory().numTensors).toBe(before);
   });
 });
 

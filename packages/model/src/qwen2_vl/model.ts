@@ -3,7 +3,7 @@ import { RarlError } from "@rarl/core";
 import type { Linear } from "../nn/linear";
 import type { Qwen2VLConfig } from "./config";
 import { checkpointedDecoderLayer } from "./checkpointed_layer";
-import { buildAttentionMask, type LayerKV, type Qwen2VLTextModel } from "./language";
+import { buildAttentionMask, type LayerKV, type PromptRows, type Qwen2VLTextModel, type SharedLayerKV } from "./language";
 import { decodePositions, getRopeIndex, mropeCosSinTensors } from "./rope";
 import type { Qwen2VisionTransformerPretrainedModel, VisionIntermediates } from "./vision";
 
@@ -11,11 +11,26 @@ import type { Qwen2VisionTransformerPretrainedModel, VisionIntermediates } from 
 export class ModelInputError extends RarlError {}
 
 /**
+ * Shared prompt positions of a {@link KVCache} (made by {@link shareCache}): the keys/values of P prompts, stored
+ * once per prompt, that several cache rows (e.g. the G samples of a prompt) attend to.
+ */
+export interface SharedPrefix {
+  /** Per layer: per prompt and kv head, K transposed [headDim, Tp] and V [Tp, headDim]. */
+  layers: SharedLayerKV[];
+  /** Tp, the number of shared positions (the first Tp positions of every row). */
+  length: number;
+  /** Per cache row, the index of the prompt whose shared positions it continues. */
+  rowPrompt: number[];
+}
+
+/**
  * Key/value cache of the decoder (transformers' DynamicCache, functional flavour).
- * - `layers[i].k` / `.v`: [B, numKVHeads, T, headDim] (keys after RoPE).
- * - `length`: T, the number of cached positions (padding included).
+ * - `layers[i].k` / `.v`: [B, numKVHeads, T, headDim] (keys after RoPE); with a `prefix`, only the positions
+ *   after the shared ones, [B, numKVHeads, T - prefix.length, headDim] (`layers` is empty until the first step).
+ * - `length`: T, the number of cached positions (padding included; shared positions included).
  * - `ropeDeltas`: per row, so that a token at cache position c gets M-RoPE position c + ropeDeltas[b] (3 rows).
  * - `attentionMask`: [B][T] of 0/1 for the cached positions (left padding = 0).
+ * - `prefix`: shared prompt positions (see {@link shareCache}) or null.
  *
  * `forward({ pastKeyValues: cache, ... })` appends the new positions to this object in place (old tensors are
  * disposed) and returns it as `pastKeyValues`. Call `dispose()` when done.
@@ -26,6 +41,7 @@ export class KVCache {
     public length: number,
     public ropeDeltas: number[],
     public attentionMask: number[][],
+    public prefix: SharedPrefix | null = null,
   ) {}
 
   /** Batch size. */
@@ -39,19 +55,84 @@ export class KVCache {
       l.k.dispose();
       l.v.dispose();
     }
+    if (this.prefix) for (const l of this.prefix.layers) tf.dispose([...l.kT.flat(), ...l.v.flat()]);
     this.layers = [];
+    this.prefix = null;
     this.length = 0;
   }
 
   /** A deep copy (new tensors). */
   clone(): KVCache {
+    const p = this.prefix;
     return new KVCache(
       this.layers.map((l) => ({ k: l.k.clone(), v: l.v.clone() })),
       this.length,
       [...this.ropeDeltas],
       this.attentionMask.map((r) => [...r]),
+      p && {
+        layers: p.layers.map((l) => ({ kT: l.kT.map((r) => r.map((t) => t.clone())), v: l.v.map((r) => r.map((t) => t.clone())) })),
+        length: p.length,
+        rowPrompt: [...p.rowPrompt],
+      },
     );
   }
+
+  /** Keeps only the rows `keep` (indices into the current rows, in that order), in place; dropped rows' tensors are freed. */
+  keepRows(keep: number[]): void {
+    const layers = tf.tidy(() => {
+      const ix = tf.tensor1d(keep, "int32");
+      return this.layers.map((l) => ({ k: tf.gather(l.k, ix) as tf.Tensor4D, v: tf.gather(l.v, ix) as tf.Tensor4D }));
+    });
+    for (const l of this.layers) {
+      l.k.dispose();
+      l.v.dispose();
+    }
+    this.layers = layers;
+    if (this.prefix) this.prefix.rowPrompt = keep.map((a) => this.prefix!.rowPrompt[a]);
+    this.ropeDeltas = keep.map((a) => this.ropeDeltas[a]);
+    this.attentionMask = keep.map((a) => this.attentionMask[a]);
+  }
+
+  /** Consecutive row ranges of the same prompt (for the shared-prefix attention); [] without a prefix. */
+  promptRows(): PromptRows[] {
+    const out: PromptRows[] = [];
+    const rp = this.prefix?.rowPrompt ?? [];
+    rp.forEach((p, b) => {
+      const last = out[out.length - 1];
+      if (last && last.prompt === p) last.count++;
+      else out.push({ prompt: p, start: b, count: 1 });
+    });
+    return out;
+  }
+}
+
+/**
+ * A cache for G samples per prompt that shares the prompt positions instead of copying them: row b·G + g continues
+ * prompt b of `cache` (as {@link tileCache}), but the prompt keys/values are kept once per prompt (K transposed,
+ * split per kv head) and the rows attend to them with per-prompt 2-D products (shared-prefix attention). Same
+ * outputs as the tiled cache up to float summation order; memory and per-step work for the prompt part do not
+ * grow with G. `cache` (a plain cache, no prefix) is not modified.
+ */
+export function shareCache(cache: KVCache, G: number): KVCache {
+  if (!Number.isInteger(G) || G < 1) throw new ModelInputError(`shareCache: G must be a positive integer, got ${G}`, { details: { field: "G" } });
+  if (cache.prefix) throw new ModelInputError("shareCache: the cache already has a shared prefix", { details: { field: "pastKeyValues" } });
+  const B = cache.batchSize;
+  const idx: number[] = [];
+  for (let b = 0; b < B; b++) for (let g = 0; g < G; g++) idx.push(b);
+  const layers = tf.tidy(() =>
+    cache.layers.map((l) => {
+      const kT = tf.unstack(tf.transpose(l.k, [0, 1, 3, 2])).map((kb) => tf.unstack(kb) as tf.Tensor2D[]);
+      const v = tf.unstack(l.v).map((vb) => tf.unstack(vb) as tf.Tensor2D[]);
+      return { kT, v };
+    }),
+  );
+  return new KVCache(
+    [],
+    cache.length,
+    idx.map((b) => cache.ropeDeltas[b]),
+    idx.map((b) => [...cache.attentionMask[b]]),
+    { layers, length: cache.length, rowPrompt: idx },
+  );
 }
 
 /**
@@ -60,6 +141,7 @@ export class KVCache {
  */
 export function tileCache(cache: KVCache, G: number): KVCache {
   if (!Number.isInteger(G) || G < 1) throw new ModelInputError(`tileCache: G must be a positive integer, got ${G}`, { details: { field: "G" } });
+  if (cache.prefix) throw new ModelInputError("tileCache: the cache has a shared prefix (use shareCache on a plain cache)", { details: { field: "pastKeyValues" } });
   const B = cache.batchSize;
   const idx: number[] = [];
   for (let b = 0; b < B; b++) for (let g = 0; g < G; g++) idx.push(b);
@@ -274,11 +356,17 @@ export class Qwen2VLForConditionalGeneration {
       const mask = tf.tensor4d(buildAttentionMask(fullMask, pastLen, S), [B, 1, S, pastLen + S]);
       const hidden: tf.Tensor3D[] = [];
       let h = embeds;
+      const rows = past?.prefix ? past.promptRows() : [];
       for (let i = 0; i < L; i++) {
         if (args.outputHiddenStates) hidden.push(h);
-        const r = this.gradientCheckpointing
-          ? checkpointedDecoderLayer(this.model, i, h, cos, sinSigned, mask, past ? past.layers[i] : null, wantCache)
-          : this.model.layer(i, h, cos, sinSigned, mask, past ? past.layers[i] : null);
+        const pastKV = past && past.layers.length > 0 ? past.layers[i] : null;
+        const shared = past?.prefix ? { kv: past.prefix.layers[i], rows, length: past.prefix.length } : undefined;
+        // Activation checkpointing applies to the training forward (a full or per-row cache, never the shared-prefix
+        // decode cache, which only generation builds); it falls back to the plain layer when no tape records.
+        const r =
+          this.gradientCheckpointing && !shared
+            ? checkpointedDecoderLayer(this.model, i, h, cos, sinSigned, mask, pastKV, wantCache)
+            : this.model.layer(i, h, cos, sinSigned, mask, pastKV, shared);
         h = r.h;
         if (wantCache) newKV.push(r.kv);
         else {
