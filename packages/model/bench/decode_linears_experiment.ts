@@ -9,8 +9,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import { headLogits } from "../src/generation/lm_head";
 import { resolveSamplingParams, sampleRow } from "../src/generation/sampling";
 import { Linear } from "../src/nn/linear";
-import { buildQwen2VLFromSource, type KVCache, parseQwen2VLConfig, shareCache } from "../src/qwen2_vl/index";
-import { benchConfigJson, randomSource } from "./random_checkpoint";
+import { type KVCache, shareCache } from "../src/qwen2_vl/index";
+import { benchDecodeSetup } from "./random_checkpoint";
 
 let transposedLinears = false;
 const copies = new Map<Linear, tf.Tensor2D>();
@@ -31,12 +31,7 @@ Linear.prototype.applyT = function (this: Linear, xT: tf.Tensor2D): tf.Tensor2D 
 };
 
 await initBackend();
-const cfg = parseQwen2VLConfig(benchConfigJson(), "<bench config>");
-const model = buildQwen2VLFromSource(cfg, randomSource(cfg, 7));
-const ids = Array.from({ length: 256 }, (_, i) => 2000 + i);
-const inp = tf.tensor2d([ids], [1, 256], "int32");
-const pre = model.forward({ inputIds: inp, useCache: true, logitsToKeep: 1 });
-pre.logits.dispose();
+const { cfg, model, pre } = benchDecodeSetup();
 const G = 8;
 const caches: Record<number, KVCache> = { 1: shareCache(pre.pastKeyValues!, 1), [G]: shareCache(pre.pastKeyValues!, G) };
 const V = cfg.vocabSize;

@@ -11,18 +11,12 @@ import * as tf from "@tensorflow/tfjs-core";
 import os from "node:os";
 import { headLogits } from "../src/generation/lm_head";
 import { resolveSamplingParams, type RowPass, sampleRow } from "../src/generation/sampling";
-import { buildQwen2VLFromSource, parseQwen2VLConfig, type KVCache } from "../src/qwen2_vl/index";
+import type { KVCache } from "../src/qwen2_vl/index";
 import { shareCache, tileCache } from "../src/qwen2_vl/model";
-import { benchConfigJson, randomSource } from "./random_checkpoint";
+import { benchDecodeSetup } from "./random_checkpoint";
 
 await initBackend();
-const cfg = parseQwen2VLConfig(benchConfigJson(), "<bench config>");
-const model = buildQwen2VLFromSource(cfg, randomSource(cfg, 7));
-const ids: number[] = [];
-while (ids.length < 256) ids.push(2000 + ids.length);
-const inp = tf.tensor2d([ids], [1, 256], "int32");
-const pre = model.forward({ inputIds: inp, useCache: true, logitsToKeep: 1 });
-pre.logits.dispose();
+const { cfg, model, pre } = benchDecodeSetup();
 const base = pre.pastKeyValues!;
 const G = Number(process.env.G ?? 8);
 const caches: Record<string, KVCache> = {

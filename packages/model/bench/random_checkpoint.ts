@@ -3,7 +3,8 @@
  * needs, deterministic from a seed, so `buildQwen2VLFromSource` loads it exactly like a checkpoint.
  */
 import { Rng, type TensorData, type TensorInfo, type TensorSource } from "@rarl/core";
-import { expectedWeights, type Qwen2VLConfig } from "../src/qwen2_vl/index";
+import * as tf from "@tensorflow/tfjs-core";
+import { buildQwen2VLFromSource, expectedWeights, parseQwen2VLConfig, type Qwen2VLConfig } from "../src/qwen2_vl/index";
 
 /** xorshift32 uniform in [-1, 1) scaled so the std is `std` (uniform: std = a/√3). */
 function fill(n: number, seed: number, std: number, mean = 0): Float32Array {
@@ -106,3 +107,18 @@ export function benchImagePrompt(cfg: Qwen2VLConfig, rng: Rng): { inputIds: numb
   return { inputIds: benchPromptIds(cfg), pixelValues, imageGridThw: [[1, 16, 16]] };
 }
 
+
+/**
+ * The decode profilers' setup: the bench-config model with random weights (seed 7) and a 256-token text prompt
+ * prefilled with a cache (logits disposed; the caller owns `pre.pastKeyValues`).
+ */
+export function benchDecodeSetup() {
+  const cfg = parseQwen2VLConfig(benchConfigJson(), "<bench config>");
+  const model = buildQwen2VLFromSource(cfg, randomSource(cfg, 7));
+  const ids = Array.from({ length: 256 }, (_, i) => 2000 + i);
+  const inp = tf.tensor2d([ids], [1, 256], "int32");
+  const pre = model.forward({ inputIds: inp, useCache: true, logitsToKeep: 1 });
+  pre.logits.dispose();
+  inp.dispose();
+  return { cfg, model, pre };
+}

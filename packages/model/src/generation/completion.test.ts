@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadQwen2VL } from "../qwen2_vl/loading";
 import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
-import { openReference, refArray, refRows, tinyFixtureDir } from "../qwen2_vl/parity_fixture";
+import { openReference, refArray, refImagePrompt, refRows, tinyFixtureDir } from "../qwen2_vl/parity_fixture";
 import { completionLogprobs, completionLogprobsHost } from "./completion";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
 import type { TokenizedPrompt } from "./types";
@@ -19,11 +19,7 @@ beforeAll(async () => {
   await initBackend();
   model = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false })).model;
   ref = openReference();
-  imagePrompt = {
-    inputIds: refRows(ref, "image_prompt.input_ids")[0],
-    pixelValues: refArray(ref, "image_prompt.pixel_values").data as Float32Array,
-    imageGridThw: refRows(ref, "image_prompt.image_grid_thw"),
-  };
+  imagePrompt = refImagePrompt(ref);
   textPrompt = { inputIds: refRows(ref, "text_only.input_ids")[0] };
   completion = refRows(ref, "completion.completion_ids")[0];
   wantLogprobs = Array.from(refArray(ref, "completion.completion_logprobs").data as Float32Array);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadQwen2VL } from "../qwen2_vl/loading";
 import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
 import type { Qwen2VLProcessor } from "../qwen2_vl/processor";
-import { openReference, refArray, refRows, tinyFixtureDir } from "../qwen2_vl/parity_fixture";
+import { openReference, refArray, refImagePrompt, refRows, tinyFixtureDir } from "../qwen2_vl/parity_fixture";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
 import { generate, loadGenerationConfig } from "./generate";
 import type { TokenizedPrompt } from "./types";
@@ -22,11 +22,7 @@ beforeAll(async () => {
   model = loaded.model;
   processor = loaded.processor!;
   ref = openReference();
-  imagePrompt = {
-    inputIds: refRows(ref, "image_prompt.input_ids")[0],
-    pixelValues: refArray(ref, "image_prompt.pixel_values").data as Float32Array,
-    imageGridThw: refRows(ref, "image_prompt.image_grid_thw"),
-  };
+  imagePrompt = refImagePrompt(ref);
   textPrompt = { inputIds: refRows(ref, "text_only.input_ids")[0] };
 });
 

@@ -9,7 +9,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadQwen2VL } from "../qwen2_vl/loading";
 import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
-import { openReference, refArray, refRows, tinyFixtureDir } from "../qwen2_vl/parity_fixture";
+import { openReference, refImagePrompt, refRows, tinyFixtureDir } from "../qwen2_vl/parity_fixture";
 import { completionLogprobs } from "./completion";
 import type { TokenizedPrompt } from "./types";
 
@@ -22,11 +22,7 @@ beforeAll(async () => {
   await initBackend();
   model = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false })).model;
   const ref = openReference();
-  prompt = {
-    inputIds: refRows(ref, "image_prompt.input_ids")[0],
-    pixelValues: refArray(ref, "image_prompt.pixel_values").data as Float32Array,
-    imageGridThw: refRows(ref, "image_prompt.image_grid_thw"),
-  };
+  prompt = refImagePrompt(ref);
   completion = refRows(ref, "completion.completion_ids")[0];
   const rng = new Rng(7);
   const r = 4;

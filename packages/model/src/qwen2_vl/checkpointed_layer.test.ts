@@ -13,7 +13,7 @@ import { checkpoint } from "../nn/checkpoint";
 import { setLoraTraining } from "../nn/linear";
 import { loadQwen2VL } from "./loading";
 import type { Qwen2VLForConditionalGeneration } from "./model";
-import { openReference, refArray, refRows, tinyFixtureDir } from "./parity_fixture";
+import { openReference, refImagePrompt, refRows, tinyFixtureDir } from "./parity_fixture";
 
 let model: Qwen2VLForConditionalGeneration;
 let prompt: TokenizedPrompt;
@@ -23,11 +23,7 @@ beforeAll(async () => {
   await initBackend();
   model = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false })).model;
   const ref = openReference();
-  prompt = {
-    inputIds: refRows(ref, "image_prompt.input_ids")[0],
-    pixelValues: refArray(ref, "image_prompt.pixel_values").data as Float32Array,
-    imageGridThw: refRows(ref, "image_prompt.image_grid_thw"),
-  };
+  prompt = refImagePrompt(ref);
   completion = refRows(ref, "completion.completion_ids")[0];
 });
 

@@ -25,6 +25,20 @@ function expectParity(d: Record<string, number>, withLast = true) {
   if (withLast) expect(d.logits_last).toBeLessThan(1e-4);
 }
 
+/** The fixture's left-padded `batch` case prefilled with a cache (logits disposed); the caller disposes the rest. */
+function prefillBatch() {
+  const ids = refRows(ref, "batch.input_ids");
+  const mask = refRows(ref, "batch.attention_mask");
+  const pv = ref.read("batch.pixel_values");
+  const grid = refRows(ref, "batch.image_grid_thw");
+  const pixelValues = tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]);
+  const inputIds = tf.tensor2d(ids, undefined, "int32");
+  const attentionMask = tf.tensor2d(mask, undefined, "int32");
+  const pre = model.forward({ inputIds, attentionMask, pixelValues, imageGridThw: grid, useCache: true, logitsToKeep: 1 });
+  pre.logits.dispose();
+  return { ids, mask, grid, pixelValues, inputIds, attentionMask, pre };
+}
+
 describe(`Qwen2-VL forward parity with transformers 4.47 (backend ${process.env.RARL_BACKEND})`, () => {
   it("image_prompt: vision intermediates, positions, rope_deltas, hidden states, logits", () => {
     const d = runCase(model, ref, "image_prompt");
@@ -94,15 +108,7 @@ describe("KV cache", () => {
   });
 
   it("tileCache: G copies of one prefill decode identically; left-padded batch decode matches an uncached forward", () => {
-    const ids = refRows(ref, "batch.input_ids");
-    const mask = refRows(ref, "batch.attention_mask");
-    const pv = ref.read("batch.pixel_values");
-    const grid = refRows(ref, "batch.image_grid_thw");
-    const pixelValues = tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]);
-    const inputIds = tf.tensor2d(ids, undefined, "int32");
-    const attentionMask = tf.tensor2d(mask, undefined, "int32");
-    const pre = model.forward({ inputIds, attentionMask, pixelValues, imageGridThw: grid, useCache: true, logitsToKeep: 1 });
-    pre.logits.dispose();
+    const { ids, mask, grid, pixelValues, inputIds, attentionMask, pre } = prefillBatch();
     const tiled = tileCache(pre.pastKeyValues!, 2); // rows: 0,0,1,1
     expect(tiled.batchSize).toBe(4);
     expect(tiled.ropeDeltas).toEqual([pre.ropeDeltas[0], pre.ropeDeltas[0], pre.ropeDeltas[1], pre.ropeDeltas[1]]);
@@ -128,15 +134,7 @@ describe("KV cache", () => {
 
   it("shareCache: prompt stored once, decode logits equal tileCache's over steps of 1 and 2 tokens and after dropping rows; no tensor left", () => {
     const before = tf.memory().numTensors;
-    const ids = refRows(ref, "batch.input_ids");
-    const mask = refRows(ref, "batch.attention_mask");
-    const pv = ref.read("batch.pixel_values");
-    const grid = refRows(ref, "batch.image_grid_thw");
-    const pixelValues = tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]);
-    const inputIds = tf.tensor2d(ids, undefined, "int32");
-    const attentionMask = tf.tensor2d(mask, undefined, "int32");
-    const pre = model.forward({ inputIds, attentionMask, pixelValues, imageGridThw: grid, useCache: true, logitsToKeep: 1 });
-    pre.logits.dispose();
+    const { ids, pixelValues, inputIds, attentionMask, pre } = prefillBatch();
     const G = 3;
     const tiled = tileCache(pre.pastKeyValues!, G); // rows 0,0,0,1,1,1
     const shared = shareCache(pre.pastKeyValues!, G);

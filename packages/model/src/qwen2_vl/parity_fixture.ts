@@ -40,6 +40,15 @@ export function refRows(ref: TensorSource, name: string): number[][] {
   return rows;
 }
 
+/** The fixture's `image_prompt` case as a tokenized generation prompt (ids, pixel values, grid). */
+export function refImagePrompt(ref: TensorSource): { inputIds: number[]; pixelValues: Float32Array; imageGridThw: number[][] } {
+  return {
+    inputIds: refRows(ref, "image_prompt.input_ids")[0],
+    pixelValues: refArray(ref, "image_prompt.pixel_values").data as Float32Array,
+    imageGridThw: refRows(ref, "image_prompt.image_grid_thw"),
+  };
+}
+
 /** Max |a - b| (the parity tool's definition: NaN or a length mismatch gives Infinity, a failure). */
 export { maxAbsDiff };
 
