@@ -10,7 +10,7 @@ import { type KVCache, type Qwen2VLForConditionalGeneration, shareCache } from "
 import type { ImageInput } from "../qwen2_vl/image";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
 import { headLogits } from "./lm_head";
-import { type ResolvedSamplingParams, type RowPass, resolveSamplingParams, rowPass, type SamplingParams, sampleRow } from "./sampling";
+import { isPlainSampling, type ResolvedSamplingParams, type RowPass, resolveSamplingParams, rowPass, type SamplingParams, sampleFromProbs, sampleRow } from "./sampling";
 import { type FinishReason, StopTracker } from "./stopping";
 import type { TokenizedPrompt } from "./types";
 
@@ -227,15 +227,24 @@ export function buildBatch(prompts: TokenizedPrompt[], padId: number, completion
 
 /**
  * Runs the model and returns the last position's logits on the host ([B·V], row-major), computing the lm_head only
- * there (forward with skipLogits, then {@link headLogits}).
+ * there (forward with skipLogits, then {@link headLogits}); with `probs`, their softmax instead (computed by the
+ * backend: for plain sampling it replaces the host's O(V) max / exp pass per row).
  */
-function lastPositionLogits(model: Qwen2VLForConditionalGeneration, args: Parameters<Qwen2VLForConditionalGeneration["forward"]>[0], transposed: boolean): { logits: Float32Array; cache: KVCache | undefined } {
+function lastPositionLogits(
+  model: Qwen2VLForConditionalGeneration,
+  args: Parameters<Qwen2VLForConditionalGeneration["forward"]>[0],
+  transposed: boolean,
+  probs = false,
+): { logits: Float32Array; cache: KVCache | undefined } {
   const out = model.forward({ ...args, skipLogits: true, outputHiddenStates: true });
   try {
     const hs = out.hiddenStates!;
     const h = hs[hs.length - 1];
     const [B, S, H] = h.shape;
-    const logits = tf.tidy(() => headLogits(model, tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D, transposed));
+    const logits = tf.tidy(() => {
+      const l = headLogits(model, tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D, transposed);
+      return probs ? tf.softmax(l) : l;
+    });
     const host = logits.dataSync() as Float32Array;
     logits.dispose();
     return { logits: host, cache: out.pastKeyValues };
@@ -312,6 +321,8 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
   });
   const stats: GenerateStats = { prefillCalls: 0, decodeSteps: 0, rows: R, decodedRows: 0, compactions: 0, prefillMs: 0, decodeMs: 0 };
   const scratch = new Float32Array(V);
+  // Plain sampling (temperature 1, no warper, penalty or suppressed id) reads softmax probabilities, not logits.
+  const plain = isPlainSampling(params);
 
   // Prefill.
   let t0 = performance.now();
@@ -323,6 +334,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       model,
       { inputIds: batch.inputIds, attentionMask: batch.attentionMask, pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw, useCache: true },
       transposed,
+      plain,
     );
     stats.prefillCalls++;
     cache = out.cache!;
@@ -354,6 +366,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       const chosen = active.map((r, a) => {
         const base = (afterPrefill ? Math.floor(r / G) : a) * V;
         const raw = logits.subarray(base, base + V);
+        if (plain) return sampleFromProbs(raw, rows[r].rng); // `logits` holds probabilities here
         if (base !== passBase) {
           pass = rowPass(raw, scratch);
           passBase = base;
@@ -379,7 +392,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       active = keep.map((a) => active[a]);
       const ids = tf.tensor2d(next, [active.length, 1], "int32");
       try {
-        logits = lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed).logits; // [active, V]
+        logits = lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed, plain).logits; // [active, V]
       } finally {
         ids.dispose();
       }

@@ -17,6 +17,8 @@ import {
   logSumExp,
   resolveSamplingParams,
   rowPass,
+  isPlainSampling,
+  sampleFromProbs,
   sampleRow,
   selectToken,
   warp,
@@ -220,6 +222,37 @@ describe("sampleRow", () => {
         const shared = sampleRow(x, [g], p, b, s2, pass);
         expect(shared).toEqual(own);
       }
+    }
+  });
+});
+
+describe("sampleFromProbs (plain sampling from the backend's softmax)", () => {
+  it("samples the row's distribution with one draw per pick, as sampleRow's plain path, and returns log(p)", () => {
+    const p = f32([0.1, 0.6, 0.3]);
+    const x = logs([0.1, 0.6, 0.3]);
+    const a = new Rng(21);
+    const b = new Rng(21);
+    const scratch = new Float32Array(3);
+    const plain = resolveSamplingParams({});
+    const counts = [0, 0, 0];
+    for (let i = 0; i < 6000; i++) {
+      const r = sampleFromProbs(p, a);
+      expect(r.logprob).toBeCloseTo(logSoftmaxAt(x, r.token), 6);
+      expect(r.token).toBe(sampleRow(x, [], plain, b, scratch).token); // same draw, same pick
+      counts[r.token]++;
+    }
+    expect(counts[1] / 6000).toBeCloseTo(0.6, 1);
+    expect(counts[0] / 6000).toBeCloseTo(0.1, 1);
+  });
+  it("gives the last token with mass to a draw beyond a row that sums to less than 1, and rejects a row with none", () => {
+    const rng = { random: () => 0.999999 } as unknown as Rng;
+    expect(sampleFromProbs(f32([0.5, 0.4, 0, 0]), rng).token).toBe(1);
+    expect(() => sampleFromProbs(f32([0, 0]), rng)).toThrow(InvalidGenerationParamError);
+  });
+  it("is used only when the distribution is the raw softmax", () => {
+    expect(isPlainSampling(resolveSamplingParams({}))).toBe(true);
+    for (const q of [{ doSample: false }, { temperature: 0.7 }, { topK: 20 }, { topP: 0.9 }, { minP: 0.1 }, { repetitionPenalty: 1.1 }, { suppressTokens: [3] }]) {
+      expect(isPlainSampling(resolveSamplingParams(q))).toBe(false);
     }
   });
 });

@@ -397,3 +397,30 @@ export function sampleRow(raw: Float32Array, seen: Iterable<number>, p: Resolved
   }
   return { token, logprob: raw[token] - lse };
 }
+
+/**
+ * True when `p` samples from the raw softmax (temperature 1, no top-k / top-p / min-p, no repetition penalty, no
+ * suppressed ids): the distribution is then softmax(logits) itself, which the backend can compute (vectorised) in
+ * place of the host's max / exp pass (see {@link sampleFromProbs}).
+ */
+export function isPlainSampling(p: ResolvedSamplingParams): boolean {
+  return p.doSample && p.temperature === 1 && p.topK === 0 && p.topP >= 1 && p.minP <= 0 && p.repetitionPenalty === 1 && p.suppressTokens.length === 0;
+}
+
+/**
+ * Plain sampling from a row of softmax probabilities: inverse CDF with one `rng.random()` (as {@link sampleRow}'s
+ * plain path), and the chosen token's log-prob log(p[token]). A draw that the row's float32 rounding leaves beyond
+ * the total mass takes the last token with p > 0.
+ */
+export function sampleFromProbs(probs: Float32Array, rng: Rng): RowChoice {
+  let u = rng.random();
+  let last = -1;
+  for (let i = 0; i < probs.length; i++) {
+    const q = probs[i];
+    if (q > 0) last = i;
+    u -= q;
+    if (u < 0) return { token: i, logprob: Math.log(q) };
+  }
+  if (last < 0) throw new InvalidGenerationParamError("sampleFromProbs: the probability row has no mass", { code: "GENERATION_BAD_PROBS", details: { field: "probs" } });
+  return { token: last, logprob: Math.log(probs[last]) };
+}
