@@ -5,12 +5,8 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { checkpoint, isRecordingGradients } from "../nn/checkpoint";
-import { areAdaptersEnabled, isLoraTraining, type Linear } from "../nn/linear";
-import type { DecoderLayerWeights, LayerKV, Qwen2VLTextModel } from "./language";
-
-function linearsOf(w: DecoderLayerWeights): Linear[] {
-  return [w.qProj, w.kProj, w.vProj, w.oProj, w.gateProj, w.upProj, w.downProj];
-}
+import { areAdaptersEnabled, isLoraTraining } from "../nn/linear";
+import { type DecoderLayerWeights, type LayerKV, layerLinears, type Qwen2VLTextModel } from "./language";
 
 const trainable = (t: tf.Tensor | null | undefined): t is tf.Variable => t instanceof tf.Variable && t.trainable;
 
@@ -21,7 +17,7 @@ const trainable = (t: tf.Tensor | null | undefined): t is tf.Variable => t insta
 export function decoderLayerVariables(w: DecoderLayerWeights): tf.Variable[] {
   const out: tf.Variable[] = [];
   for (const t of [w.inputLayernorm, w.postAttentionLayernorm]) if (trainable(t)) out.push(t);
-  for (const lin of linearsOf(w)) {
+  for (const [, lin] of layerLinears(w)) {
     if (lin.residency === "device" && trainable(lin.weight)) out.push(lin.weight);
     if (trainable(lin.bias)) out.push(lin.bias);
     if (lin.lora && areAdaptersEnabled()) {
@@ -53,7 +49,7 @@ export function checkpointedDecoderLayer(
   needKV = true,
 ): { h: tf.Tensor3D; kv: LayerKV } {
   const w = model.weights.layers[i];
-  const dropout = isLoraTraining() && linearsOf(w).some((l) => l.lora && l.lora.dropout > 0);
+  const dropout = isLoraTraining() && layerLinears(w).some(([, l]) => l.lora && l.lora.dropout > 0);
   if (!isRecordingGradients() || dropout) return model.layer(i, h, cos, sinSigned, mask, past);
   const inputs = past ? [h, past.k, past.v] : [h];
   const outs = checkpoint(

@@ -29,6 +29,19 @@ export interface DecoderLayerWeights {
   downProj: Linear;
 }
 
+/** A decoder layer's Linears with their hub names relative to the layer (`self_attn.q_proj`, ..., `mlp.down_proj`). */
+export function layerLinears(l: DecoderLayerWeights): Array<[string, Linear]> {
+  return [
+    ["self_attn.q_proj", l.qProj],
+    ["self_attn.k_proj", l.kProj],
+    ["self_attn.v_proj", l.vProj],
+    ["self_attn.o_proj", l.oProj],
+    ["mlp.gate_proj", l.gateProj],
+    ["mlp.up_proj", l.upProj],
+    ["mlp.down_proj", l.downProj],
+  ];
+}
+
 /** Weights of the language model. */
 export interface TextWeights {
   /** model.embed_tokens.weight [V, H]. */
@@ -165,13 +178,7 @@ export class Qwen2VLTextModel {
   namedLinears(prefix = "model."): Map<string, Linear> {
     const m = new Map<string, Linear>();
     this.weights.layers.forEach((l, i) => {
-      m.set(`${prefix}layers.${i}.self_attn.q_proj`, l.qProj);
-      m.set(`${prefix}layers.${i}.self_attn.k_proj`, l.kProj);
-      m.set(`${prefix}layers.${i}.self_attn.v_proj`, l.vProj);
-      m.set(`${prefix}layers.${i}.self_attn.o_proj`, l.oProj);
-      m.set(`${prefix}layers.${i}.mlp.gate_proj`, l.gateProj);
-      m.set(`${prefix}layers.${i}.mlp.up_proj`, l.upProj);
-      m.set(`${prefix}layers.${i}.mlp.down_proj`, l.downProj);
+      for (const [name, lin] of layerLinears(l)) m.set(`${prefix}layers.${i}.${name}`, lin);
     });
     return m;
   }
@@ -294,7 +301,7 @@ export class Qwen2VLTextModel {
     for (const l of w.layers) {
       l.inputLayernorm.dispose();
       l.postAttentionLayernorm.dispose();
-      for (const lin of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj]) lin.dispose();
+      for (const [, lin] of layerLinears(l)) lin.dispose();
     }
   }
 }
