@@ -79,10 +79,7 @@ export class KVCache {
 
   /** Keeps only the rows `keep` (indices into the current rows, in that order), in place; dropped rows' tensors are freed. */
   keepRows(keep: number[]): void {
-    const layers = tf.tidy(() => {
-      const ix = tf.tensor1d(keep, "int32");
-      return this.layers.map((l) => ({ k: tf.gather(l.k, ix) as tf.Tensor4D, v: tf.gather(l.v, ix) as tf.Tensor4D }));
-    });
+    const layers = gatherRows(this.layers, keep);
     for (const l of this.layers) {
       l.k.dispose();
       l.v.dispose();
@@ -106,6 +103,22 @@ export class KVCache {
   }
 }
 
+/** Rows `rows` (indices, repeats allowed) of every layer's K/V, as new tensors. */
+function gatherRows(layers: LayerKV[], rows: number[]): LayerKV[] {
+  return tf.tidy(() => {
+    const ix = tf.tensor1d(rows, "int32");
+    return layers.map((l) => ({ k: tf.gather(l.k, ix) as tf.Tensor4D, v: tf.gather(l.v, ix) as tf.Tensor4D }));
+  });
+}
+
+/** Cache row b·G + g -> prompt row b (repeat_interleave), for {@link tileCache} and {@link shareCache} (`fn`, for errors). */
+function repeatedRows(fn: string, cache: KVCache, G: number): number[] {
+  if (!Number.isInteger(G) || G < 1) throw new ModelInputError(`${fn}: G must be a positive integer, got ${G}`, { details: { field: "G" } });
+  const idx: number[] = [];
+  for (let b = 0; b < cache.batchSize; b++) for (let g = 0; g < G; g++) idx.push(b);
+  return idx;
+}
+
 /**
  * A cache for G samples per prompt that shares the prompt positions instead of copying them: row b·G + g continues
  * prompt b of `cache` (as {@link tileCache}), but the prompt keys/values are kept once per prompt (K transposed,
@@ -114,11 +127,8 @@ export class KVCache {
  * grow with G. `cache` (a plain cache, no prefix) is not modified.
  */
 export function shareCache(cache: KVCache, G: number): KVCache {
-  if (!Number.isInteger(G) || G < 1) throw new ModelInputError(`shareCache: G must be a positive integer, got ${G}`, { details: { field: "G" } });
+  const idx = repeatedRows("shareCache", cache, G);
   if (cache.prefix) throw new ModelInputError("shareCache: the cache already has a shared prefix", { details: { field: "pastKeyValues" } });
-  const B = cache.batchSize;
-  const idx: number[] = [];
-  for (let b = 0; b < B; b++) for (let g = 0; g < G; g++) idx.push(b);
   const layers = tf.tidy(() =>
     cache.layers.map((l) => {
       const kT = tf.unstack(tf.transpose(l.k, [0, 1, 3, 2])).map((kb) => tf.unstack(kb) as tf.Tensor2D[]);
@@ -140,17 +150,10 @@ export function shareCache(cache: KVCache, G: number): KVCache {
  * `generate(num_return_sequences=G)` expands a prompt), so G samples share one prefill. `cache` is not modified.
  */
 export function tileCache(cache: KVCache, G: number): KVCache {
-  if (!Number.isInteger(G) || G < 1) throw new ModelInputError(`tileCache: G must be a positive integer, got ${G}`, { details: { field: "G" } });
+  const idx = repeatedRows("tileCache", cache, G);
   if (cache.prefix) throw new ModelInputError("tileCache: the cache has a shared prefix (use shareCache on a plain cache)", { details: { field: "pastKeyValues" } });
-  const B = cache.batchSize;
-  const idx: number[] = [];
-  for (let b = 0; b < B; b++) for (let g = 0; g < G; g++) idx.push(b);
-  const layers = tf.tidy(() => {
-    const ix = tf.tensor1d(idx, "int32");
-    return cache.layers.map((l) => ({ k: tf.gather(l.k, ix) as tf.Tensor4D, v: tf.gather(l.v, ix) as tf.Tensor4D }));
-  });
   return new KVCache(
-    layers,
+    gatherRows(cache.layers, idx),
     cache.length,
     idx.map((b) => cache.ropeDeltas[b]),
     idx.map((b) => [...cache.attentionMask[b]]),
