@@ -380,7 +380,7 @@ export function sampleRow(raw: Float32Array, seen: Iterable<number>, p: Resolved
     token = selectToken(row, seen, p, p.doSample ? rng : null);
   } else if (!p.doSample) {
     token = penalised ? selectToken(raw, seen, p, null) : am;
-  } else if (!penalised && p.temperature === 1 && p.topK === 0 && p.topP >= 1 && p.minP <= 0) {
+  } else if (isPlainSampling(p)) {
     if (!rng) throw new InvalidGenerationParamError("sampleRow: sampling needs an Rng", { code: "GENERATION_NO_RNG", details: { field: "rng" } });
     // Plain softmax sampling: inverse CDF over the exp values already computed.
     let u = rng.random() * s;
