@@ -24,7 +24,7 @@ export class QwenFullPolicy implements Policy<QwenPromptInput, QwenPrepared> {
   private readonly vars: tf.Variable[] = [];
   private readonly names: string[] = [];
   /** Generation / log-prob machinery of the LoRA policy, reused (no adapter attached). */
-  private readonly base: Pick<QwenPolicy, "prepare" | "release" | "generate" | "completionLogprobs" | "encode">;
+  private readonly base: Pick<QwenPolicy, "prepare" | "release" | "generate" | "completionLogprobs" | "encode" | "setGradientCheckpointing">;
 
   constructor(
     readonly model: Qwen2VLForConditionalGeneration,
@@ -100,7 +100,7 @@ export class QwenFullPolicy implements Policy<QwenPromptInput, QwenPrepared> {
 
   /** Activation checkpointing of the decoder layers (@rarl/model's `gradientCheckpointing`) under a gradient tape. */
   setGradientCheckpointing(on: boolean): void {
-    this.model.gradientCheckpointing = on;
+    this.base.setGradientCheckpointing(on);
   }
 
   /** Writes a complete model folder: the source's config/tokenizer/processor files + model.safetensors (F32, hub names). */
