@@ -2,18 +2,7 @@
  * Demo steps that are not `rarl` subcommands: the random tiny model, the compact-reasoning data, the results table.
  * Run by run.mjs as `tsx examples/demo/steps.ts <step> ...`.
  */
-import fs from "node:fs";
-import type { Sample } from "@rarl/datasets";
-import {
-  compactSamplesFile,
-  configForTrimmedVocab,
-  demoCorpus,
-  demoModelConfig,
-  summarizeDemo,
-  writeRandomCheckpoint,
-  writeTrimmedTokenizer,
-} from "../../packages/cli/src/demo/index";
-import { Qwen2VLProcessor } from "@rarl/model";
+import { compactSamplesFile, demoModelConfig, summarizeDemo, writeDemoModel, writeRandomCheckpoint } from "../../packages/cli/src/demo/index";
 
 const [step, ...args] = process.argv.slice(2);
 if (step === "init-model") {
@@ -21,14 +10,8 @@ if (step === "init-model") {
   // demo's prompts and targets (see packages/cli/src/demo/vocab.ts); without it, the full Qwen2-VL vocabulary.
   const [dir, tokenizerDir, seed, data] = args;
   if (data) {
-    const samples = fs
-      .readFileSync(data, "utf8")
-      .split("\n")
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l) as Sample);
-    const trimmed = await writeTrimmedTokenizer(tokenizerDir, dir, demoCorpus(Qwen2VLProcessor.fromPretrained(tokenizerDir), samples));
-    writeRandomCheckpoint(dir, configForTrimmedVocab(demoModelConfig(), trimmed), { seed: Number(seed ?? 0) });
-    process.stderr.write(`demo vocabulary: ${trimmed.size} ids (of 151,936), from ${samples.length} samples' prompts and targets\n`);
+    const trimmed = await writeDemoModel(dir, tokenizerDir, data, Number(seed ?? 0));
+    process.stderr.write(`demo vocabulary: ${trimmed.size} ids (of 151,936), from the prompts and targets of ${data}\n`);
   } else writeRandomCheckpoint(dir, demoModelConfig(), { seed: Number(seed ?? 0), tokenizerDir });
 } else if (step === "compact-data") {
   const n = compactSamplesFile(args[0], args[1]);

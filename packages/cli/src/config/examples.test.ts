@@ -4,6 +4,7 @@ import path from "node:path";
 import { synthesize } from "@rarl/datasets";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../program";
+import { readJsonl } from "../report/io";
 import { dryRun, estimateStep } from "./dry-run";
 import { copyExampleConfig, REPO, writeCvBenchData, writeEncoder, writeMedicalData, writeSparseQwen2VL } from "./experiment-fixtures";
 import { loadTrainConfig } from "./train-schema";
@@ -166,11 +167,7 @@ describe("examples/custom-reward/train.json", () => {
     const r = await cli(["train", "--config", cfg, "--set", `data.path=${data}`, "--set", 'model={"type":"toy","vocab":16}', "--set", "maxCompletionLength=4", "--set", "progress=false", "--out", out, "--max-steps", "2"]);
     expect(r.err).not.toMatch(/rarl:/);
     expect(r.code).toBe(0);
-    const rows = fs
-      .readFileSync(path.join(out, "metrics.jsonl"), "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l));
+    const rows = readJsonl(path.join(out, "metrics.jsonl"));
     expect(rows).toHaveLength(2);
     expect(rows[0]).toHaveProperty("rewards/answer-brevity/mean");
   });

@@ -1,5 +1,8 @@
-import fs from "node:fs";
-import { writeFileAtomic } from "@rarl/core";
+import { RarlError, writeFileAtomic } from "@rarl/core";
+import { readJsonl } from "../report/io";
+
+/** A demo data file that is not what the demo expects (names the file and the sample). */
+export class DemoDataError extends RarlError {}
 
 /**
  * The demo's short reasoning for a synthetic sample: the finding and the radiological-convention step of the
@@ -19,11 +22,11 @@ export function compactReasoning(sample: { modality?: string; extra?: Record<str
 
 /** Rewrites a synthetic samples.jsonl with {@link compactReasoning} (other fields unchanged); returns the count. */
 export function compactSamplesFile(src: string, dst: string): number {
-  const lines = fs.readFileSync(src, "utf8").split("\n").filter((l) => l.trim());
-  const out = lines.map((l, i) => {
-    const s = JSON.parse(l) as Record<string, unknown>;
+  const out = readJsonl(src).map((s, i) => {
     const r = compactReasoning(s as never);
-    if (r === null) throw new Error(`${src}:${i + 1}: not a synthetic sample (extra.lesion/side missing)`);
+    if (r === null) {
+      throw new DemoDataError(`${src}: sample ${i + 1} is not a synthetic sample (extra.lesion/side missing)`, { code: "DEMO_BAD_SAMPLE", details: { file: src, row: i + 1 } });
+    }
     return JSON.stringify({ ...s, reasoning: r });
   });
   writeFileAtomic(dst, `${out.join("\n")}\n`);

@@ -5,14 +5,12 @@ import { openSafetensors } from "@rarl/core";
 import { synthesize } from "@rarl/datasets";
 import { runTrain } from "@rarl/grpo";
 import { runJudge } from "@rarl/judge";
-import { Qwen2VLProcessor } from "@rarl/model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEval } from "../eval/run-eval";
 import { writeRunReport } from "../report/run";
-import { demoModelConfig, writeRandomCheckpoint } from "./checkpoint";
-import { compactReasoning, compactSamplesFile } from "./data";
+import { compactReasoning, compactSamplesFile, DemoDataError } from "./data";
 import { summarizeDemo } from "./summary";
-import { configForTrimmedVocab, demoCorpus, writeTrimmedTokenizer } from "./vocab";
+import { writeDemoModel } from "./vocab";
 
 const TOKENIZER = path.resolve(__dirname, "../../../../test-fixtures/qwen2vl-tokenizer");
 let tmp: string;
@@ -30,6 +28,15 @@ describe("compactReasoning", () => {
     expect(compactReasoning({ modality: "MRI", extra: { lesion: false } })).toMatch(/^MRI\. .*No lesion, normal\.$/);
     expect(compactReasoning({ modality: "MRI", extra: { lesion: true } })).toBeNull();
   });
+  it("compactSamplesFile rejects a sample that is not synthetic, and a bad JSON line, naming the file and row", () => {
+    const f = path.join(tmp, "bad.jsonl");
+    fs.writeFileSync(f, `${JSON.stringify({ modality: "CT", extra: { lesion: false } })}\n${JSON.stringify({ modality: "CT", extra: { lesion: true } })}\n`);
+    expect(() => compactSamplesFile(f, path.join(tmp, "out.jsonl"))).toThrow(DemoDataError);
+    expect(() => compactSamplesFile(f, path.join(tmp, "out.jsonl"))).toThrow(`${f}: sample 2 is not a synthetic sample`);
+    fs.writeFileSync(f, "{not json\n");
+    expect(() => compactSamplesFile(f, path.join(tmp, "out.jsonl"))).toThrow(`${f}:1: not valid JSON`);
+    expect(fs.existsSync(path.join(tmp, "out.jsonl"))).toBe(false);
+  });
 });
 
 describe("demo pipeline (2-step smoke version)", () => {
@@ -37,13 +44,7 @@ describe("demo pipeline (2-step smoke version)", () => {
     const d = (...p: string[]) => path.join(tmp, ...p);
     expect(compactSamplesFile(d("data/samples.jsonl"), d("data/compact.jsonl"))).toBe(12);
     // the demo's model: the Qwen2-VL tokenizer cut down to the demo's tokens, random weights over that vocabulary
-    const samples = fs
-      .readFileSync(d("data/compact.jsonl"), "utf8")
-      .split("\n")
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l));
-    const trimmed = await writeTrimmedTokenizer(TOKENIZER, d("init"), demoCorpus(Qwen2VLProcessor.fromPretrained(TOKENIZER), samples));
-    writeRandomCheckpoint(d("init"), configForTrimmedVocab(demoModelConfig(), trimmed), { seed: 0 });
+    const trimmed = await writeDemoModel(d("init"), TOKENIZER, d("data/compact.jsonl"), 0);
     expect(JSON.parse(fs.readFileSync(d("init/config.json"), "utf8")).vocab_size).toBe(trimmed.size);
 
     // warm-up: full SFT (every LM weight but the tied embedding), through @rarl/grpo's own qwen2vl factory

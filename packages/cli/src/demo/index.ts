@@ -1,4 +1,4 @@
 export { demoModelConfig, type RandomCheckpointOptions, TOKENIZER_FILES, writeRandomCheckpoint } from "./checkpoint";
-export { compactReasoning, compactSamplesFile } from "./data";
+export { compactReasoning, compactSamplesFile, DemoDataError } from "./data";
 export { summarizeDemo } from "./summary";
-export { byteLevelAlphabet, configForTrimmedVocab, DemoVocabError, demoCorpus, type TrimmedTokenizer, trimTokenizer, writeTrimmedTokenizer } from "./vocab";
+export { byteLevelAlphabet, configForTrimmedVocab, DemoVocabError, demoCorpus, type TrimmedTokenizer, trimTokenizer, writeDemoModel, writeTrimmedTokenizer } from "./vocab";

@@ -6,6 +6,7 @@ import type { Sample } from "@rarl/datasets";
 import { Qwen2VLProcessor } from "@rarl/model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoModelConfig } from "./checkpoint";
+import { readJsonl } from "../report/io";
 import { compactSamplesFile } from "./data";
 import { byteLevelAlphabet, configForTrimmedVocab, DemoVocabError, demoCorpus, trimTokenizer, writeTrimmedTokenizer } from "./vocab";
 
@@ -16,11 +17,7 @@ beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-vocab-"));
   await synthesize(path.join(tmp, "data"), { n: 24, size: 56, seed: 3 });
   compactSamplesFile(path.join(tmp, "data/samples.jsonl"), path.join(tmp, "data/compact.jsonl"));
-  samples = fs
-    .readFileSync(path.join(tmp, "data/compact.jsonl"), "utf8")
-    .split("\n")
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l));
+  samples = readJsonl<Sample>(path.join(tmp, "data/compact.jsonl"));
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

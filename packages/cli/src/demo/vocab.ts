@@ -4,6 +4,8 @@ import { RarlError, writeFileAtomic } from "@rarl/core";
 import type { Sample } from "@rarl/datasets";
 import { Qwen2VLProcessor } from "@rarl/model";
 import { BUILTIN_TEMPLATES, buildPrompt } from "@rarl/prompts";
+import { readJsonl } from "../report/io";
+import { demoModelConfig, writeRandomCheckpoint } from "./checkpoint";
 
 /** A demo vocabulary step failed (bad tokenizer.json, a token the trimmed vocabulary cannot hold). */
 export class DemoVocabError extends RarlError {}
@@ -163,4 +165,16 @@ export async function writeTrimmedTokenizer(srcDir: string, dir: string, corpus:
 /** config.json for a model over the trimmed vocabulary: vocab_size and every token-id field renumbered. */
 export function configForTrimmedVocab(config: Record<string, unknown>, trimmed: TrimmedTokenizer): Record<string, unknown> {
   return { ...remapIds(config, trimmed.idMap, "config.json"), vocab_size: trimmed.size };
+}
+
+/**
+ * The demo's model folder: the Qwen2-VL tokenizer of `tokenizerDir` cut down to the tokens of the samples in
+ * `dataFile` (JSONL: their prompts under every built-in template and their targets; see {@link demoCorpus}), and
+ * random weights (`seed`) of {@link demoModelConfig} over that vocabulary. Returns the trimmed tokenizer.
+ */
+export async function writeDemoModel(dir: string, tokenizerDir: string, dataFile: string, seed = 0): Promise<TrimmedTokenizer> {
+  const samples = readJsonl<Sample>(dataFile);
+  const trimmed = await writeTrimmedTokenizer(tokenizerDir, dir, demoCorpus(Qwen2VLProcessor.fromPretrained(tokenizerDir), samples));
+  writeRandomCheckpoint(dir, configForTrimmedVocab(demoModelConfig(), trimmed), { seed });
+  return trimmed;
 }
