@@ -9,28 +9,15 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { cliEnv, option, rarlRunner, repo } from "../lib/rarl-cli.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, "../..");
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
 const dry = args.includes("--dry-run");
-const SIZES = opt("--sizes", "500,1000,5000").split(",").map(Number);
-const METHODS = opt("--methods", "sft,rl-lora").split(",");
-const env = { ...process.env, TSX_TSCONFIG_PATH: path.join(repo, "packages/cli/tsconfig.json") };
+const SIZES = option(args, "--sizes", "500,1000,5000").split(",").map(Number);
+const METHODS = option(args, "--methods", "sft,rl-lora").split(",");
 const rel = (p) => path.relative(repo, path.join(here, p));
-
-function rarl(argv) {
-  process.stderr.write(`\n$ rarl ${argv.join(" ")}\n`);
-  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(repo, "packages/cli/src/bin.ts"), ...argv], { cwd: repo, env, stdio: "inherit" });
-  if (r.status !== 0) {
-    process.stderr.write(`cv-bench sweep: "rarl ${argv[0]}" failed (exit ${r.status ?? r.signal}); run again to resume (finished runs are skipped)\n`);
-    process.exit(r.status ?? 1);
-  }
-}
+const rarl = rarlRunner("cv-bench sweep", "run again to resume (finished runs are skipped)");
 
 const runs = [];
 for (const method of METHODS) {
@@ -60,7 +47,7 @@ for (const r of runs) {
 }
 const r = spawnSync(process.execPath, ["--import", "tsx", path.join(here, "score.ts"), ...runs.map((x) => `${x.method === "sft" ? "SFT" : "RL w/ LoRA"}=${x.n}=${path.join(here, x.out, "cv-bench.preds.jsonl")}`)], {
   cwd: repo,
-  env,
+  env: cliEnv,
   stdio: "inherit",
 });
 process.exit(r.status ?? 1);

@@ -11,9 +11,9 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { cliEnv, repo } from "../lib/rarl-cli.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, "../..");
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const runs = path.resolve(process.env.RARL_DEMO_DIR ?? (quick ? path.join(here, "runs", "quick") : path.join(here, "runs")));
@@ -23,7 +23,7 @@ fs.mkdirSync(runs, { recursive: true });
 const SEED = 1; // data seed; every trainer config uses seed 0
 const N = quick ? 40 : 2000; // synthetic questions, 2 per image (20% of the images held out: 400 test questions)
 const EVAL_LIMIT = quick ? 4 : 400;
-const env = { ...process.env, TSX_TSCONFIG_PATH: path.join(repo, "packages/cli/tsconfig.json"), RARL_LOG_LEVEL: process.env.RARL_LOG_LEVEL ?? "warn" };
+const env = { ...cliEnv, RARL_LOG_LEVEL: process.env.RARL_LOG_LEVEL ?? "warn" };
 const t0 = performance.now();
 const timings = [];
 

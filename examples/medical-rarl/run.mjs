@@ -8,18 +8,14 @@
 // interruption. Check everything first with:  node examples/medical-rarl/run.mjs --dry-run
 //
 //   node examples/medical-rarl/run.mjs [--dry-run] [--judge offline|openai:MODEL|gemini:MODEL] [--only sft,rl-lora,rarl]
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { option, rarlRunner, repo } from "../lib/rarl-cli.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, "../..");
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
+const opt = (name, dflt) => option(args, name, dflt);
 const dry = args.includes("--dry-run");
 const judge = opt("--judge", "offline");
 const RUNS = [
@@ -27,17 +23,8 @@ const RUNS = [
   { key: "rl-lora", title: "RL + LoRA", config: "rl-lora.json" },
   { key: "rarl", title: "RARL + prompt diversity", config: "config.json" },
 ].filter((r) => opt("--only", "sft,rl-lora,rarl").split(",").includes(r.key));
-const env = { ...process.env, TSX_TSCONFIG_PATH: path.join(repo, "packages/cli/tsconfig.json") };
 const rel = (p) => path.relative(repo, path.resolve(here, p));
-
-function rarl(argv) {
-  process.stderr.write(`\n$ rarl ${argv.join(" ")}\n`);
-  const r = spawnSync(process.execPath, ["--import", "tsx", path.join(repo, "packages/cli/src/bin.ts"), ...argv], { cwd: repo, env, stdio: "inherit" });
-  if (r.status !== 0) {
-    process.stderr.write(`medical-rarl: "rarl ${argv[0]}" failed (exit ${r.status ?? r.signal}); fix it and run again (finished stages are skipped)\n`);
-    process.exit(r.status ?? 1);
-  }
-}
+const rarl = rarlRunner("medical-rarl", "fix it and run again (finished stages are skipped)");
 
 const main = JSON.parse(fs.readFileSync(path.join(here, "config.json"), "utf8"));
 for (const r of RUNS) {
