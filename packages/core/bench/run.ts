@@ -133,7 +133,7 @@ ${backward.map((r) => `| ${r.shape} | ${f1(r.before)} | ${f1(r.after)} | ${f1(r.
 | --- | ${threads.map(() => "---:").join(" | ")} | ---: |
 ${threads[0].rows.map((r, i) => `| ${r.shape} | ${threads.map((t) => f1(t.rows[i].gflops)).join(" | ")} | ${f2(threads[1].rows[i].gflops / r.gflops)}x |`).join("\n")}
 
-Threads are opt-in: with another process busy on one of the 2 cores, 2 threads can be slower than 1 (../shared/NOTES.md).
+Threads are opt-in: with another process busy on one of the 2 cores, 2 threads can be slower than 1 (docs/engineering-notes.md).
 `;
 writeFileAtomic(path.join(here, "RESULTS.md"), md);
 console.log(md);

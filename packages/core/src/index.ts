@@ -7,5 +7,5 @@ export * from "./safetensors/index";
 export { getLogger, setLogSink, formatLogLine, type Logger, type LogLevel, type LogFields } from "./logger";
 export { createProgress, type Progress, type ProgressOptions } from "./progress";
 export { gradientsRegistered } from "./gradients";
-/** Test helpers: locate `../shared/fixtures` (beside the clone) and the repo root by walking up. */
+/** Test helpers: the repo root, and its `test-fixtures/` folder. */
 export { fixturesDir, repoRoot } from "./testing/fixtures";

@@ -1,6 +1,6 @@
 /**
  * Opt-in multi-threaded wasm under Node (RARL_WASM_THREADS=2). tfjs-backend-wasm 4.22 disables threads in Node
- * (WASM_HAS_MULTITHREAD_SUPPORT is false there); forcing it on needs three patches (../shared/NOTES.md):
+ * (WASM_HAS_MULTITHREAD_SUPPORT is false there); forcing it on needs three patches (docs/engineering-notes.md):
  *  1. the pthread worker script must be a file path, not a `blob:` URL: we write tfjs's worker source to a temp
  *     .cjs file and hand out its path when tfjs asks URL.createObjectURL for the worker blob;
  *  2. the worker must load the Emscripten factory from a file whose `require`s are plain (the Node bundle's copy

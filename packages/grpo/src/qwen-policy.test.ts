@@ -1,20 +1,17 @@
 import fs from "node:fs";
-import { fileURLToPath } from "node:url";
-import { initBackend } from "@rarl/core";
-import { loadQwen2VL, type LoadedQwen2VL } from "@rarl/model";
-import * as tf from "@tensorflow/tfjs-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import os from "node:os";
 import path from "node:path";
-import { Rng } from "@rarl/core";
-import { lmHeadWeight } from "@rarl/model";
+import { fixturesDir, initBackend, Rng } from "@rarl/core";
+import { type LoadedQwen2VL, lmHeadWeight, loadQwen2VL } from "@rarl/model";
+import * as tf from "@tensorflow/tfjs-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GRPO_DEFAULTS, type GRPOConfig } from "./config";
 import { GRPOTrainer } from "./grpo-trainer";
 import { grpoLoss, grpoMetrics } from "./math/loss";
 import { readMetrics } from "./metrics";
 import { QwenPolicy } from "./qwen-policy";
 
-const FIXTURE = fileURLToPath(new URL("../../../../shared/fixtures/qwen2vl-tiny", import.meta.url));
+const FIXTURE = path.join(fixturesDir(), "qwen2vl-tiny");
 const IMAGE = `${FIXTURE}/images/checker_56x140.png`;
 
 let loaded: LoadedQwen2VL;

@@ -2,15 +2,15 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { fixturesDir, openSafetensors } from "@rarl/core";
 import { synthesize } from "@rarl/datasets";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openSafetensors } from "@rarl/core";
 import { loadQwen2VL } from "@rarl/model";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readMetrics } from "./metrics";
 import { runTrain } from "./run";
 
 const EXAMPLES = fileURLToPath(new URL("../examples", import.meta.url));
-const FIXTURE = fileURLToPath(new URL("../../../../shared/fixtures/qwen2vl-tiny", import.meta.url));
+const FIXTURE = path.join(fixturesDir(), "qwen2vl-tiny");
 
 let tmp: string;
 beforeAll(async () => {

@@ -1,6 +1,6 @@
 import { defineTemplate, type Template } from "./template";
 
-// Text copied verbatim from the RARL paper (../shared/reference/rarl-paper.md): Appendix A "Prompts for Training VLMs"
+// Text copied verbatim from the RARL paper (docs/reference/rarl-paper.md): Appendix A "Prompts for Training VLMs"
 // (the f-strings' `question` is the {question} placeholder; line wraps of the PDF joined with single spaces; the paper's
 // spelling, e.g. "askes", kept as printed) and §3.3 "Thinking Initialization and Prompting Diversity" (inference prompts).
 

@@ -1,9 +1,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Template as JinjaTemplate } from "@huggingface/jinja";
-import { RarlError } from "@rarl/core";
+import { fixturesDir, RarlError, repoRoot } from "@rarl/core";
 import { describe, expect, it } from "vitest";
 import {
   BUILTIN_TEMPLATES,
@@ -21,16 +20,6 @@ import {
   templatesFromJson,
 } from "./index";
 
-function sharedDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const cand = path.join(dir, "shared");
-    if (fs.existsSync(path.join(cand, "reference"))) return cand;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error("shared/ not found");
-    dir = up;
-  }
-}
 const squash = (s: string) => s.replace(/\s+/g, " ").trim();
 const sample = { id: "s1", question: "Is there a fracture?", answer_type: "closed" as const, modality: "X-Ray" };
 
@@ -45,7 +34,7 @@ function caught(fn: () => unknown): TemplateError {
 
 describe("built-in templates", () => {
   it("are the paper's Appendix A and §3.3 texts, verbatim", () => {
-    const paper = squash(fs.readFileSync(path.join(sharedDir(), "reference", "rarl-paper.md"), "utf8"));
+    const paper = squash(fs.readFileSync(path.join(repoRoot(), "docs", "reference", "rarl-paper.md"), "utf8"));
     for (const t of TRAINING_TEMPLATES) {
       // the paper's f-strings print the variable as the bare word `question`
       expect(paper).toContain(`prompt = f"${t.user.replace("{question}", "question")}"`);
@@ -146,7 +135,7 @@ describe("buildPrompt", () => {
     expect(train[0]).toEqual({ role: "system", content: NON_REASONING_SYSTEM_PROMPT });
     expect((train[1].content as any)[1].text).toContain("User: Is there a fracture? Assistant: Let me solve this step by step.");
     expect(buildPrompt(sample, EXPLANATION_REQUIRED)).toHaveLength(1);
-    const tmpl = JSON.parse(fs.readFileSync(path.join(sharedDir(), "fixtures", "qwen2vl-tiny", "chat_template.json"), "utf8")).chat_template;
+    const tmpl = JSON.parse(fs.readFileSync(path.join(fixturesDir(), "qwen2vl-tiny", "chat_template.json"), "utf8")).chat_template;
     const text = new JinjaTemplate(tmpl).render({ messages: msgs, add_generation_prompt: true });
     expect(text).toBe(
       `<|im_start|>system\n${REASONING_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Is there a fracture?<|im_end|>\n<|im_start|>assistant\n`,

@@ -1,11 +1,7 @@
-// Reward throughput benchmark: rewards/s for a batch of 64 completions (~100 Qwen2-VL tokens each), wasm backend,
-// with the bertscore-tiny fixture encoder and with a bert-base-sized random encoder (generated in memory, never saved).
-// Run: cd packages/rewards && npm run bench   (writes bench/RESULTS.md)
-import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { initBackend, writeFileAtomic } from "@rarl/core";
+import { fixturesDir, initBackend, writeFileAtomic } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { Tokenizer } from "tokenizers";
 import { BertEncoder, BertScorer, CompositeReward, type EncoderConfig, loadTokenCounter, type RewardContext, RewardRegistry, type RewardSample } from "../src/index";
@@ -14,13 +10,7 @@ process.env.RARL_BACKEND ??= "wasm";
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 function fixtures(): string {
-  let dir = here;
-  while (!fs.existsSync(path.join(dir, "shared", "fixtures"))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error("shared/fixtures not found");
-    dir = up;
-  }
-  return path.join(dir, "shared", "fixtures");
+  return fixturesDir();
 }
 
 const FINDINGS = [

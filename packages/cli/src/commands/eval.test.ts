@@ -1,13 +1,14 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fixturesDir } from "@rarl/core";
 import { synthesize } from "@rarl/datasets";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { EvalInputError, parseDataSpec, runEval, splitThinkAnswer } from "../eval/run-eval";
 import { runCli } from "../program";
 import { readJsonl } from "../report/io";
 
-const FIXTURE = path.resolve(__dirname, "../../../../../shared/fixtures/qwen2vl-tiny");
+const FIXTURE = path.join(fixturesDir(), "qwen2vl-tiny");
 let tmp: string;
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-eval-cli-"));

@@ -1,14 +1,12 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fixturesDir } from "@rarl/core";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { runCli } from "../program";
 
 function fixture(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, "shared", "fixtures"))) dir = path.dirname(dir);
-  return path.join(dir, "shared", "fixtures", "qwen2vl-tiny");
+  return path.join(fixturesDir(), "qwen2vl-tiny");
 }
 const FX = fixture();
 

@@ -7,7 +7,7 @@ export function register(program: Command): void {
   program
     .command("parity")
     .description("Compare this implementation with Hugging Face reference outputs in a fixture folder (one row per case and field); exit 0 on PASS, 1 on FAIL")
-    .argument("<fixture-dir>", "folder laid out like shared/fixtures/qwen2vl-tiny (config, weights, reference/)")
+    .argument("<fixture-dir>", "folder laid out like test-fixtures/qwen2vl-tiny (config, weights, reference/)")
     .option("--tokenizer <path>", "tokenizer.json to use instead of the fixture's")
     .option("--json", "print one JSON object {overall, cases} instead of the table")
     .option("--case <names...>", "run only these cases (processor, image_prompt, text_only, batch, completion, greedy, lora_*)")

@@ -1,17 +1,12 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fixturesDir } from "@rarl/core";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { runCli } from "../program";
 
 function fixtures(): string {
-  let dir = path.dirname(new URL(import.meta.url).pathname);
-  while (!fs.existsSync(path.join(dir, "shared", "fixtures"))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error("shared/fixtures not found");
-    dir = up;
-  }
-  return path.join(dir, "shared", "fixtures");
+  return fixturesDir();
 }
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-cli-reward-"));

@@ -7,7 +7,7 @@ import { expectedWeights, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG } from
 import { png, writeJson, writeParquet, writePng, writeText } from "../../../datasets/src/test-helpers";
 
 export const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
-const SHARED = path.resolve(REPO, "../shared/fixtures");
+const FIXTURES = path.join(REPO, "test-fixtures");
 
 /** config.json of Qwen/Qwen2-VL-2B-Instruct as published on the hub (one definition, in @rarl/model). */
 export { QWEN2_VL_2B_INSTRUCT_CONFIG };
@@ -15,7 +15,7 @@ export { QWEN2_VL_2B_INSTRUCT_CONFIG };
 /**
  * Writes a Qwen2-VL folder for `config`: config.json, a BF16 model.safetensors whose header lists every tensor with
  * its shape (the data region is a hole: the file is truncated to its full size without writing it), and the real
- * Qwen2-VL tokenizer/processor files from the shared tiny fixture. `edit` changes the tensor list (incompatible
+ * Qwen2-VL tokenizer/processor files from the tiny fixture in test-fixtures/. `edit` changes the tensor list (incompatible
  * checkpoints). Returns the number of parameters.
  */
 export function writeSparseQwen2VL(dir: string, config: object = QWEN2_VL_2B_INSTRUCT_CONFIG, edit?: (shapes: Map<string, number[]>) => void): number {
@@ -41,16 +41,16 @@ export function writeSparseQwen2VL(dir: string, config: object = QWEN2_VL_2B_INS
   fs.writeFileSync(file, Buffer.concat([len, json]));
   fs.truncateSync(file, 8 + json.length + off);
   for (const f of ["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "chat_template.json", "generation_config.json"]) {
-    fs.copyFileSync(path.join(SHARED, "qwen2vl-tiny", f), path.join(dir, f));
+    fs.copyFileSync(path.join(FIXTURES, "qwen2vl-tiny", f), path.join(dir, f));
   }
   return params;
 }
 
-/** A BERTScore encoder folder (the tiny shared fixture: the dry run checks its files, it does not load it). */
+/** A BERTScore encoder folder (the tiny fixture in test-fixtures/: the dry run checks its files, it does not load it). */
 export function writeEncoder(dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
-  for (const f of fs.readdirSync(path.join(SHARED, "bertscore-tiny"))) {
-    const src = path.join(SHARED, "bertscore-tiny", f);
+  for (const f of fs.readdirSync(path.join(FIXTURES, "bertscore-tiny"))) {
+    const src = path.join(FIXTURES, "bertscore-tiny", f);
     if (fs.statSync(src).isFile()) fs.copyFileSync(src, path.join(dir, f));
   }
 }

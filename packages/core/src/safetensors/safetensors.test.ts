@@ -22,8 +22,8 @@ function allSafetensors(dir: string): string[] {
   return out;
 }
 
-describe("safetensors reader on the shared fixtures", () => {
-  it("reads back every .safetensors file under shared/fixtures", () => {
+describe("safetensors reader on the test fixtures", () => {
+  it("reads back every .safetensors file under test-fixtures", () => {
     const files = allSafetensors(FIX);
     expect(files.length).toBeGreaterThanOrEqual(6);
     for (const f of files) {

@@ -2,16 +2,17 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** Finds the shared fixtures folder (`../shared/fixtures` beside the repo root) by walking up from here. Test-only helper. */
+/**
+ * The repository's test fixtures folder (`<repo>/test-fixtures`: the tiny Qwen2-VL checkpoint with its reference
+ * outputs, the tiny BERTScore encoder, the Qwen2-VL tokenizer files). Test and bench helper; the repository reads
+ * nothing outside its own tree.
+ */
 export function fixturesDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const cand = path.join(dir, "shared", "fixtures");
-    if (fs.existsSync(cand)) return cand;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error("shared/fixtures not found above the repo (expected ../shared beside the clone)");
-    dir = up;
+  const dir = path.join(repoRoot(), "test-fixtures");
+  if (!fs.existsSync(path.join(dir, "qwen2vl-tiny", "config.json"))) {
+    throw new Error(`${dir}/qwen2vl-tiny/config.json not found: the test fixtures are committed in test-fixtures/ (is the clone complete?)`);
   }
+  return dir;
 }
 
 /** Finds the repository root (the folder whose package.json declares workspaces) by walking up from here. Test-only helper. */

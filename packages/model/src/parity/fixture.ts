@@ -10,7 +10,7 @@ export interface RefTensor {
   isInteger: boolean;
 }
 
-/** A parity fixture folder laid out like shared/fixtures/qwen2vl-tiny. */
+/** A parity fixture folder laid out like test-fixtures/qwen2vl-tiny. */
 export class ParityFixture {
   readonly outputsJson: any;
   readonly outputs: TensorSource | null;

@@ -8,20 +8,17 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { initBackend, type TensorToWrite, writeSafetensors } from "@rarl/core";
+import { fixturesDir, initBackend, type TensorToWrite, writeSafetensors } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadQwen2VL } from "../qwen2_vl/loading";
-import { getRopeIndex } from "../qwen2_vl/rope";
 import { Qwen2VLProcessor } from "../qwen2_vl/processor";
+import { getRopeIndex } from "../qwen2_vl/rope";
 import { runParity } from "./run";
 
 function fixture(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, "shared", "fixtures"))) dir = path.dirname(dir);
-  return path.join(dir, "shared", "fixtures", "qwen2vl-tiny");
+  return path.join(fixturesDir(), "qwen2vl-tiny");
 }
 const FX = fixture();
 let dir: string;

@@ -1,15 +1,11 @@
-import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { initBackend } from "@rarl/core";
+import { fixturesDir, initBackend } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { describe, expect, it } from "vitest";
 import { runParity } from "./run";
 
 function fixture(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, "shared", "fixtures"))) dir = path.dirname(dir);
-  return path.join(dir, "shared", "fixtures", "qwen2vl-tiny");
+  return path.join(fixturesDir(), "qwen2vl-tiny");
 }
 const FX = fixture();
 

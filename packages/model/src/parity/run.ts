@@ -366,7 +366,7 @@ async function compareForward(
 }
 
 /**
- * Runs every reference case of a fixture folder (layout of shared/fixtures/qwen2vl-tiny) and compares with
+ * Runs every reference case of a fixture folder (layout of test-fixtures/qwen2vl-tiny) and compares with
  * the tolerances of {@link TOLERANCES}. A case whose capability is missing is NOT RUN, which makes `overall` FAIL.
  */
 export async function runParity(fixtureDir: string, opts: ParityOptions = {}): Promise<ParityReport> {

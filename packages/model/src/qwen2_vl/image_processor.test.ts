@@ -1,15 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { openSafetensors } from "@rarl/core";
+import { fixturesDir, openSafetensors } from "@rarl/core";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_IMAGE_PROCESSOR_CONFIG, loadImageProcessorConfig, patchify, Qwen2VLImageProcessor, smartResize } from "./image_processor";
 import { ProcessorError } from "./processor_errors";
 
 function fixture(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, "shared", "fixtures"))) dir = path.dirname(dir);
-  return path.join(dir, "shared", "fixtures", "qwen2vl-tiny");
+  return path.join(fixturesDir(), "qwen2vl-tiny");
 }
 const FX = fixture();
 

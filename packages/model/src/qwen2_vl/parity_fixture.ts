@@ -2,24 +2,15 @@
  * Test support: reads the qwen2vl-tiny fixture's reference tensors and compares a forward pass with them.
  * (Used by the model's vitest parity tests; not part of the public API.)
  */
-import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fixturesDir, openSafetensors, type TensorSource } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
-import { openSafetensors, type TensorSource } from "@rarl/core";
 import { maxAbsDiff } from "../parity/compare";
 import type { Qwen2VLForConditionalGeneration } from "./model";
 
-/** `<repo>/../shared/fixtures/qwen2vl-tiny`, found by walking up from this file. */
+/** `<repo>/test-fixtures/qwen2vl-tiny`. */
 export function tinyFixtureDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const cand = path.join(dir, "shared", "fixtures", "qwen2vl-tiny");
-    if (fs.existsSync(cand)) return cand;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error("shared/fixtures/qwen2vl-tiny not found above the repo (expected ../shared beside the clone)");
-    dir = up;
-  }
+  return path.join(fixturesDir(), "qwen2vl-tiny");
 }
 
 export function openReference(dir = tinyFixtureDir()): TensorSource {

@@ -1,15 +1,13 @@
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fixturesDir } from "@rarl/core";
 import { describe, expect, it } from "vitest";
 import { Qwen2VLProcessor } from "./processor";
 import { ProcessorError } from "./processor_errors";
 import { Qwen2Tokenizer } from "./tokenizer";
 
 function fixture(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, "shared", "fixtures"))) dir = path.dirname(dir);
-  return path.join(dir, "shared", "fixtures", "qwen2vl-tiny");
+  return path.join(fixturesDir(), "qwen2vl-tiny");
 }
 const FX = fixture();
 const OUT = JSON.parse(fs.readFileSync(path.join(FX, "reference", "outputs.json"), "utf8"));
