@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { BertScorer } from "./bertscore/bertscore";
 import { NoEncoderError, RewardConfigError, RewardInputError } from "./errors";
-import { buildRewards, loadRewardConfig, RewardConfigError, resolveRewardConfig, scoreFile, validateRewardConfig } from "./index";
+import { buildRewards, loadRewardConfig, resolveRewardConfig, scoreFile, validateRewardConfig } from "./index";
 import { fixturesDir } from "@rarl/core";
 
 const fx = fixturesDir();
