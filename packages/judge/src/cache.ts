@@ -3,7 +3,10 @@ import fs from "node:fs";
 import path from "node:path";
 import type { PredictionRecord, Usage, Verdict } from "./types";
 
-/** A cached judgement. Only final outcomes are cached: verdicts and invalid-output failures, never transient (network/5xx/429/timeout) failures. */
+/**
+ * A cached judgement. Only verdicts are written: every failure (429, 5xx, timeout, unusable reply) may go away on
+ * a re-run. "failed" entries are still read from caches written by earlier versions; the judge ignores them.
+ */
 export type CacheEntry =
   | { key: string; status: "scored"; verdict: Verdict; usage?: Usage }
   | { key: string; status: "failed"; error: string; usage?: Usage };

@@ -1,3 +1,4 @@
+import path from "node:path";
 import { fixturesDir } from "@rarl/core";
 import type { RewardDefinition, RewardFn, TextSimilarity } from "@rarl/rewards";
 import { describe, expect, it } from "vitest";
@@ -61,7 +62,6 @@ describe("judge-as-reward adapter", () => {
 
 describe("offline judge with BERTScore (@rarl/rewards BertScorer on the bertscore-tiny fixture)", () => {
   it("loads the encoder once, scores open answers by BERTScore F1 against the threshold", async () => {
-    const { fileURLToPath } = await import("node:url");
     const encoderDir = path.join(fixturesDir(), "bertscore-tiny");
     const j = Judge.create({ judge: "offline", offline: { encoderDir, threshold: 0.999 } });
     const same = await j.judge(s("a chest x-ray with pneumonia", "A chest x-ray with pneumonia."));
