@@ -74,9 +74,9 @@ function spawnJudge(args: string[]): { child: ChildProcess; done: Promise<{ code
   return { child, done: new Promise((r) => child.on("close", (code) => r({ code, stderr }))) };
 }
 
-const judgeArgs = (preds: string, out: string, cache: string) => [
+const judgeArgs = (preds: string, out: string, cache: string, concurrency = 4) => [
   "--predictions", preds, "--judge", "openai:gpt-4o-mini", "--base-url", `${srv.url}/v1`,
-  "--concurrency", "4", "--timeout-ms", "3000", "--retry-base-ms", "5", "--cache", cache, "--out", out, "--quiet",
+  "--concurrency", String(concurrency), "--timeout-ms", "3000", "--retry-base-ms", "5", "--cache", cache, "--out", out, "--quiet",
 ];
 
 function checkScores(rows: any[], preds: Array<{ id: string; prediction: string }>) {
@@ -139,11 +139,33 @@ describe("rarl judge against a fault-injecting OpenAI-compatible server (issue 1
     expect(r2.code, r2.stderr).toBe(0);
     expect(r2.stderr).toContain("120 samples, 120 scored, 0 failed, 0 lost");
     expect(r2.stderr).toContain(`cache hits ${partial.length}`);
+    // the killed run's lock on the results file is taken over, with a warning naming it
+    expect(r2.stderr).toMatch(new RegExp(`taking over the lock of .*b-results\\.jsonl: its holder PID ${first.child.pid} .*is no longer running`));
     const finished = new Set(partial.map((r) => r.id));
     for (const r of rows) {
       // a sample finished before the kill costs no request; an unfinished one goes on with its script
       if (finished.has(r.id)) expect({ id: r.id, requests: srv.byKey.get(r.question) }).toEqual({ id: r.id, requests: seen.get(r.question) });
     }
     checkScores(parseEveryLine(out), rows);
+  });
+
+  it("two concurrent runs on one --out: the second is refused naming the first's PID, the first's results are intact (item 4)", async () => {
+    const preds = path.join(dir, "c.jsonl");
+    // 6 replies of 1.5 s one after the other: the first run holds its output ~9 s, the second starts in ~3 s
+    const rows = Array.from({ length: 6 }, (_, i) => ({ id: `c-${i}`, dataset: "SLAKE", question: `c q${i} #fault=slow@1500`, reference: "yes", prediction: i % 2 ? "yes" : "no" }));
+    fs.writeFileSync(preds, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    const out = path.join(dir, "c-results.jsonl");
+    const start = srv.requests;
+    const first = spawnJudge(judgeArgs(preds, out, path.join(dir, "c-cache"), 1));
+    while (srv.requests - start < 1) await new Promise((r) => setTimeout(r, 5));
+    const second = await spawnJudge(judgeArgs(preds, out, path.join(dir, "c-cache2"))).done;
+    expect(first.child.exitCode, "the first run ended before the second started: no overlap to test").toBeNull();
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`${out} is being written by another process (PID ${first.child.pid}`);
+    const r1 = await first.done;
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(r1.stderr).toContain("6 samples, 6 scored, 0 failed, 0 lost");
+    checkScores(parseEveryLine(out), rows);
+    expect(fs.existsSync(path.join(dir, ".c-results.jsonl.rarl-lock"))).toBe(false);
   });
 });
