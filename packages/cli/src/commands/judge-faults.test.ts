@@ -153,7 +153,7 @@ describe("rarl judge against a fault-injecting OpenAI-compatible server (issue 1
     const preds = path.join(dir, "c.jsonl");
     // 6 replies of 1.5 s one after the other: the first run holds its output ~9 s, the second starts in ~3 s
     const rows = Array.from({ length: 6 }, (_, i) => ({ id: `c-${i}`, dataset: "SLAKE", question: `c q${i} #fault=slow@1500`, reference: "yes", prediction: i % 2 ? "yes" : "no" }));
-    fs.writeFileSync(preds, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    fs.writeFileSync(preds, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
     const out = path.join(dir, "c-results.jsonl");
     const start = srv.requests;
     const first = spawnJudge(judgeArgs(preds, out, path.join(dir, "c-cache"), 1));
