@@ -119,6 +119,16 @@ describe("one writer per output (issue 16 item 4)", () => {
     }
   });
 
+  it("the demo (examples/demo/run.mjs) refuses a runs folder held by a live process, naming its PID", () => {
+    const runs = path.join(tmp, "demo-runs");
+    holdLock(runs, sleeper.pid!, "examples/demo/run.mjs");
+    const r = spawnSync(process.execPath, [path.join(cliDir, "../../examples/demo/run.mjs"), "--quick"], { encoding: "utf8", env: { ...process.env, RARL_DEMO_DIR: runs } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`demo: ${runs} is being written by another process (PID ${sleeper.pid}, "examples/demo/run.mjs"`);
+    expect(fs.existsSync(runs)).toBe(false);
+    fs.rmSync(lockFileFor(runs));
+  });
+
   it("a lock left by a dead process is taken over with a warning (reward, data export)", async () => {
     const { f, input } = rewardsCfg();
     const data = path.join(tmp, "synth", "samples.jsonl");
