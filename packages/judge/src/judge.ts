@@ -132,6 +132,9 @@ export class Judge {
     if (!(timeout > 0)) throw new JudgeConfigError(`timeoutMs must be > 0, got ${timeout}`, { code: "JUDGE_BAD_OPTION", details: { timeoutMs: timeout } });
     this.sem = new Semaphore(conc);
     this.retry = { ...DEFAULT_RETRY, ...(opts.retry ?? {}) };
+    if (!Number.isInteger(this.retry.maxAttempts) || this.retry.maxAttempts < 1) {
+      throw new JudgeConfigError(`retry.maxAttempts must be a positive integer, got ${this.retry.maxAttempts}`, { code: "JUDGE_BAD_OPTION", details: { maxAttempts: this.retry.maxAttempts } });
+    }
     this.price = priceFor(spec.model, { ...DEFAULT_PRICES, ...(opts.prices ?? {}) });
     if (spec.provider === "offline") this.similarity = offlineSimilarity(opts.offline ?? {});
     if (opts.cacheDir && spec.provider !== "offline") this.cache = new JudgeCache(opts.cacheDir, spec.name);
@@ -210,7 +213,7 @@ export class Judge {
     }
     const key = cacheKey(this.spec.name, this.prompt.version, sample);
     const hit = this.cache?.get(key);
-    // Only verdicts are final. Failed entries (written by versions before 0.1.1) are asked again.
+    // Only verdicts are final. Failed entries (cached by earlier versions) are asked again.
     if (hit?.status === "scored") {
       this.counters.cacheHits++;
       return { status: "scored", verdict: hit.verdict, cached: true };
@@ -234,7 +237,7 @@ export class Judge {
     const max = this.retry.maxAttempts;
     let usage: Usage = { inputTokens: 0, outputTokens: 0 };
     let toRepair: { text: string; reason: string } | undefined;
-    let last: { kind: CallErrorKind | "invalid_output"; message: string; retryAfterMs?: number } = { kind: "network", message: "no attempt made (maxAttempts < 1)" };
+    let last: { kind: CallErrorKind | "invalid_output"; message: string; retryAfterMs?: number } = { kind: "network", message: "no attempt made" };
     let repairs = 0;
     for (let attempt = 0; attempt < max; attempt++) {
       if (attempt > 0) {
