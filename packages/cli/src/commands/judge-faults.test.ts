@@ -123,7 +123,8 @@ describe("rarl judge against a fault-injecting OpenAI-compatible server (issue 1
     const args = judgeArgs(preds, out, cache);
     const start = srv.requests;
     const first = spawnJudge(args);
-    while (srv.requests - start < 60) await new Promise((r) => setTimeout(r, 5));
+    const killAfter = 20 + Math.floor(Math.random() * 100); // a random point of the run (300 requests in all)
+    while (srv.requests - start < killAfter) await new Promise((r) => setTimeout(r, 1));
     first.child.kill("SIGKILL");
     expect((await first.done).code).toBeNull();
     const cacheFile = path.join(cache, "openai_gpt-4o-mini.jsonl");
@@ -131,8 +132,7 @@ describe("rarl judge against a fault-injecting OpenAI-compatible server (issue 1
     for (const l of fs.readFileSync(cacheFile, "utf8").split("\n").filter(Boolean)) cached.add(JSON.parse(l).key);
     const partial = parseEveryLine(out);
     expect(partial.length).toBe(cached.size);
-    expect(partial.length).toBeGreaterThan(0);
-    expect(partial.length).toBeLessThan(120);
+    expect(partial.length, `killed after ${killAfter} requests`).toBeLessThan(120);
     const seen = new Map(rows.map((r) => [r.question, srv.byKey.get(r.question) ?? 0]));
 
     const r2 = await spawnJudge(args).done;
