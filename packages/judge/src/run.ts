@@ -75,12 +75,13 @@ export async function runJudge(opts: RunJudgeOptions): Promise<RunJudgeSummary> 
   const judge = Judge.create(opts);
   fs.mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
   // One writer per results file: a second run on the same --out is refused (naming the holder's PID).
-  const lock = lockOutput(opts.out, { command: `rarl judge --judge ${judge.name}` });
+  let lock: ReturnType<typeof lockOutput> | undefined;
   let writer: JsonlAppender;
   try {
+    lock = lockOutput(opts.out, { command: `rarl judge --judge ${judge.name}` });
     writer = new JsonlAppender(opts.out, { truncate: true, fsync: opts.fsync });
   } catch (e) {
-    lock.release();
+    lock?.release();
     judge.close();
     throw e;
   }
