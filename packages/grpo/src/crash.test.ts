@@ -84,7 +84,7 @@ describe("crash safety of rarl train (SIGKILL)", () => {
 
     const out = path.join(tmp, "killed");
     const rand = rng(16);
-    const slowSaveMs = 150;
+    const slowSaveMs = 300;
     let kills = 0;
     let midWrite = 0;
     for (let round = 0; round < 6; round++) {
@@ -96,7 +96,7 @@ describe("crash safety of rarl train (SIGKILL)", () => {
         if (round !== 1) {
           const nth = 1 + Math.floor(rand() * 2);
           await until(() => run.lines.filter((l) => l.includes(".tmp-checkpoint-")).length >= nth || run.lines.some((l) => l.startsWith("done")), "a checkpoint write");
-          await new Promise((r) => setTimeout(r, rand() * slowSaveMs * 0.8));
+          await new Promise((r) => setTimeout(r, rand() * slowSaveMs * 0.4)); // leaves >= 180 ms for the signal to land
         } else {
           await until(() => run.lines.length > 0, "the first step");
           await new Promise((r) => setTimeout(r, rand() * 400));

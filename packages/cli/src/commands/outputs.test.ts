@@ -22,7 +22,20 @@ beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-outputs-"));
   await synthesize(path.join(tmp, "synth"), { n: 8, size: 56, seed: 4 });
   sleeper = spawn("sleep", ["600"], { stdio: "ignore" });
+  fs.writeFileSync(path.join(tmp, "grpo.json"), JSON.stringify(config));
 });
+
+/** A toy GRPO run: 4 training samples, a checkpoint every step. */
+const config = {
+  trainer: "grpo",
+  numGenerations: 4,
+  maxCompletionLength: 4,
+  saveSteps: 1,
+  progress: false,
+  model: { type: "toy", vocab: 16 },
+  data: { format: "rarl", path: "synth/samples.jsonl", split: "train", limit: 4 },
+  rewards: { rewards: [{ use: "format" }, { use: "accuracy", weight: 2 }], scorer: "lexical-f1" },
+};
 afterAll(() => {
   sleeper.kill("SIGKILL");
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -68,19 +81,8 @@ const rewardsCfg = () => {
 describe("one writer per output (issue 16 item 4)", () => {
   it("rarl train: a second run into a run folder being trained is refused naming the first's PID; the first ends intact", async () => {
     const out = path.join(tmp, "run");
-    const config = {
-      trainer: "grpo",
-      numGenerations: 4,
-      maxCompletionLength: 4,
-      saveSteps: 1,
-      progress: false,
-      model: { type: "toy", vocab: 16 },
-      data: { format: "rarl", path: "synth/samples.jsonl", split: "train", limit: 4 },
-      rewards: { rewards: [{ use: "format" }, { use: "accuracy", weight: 2 }], scorer: "lexical-f1" },
-    };
-    fs.writeFileSync(path.join(tmp, "grpo.json"), JSON.stringify(config));
     const spec = path.join(tmp, "spec.json");
-    fs.writeFileSync(spec, JSON.stringify({ config: { ...config, model: { type: "slow-save-toy", vocab: 16 } }, configDir: tmp, out, maxSteps: 5, slowSaveMs: 300 }));
+    fs.writeFileSync(spec, JSON.stringify({ config: { ...config, model: { type: "slow-save-toy", vocab: 16 } }, configDir: tmp, out, maxSteps: 5, slowSaveMs: 600 }));
     const first = spawn(process.execPath, ["--import", "tsx", trainChild, spec], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RARL_LOG_LEVEL: "warn" } });
     let stdout = "";
     let stderr1 = "";
