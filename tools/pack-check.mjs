@@ -7,6 +7,10 @@
 //  4. imports every public entry of every package with both `import()` (ESM) and `require()` (CJS), and runs each
 //     package bin with --help.
 // Also starts @rarl/core's wasm backend and takes a gradient from the installed tarball (ESM and CJS).
+//  5. fresh clone (what a new user does): `git clone`s HEAD into a temp dir, runs `npm ci`, checks that
+//     node_modules/.bin/rarl exists at once and that `npx rarl --help` says "run `npm run build` first", then
+//     `npm run build` and `npx rarl --help` must print the usage. `--no-clone` skips this stage, `--clone-only`
+//     runs only it. It checks the committed HEAD: uncommitted changes are not in the clone (a warning says so).
 // `node tools/pack-check.mjs core model` checks only those packages. Exit code 0 when everything loads;
 // the temp dirs are removed unless --keep. Not a vitest test: the build alone takes minutes on 2 shared cores.
 import { spawnSync } from "node:child_process";
@@ -30,7 +34,43 @@ function run(cmd, argv, opts = {}) {
   return r.stdout ?? "";
 }
 
+/** Stage 5: a fresh clone of HEAD, `npm ci`, `npx rarl --help` before and after `npm run build`. */
+function checkFreshClone() {
+  const dirty = spawnSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: root, encoding: "utf8" }).stdout.trim();
+  if (dirty) console.error("pack-check: WARNING the working tree has uncommitted changes; the fresh clone checks HEAD");
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-clone-check-"));
+  const clone = path.join(work, "rarl-ts");
+  let ok = false;
+  try {
+    run("git", ["clone", "--quiet", "--no-hardlinks", root, clone]);
+    if (fs.existsSync(path.join(work, "shared"))) throw new Error(`${work}/shared exists; the clone would not be alone`);
+    console.error(`pack-check: fresh clone at ${clone}: npm ci`);
+    run(npm, ["ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: clone });
+    const bin = path.join(clone, "node_modules", ".bin", "rarl");
+    if (!fs.existsSync(bin)) throw new Error("fresh clone: npm ci did not link node_modules/.bin/rarl");
+    const env = { ...process.env, RARL_LOG_LEVEL: "warn" };
+    const before = spawnSync("npx", ["--no-install", "rarl", "--help"], { cwd: clone, encoding: "utf8", env });
+    if (before.status === 0 || !/run `npm run build` first/.test(before.stderr)) {
+      throw new Error(`fresh clone: before the build, npx rarl --help should fail with "run \`npm run build\` first"; got exit ${before.status}:\n${before.stdout}${before.stderr}`);
+    }
+    console.error(`pack-check: fresh clone, before the build: ${before.stderr.trim()}`);
+    run(npm, ["run", "build", "--", "--outputStyle=static"], { cwd: clone, env: { ...process.env, NX_SKIP_NX_CACHE: "true", NX_DAEMON: "false" } });
+    const help = run("npx", ["--no-install", "rarl", "--help"], { cwd: clone, capture: true, env });
+    if (!/Usage: rarl/.test(help)) throw new Error(`fresh clone: npx rarl --help printed no usage:\n${help}`);
+    console.log(`fresh clone: npx rarl --help: ${help.split("\n")[0]}`);
+    ok = true;
+  } finally {
+    if (args.has("--keep") || !ok) console.error(`pack-check: fresh clone kept at ${clone}`);
+    else fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
 const t0 = Date.now();
+if (args.has("--clone-only")) {
+  checkFreshClone();
+  console.error(`pack-check: OK, fresh clone: npm ci, npx rarl --help before and after npm run build (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  process.exit(0);
+}
 const pkgs = fs
   .readdirSync(path.join(root, "packages"))
   .map((d) => path.join(root, "packages", d))
@@ -140,4 +180,5 @@ try {
   if (args.has("--keep") || !ok) console.error(`pack-check: temp dir kept at ${work}`);
   else fs.rmSync(work, { recursive: true, force: true });
 }
-console.error(`pack-check: OK, ${pkgs.length} packages packed, installed outside the repo and imported via ESM and CJS (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+if (!args.has("--no-clone") && only.length === 0) checkFreshClone();
+console.error(`pack-check: OK, ${pkgs.length} packages packed, installed outside the repo and imported via ESM and CJS${args.has("--no-clone") || only.length ? "" : "; a fresh clone runs npx rarl"} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);

@@ -11,12 +11,21 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { tsImport } from "tsx/esm/api";
 import { cliEnv, repo } from "../lib/rarl-cli.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const runs = path.resolve(process.env.RARL_DEMO_DIR ?? (quick ? path.join(here, "runs", "quick") : path.join(here, "runs")));
+// One demo per runs folder: a second one is refused naming the first's PID (a dead one's lock is taken over).
+const { lockOutput } = await tsImport(path.join(repo, "packages/core/src/lock.ts"), import.meta.url);
+try {
+  lockOutput(runs, { command: "examples/demo/run.mjs" });
+} catch (e) {
+  process.stderr.write(`demo: ${e.message}\n`);
+  process.exit(1);
+}
 if (args.includes("--fresh")) fs.rmSync(runs, { recursive: true, force: true });
 fs.mkdirSync(runs, { recursive: true });
 

@@ -3,6 +3,8 @@ export { Rng, type RngState } from "./rng";
 export { BACKEND_ORDER, getBackendName, getWasmThreads, initBackend, type BackendName, type InitBackendOptions } from "./backend";
 export { setWasmTransposeFix } from "./wasm-fixes";
 export { writeFileAtomic } from "./fs";
+export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, type LockHolder, type OutputLock } from "./lock";
+export { JsonlWriter, repairJsonlForAppend, splitTornTail, warnTornTail } from "./jsonl";
 export * from "./safetensors/index";
 export { getLogger, setLogSink, formatLogLine, type Logger, type LogLevel, type LogFields } from "./logger";
 export { createProgress, type Progress, type ProgressOptions } from "./progress";

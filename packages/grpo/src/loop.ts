@@ -247,6 +247,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
       }
     } finally {
       progress.stop();
+      metrics.close();
       if (opts.handleSigint !== false) process.removeListener("SIGINT", onSigint);
     }
     let adapterDir: string | null = null;

@@ -1,10 +1,15 @@
 import fs from "node:fs";
 import path from "node:path";
+import { JsonlWriter, splitTornTail, warnTornTail, writeFileAtomic } from "@rarl/core";
 
-/** Appends one JSON object per line to RUN_DIR/metrics.jsonl (and samples to samples.jsonl). */
+/**
+ * Appends one JSON object per line to RUN_DIR/metrics.jsonl (and samples to samples.jsonl), each record one whole
+ * line in one write. A torn last line left by a crash is cut off (with a warning) when the files are opened.
+ */
 export class MetricsWriter {
   readonly file: string;
   readonly samplesFile: string;
+  private writers: { metrics?: JsonlWriter; samples?: JsonlWriter } = {};
 
   constructor(runDir: string) {
     fs.mkdirSync(runDir, { recursive: true });
@@ -30,16 +35,24 @@ export class MetricsWriter {
             return false;
           }
         });
-      fs.writeFileSync(f, keep.length ? `${keep.join("\n")}\n` : "");
+      writeFileAtomic(f, keep.length ? `${keep.join("\n")}\n` : "");
     }
   }
 
   write(record: Record<string, unknown>): void {
-    fs.appendFileSync(this.file, `${JSON.stringify(record, finite)}\n`);
+    this.writers.metrics ??= new JsonlWriter(this.file, { replacer: finite });
+    this.writers.metrics.append(record);
   }
 
   writeSamples(record: Record<string, unknown>): void {
-    fs.appendFileSync(this.samplesFile, `${JSON.stringify(record, finite)}\n`);
+    this.writers.samples ??= new JsonlWriter(this.samplesFile, { replacer: finite });
+    this.writers.samples.append(record);
+  }
+
+  close(): void {
+    this.writers.metrics?.close();
+    this.writers.samples?.close();
+    this.writers = {};
   }
 }
 
@@ -48,13 +61,12 @@ function finite(_k: string, v: unknown): unknown {
   return typeof v === "number" && !Number.isFinite(v) ? null : v;
 }
 
-/** Reads metrics.jsonl back (tests, reports). */
+/** Reads metrics.jsonl back (tests, reports); a torn last line (crash mid-write) is ignored with a warning. */
 export function readMetrics(runDir: string): Array<Record<string, any>> {
   const f = path.join(runDir, "metrics.jsonl");
   if (!fs.existsSync(f)) return [];
-  return fs
-    .readFileSync(f, "utf8")
-    .split("\n")
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l));
+  const { complete, torn } = splitTornTail(fs.readFileSync(f, "utf8"));
+  const lines = complete.split("\n");
+  if (torn !== null) warnTornTail(f, torn, lines.length);
+  return lines.filter((l) => l.trim()).map((l) => JSON.parse(l));
 }

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { getLogger, initBackend } from "@rarl/core";
+import { getLogger, initBackend, withOutputLock, writeFileAtomic } from "@rarl/core";
 import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
 import { loadQwen2VL } from "@rarl/model";
 import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, TemplateSampler, TRAINING_TEMPLATES, type Template } from "@rarl/prompts";
@@ -136,7 +136,8 @@ export function compositeScorer(set: RewardSet): RewardScorer<Sample> {
 
 /**
  * `rarl train`: loads the data, builds the policy, prompts and rewards from the config, and runs the GRPO or SFT
- * trainer into RUN_DIR (metrics.jsonl, samples.jsonl, checkpoints/, adapter/).
+ * trainer into RUN_DIR (metrics.jsonl, samples.jsonl, checkpoints/, adapter/). RUN_DIR is locked for the run
+ * (@rarl/core lockOutput): a second writer gets an OutputLockedError naming this process's PID.
  */
 export async function runTrain(o: RunTrainOptions): Promise<TrainResult> {
   const configDir = o.configDir ?? process.cwd();
@@ -147,6 +148,15 @@ export async function runTrain(o: RunTrainOptions): Promise<TrainResult> {
   if (!sections.model || typeof sections.model !== "object") throw new TrainConfigError('config: "model" section is required', { code: "CONFIG_INVALID", details: { field: "model" } });
   if (!sections.data || typeof sections.data !== "object") throw new TrainConfigError('config: "data" section is required', { code: "CONFIG_INVALID", details: { field: "data" } });
   const runDir = path.resolve(o.out ?? (sections.out ? path.resolve(configDir, sections.out) : path.join("runs", cfg.trainer)));
+  // One writer per run folder: a second `rarl train` into RUN_DIR is refused naming this process's PID.
+  return withOutputLock(runDir, () => trainInto(o, { configDir, sections, cfg, runDir }), { command: "rarl train" });
+}
+
+/** runTrain's work once it holds the lock of RUN_DIR. */
+async function trainInto(
+  o: RunTrainOptions,
+  { configDir, sections, cfg, runDir }: { configDir: string; sections: TrainFileSections & { out?: string }; cfg: TrainConfig; runDir: string },
+): Promise<TrainResult> {
   await initBackend();
 
   const { limit, split, ...loadOpts } = sections.data;
@@ -169,7 +179,7 @@ export async function runTrain(o: RunTrainOptions): Promise<TrainResult> {
   let rewardSet: RewardSet | null = null;
   try {
     fs.mkdirSync(runDir, { recursive: true });
-    fs.writeFileSync(path.join(runDir, "config.json"), `${JSON.stringify({ ...o.config, ...cfg }, null, 2)}\n`);
+    writeFileAtomic(path.join(runDir, "config.json"), `${JSON.stringify({ ...o.config, ...cfg }, null, 2)}\n`);
     log.info("train", { trainer: cfg.trainer, runDir, examples: examples.length });
     if (cfg.trainer === "grpo") {
       if (!sections.rewards) throw new TrainConfigError('GRPO config: "rewards" section is required', { code: "CONFIG_INVALID", details: { field: "rewards" } });

@@ -1,9 +1,13 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { splitTornTail, warnTornTail } from "@rarl/core";
 import type { PredictionRecord, Usage, Verdict } from "./types";
 
-/** A cached judgement. Only final outcomes are cached: verdicts and invalid-output failures, never transient (network/5xx/429/timeout) failures. */
+/**
+ * A cached judgement. Only verdicts are written: every failure (429, 5xx, timeout, unusable reply) may go away on
+ * a re-run. "failed" entries are still read from caches written by earlier versions; the judge ignores them.
+ */
 export type CacheEntry =
   | { key: string; status: "scored"; verdict: Verdict; usage?: Usage }
   | { key: string; status: "failed"; error: string; usage?: Usage };
@@ -36,18 +40,20 @@ export class JudgeCache {
   constructor(dir: string, judge: string) {
     fs.mkdirSync(dir, { recursive: true });
     this.file = path.join(dir, `${slug(judge)}.jsonl`);
-    if (fs.existsSync(this.file)) {
-      const text = fs.readFileSync(this.file, "utf8");
-      for (const line of text.split("\n")) {
-        if (!line.trim()) continue;
-        try {
-          const e = JSON.parse(line) as CacheEntry;
-          if (e && typeof e.key === "string" && (e.status === "scored" || e.status === "failed")) this.entries.set(e.key, e);
-        } catch {
-          /* torn line from a crash: ignore */
-        }
+    // A torn last line (a crash mid-write) is ignored with a warning and closed with a newline, so the next entry
+    // starts on a line of its own. (Not cut off: other runs may share this cache file and append to it meanwhile.)
+    const text = fs.existsSync(this.file) ? fs.readFileSync(this.file, "utf8") : "";
+    const { complete, torn } = splitTornTail(text);
+    if (torn !== null) warnTornTail(this.file, torn, complete.split("\n").length);
+    if (text.length > 0 && !text.endsWith("\n")) fs.appendFileSync(this.file, "\n");
+    for (const line of text.split("\n")) {
+      if (!line.trim()) continue;
+      try {
+        const e = JSON.parse(line) as CacheEntry;
+        if (e && typeof e.key === "string" && (e.status === "scored" || e.status === "failed")) this.entries.set(e.key, e);
+      } catch {
+        /* a bad line inside the file (written by hand?) is skipped: the cache only saves requests */
       }
-      if (text.length > 0 && !text.endsWith("\n")) fs.appendFileSync(this.file, "\n");
     }
   }
 
@@ -62,7 +68,8 @@ export class JudgeCache {
   put(entry: CacheEntry): void {
     this.entries.set(entry.key, entry);
     if (this.fd === undefined) this.fd = fs.openSync(this.file, "a");
-    fs.writeSync(this.fd, `${JSON.stringify(entry)}\n`);
+    const line = Buffer.from(`${JSON.stringify(entry)}\n`, "utf8");
+    if (fs.writeSync(this.fd, line) !== line.length) throw new Error(`${this.file}: short write`);
   }
 
   close(): void {

@@ -3,10 +3,13 @@ import OpenAI from "openai";
 import { parseRetryAfter } from "./retry";
 import type { ChatMessage, Usage } from "./types";
 
-/** Why a call failed. Transient kinds are retried with backoff; the others fail the sample at once. */
+/**
+ * Why a call failed. Transient kinds are retried with backoff; the others (client_error: 4xx but 408/429) fail the
+ * sample at once. bad_response (a body that is not the API's JSON, e.g. cut off by a proxy) is transient.
+ */
 export type CallErrorKind = "rate_limit" | "server_error" | "timeout" | "network" | "client_error" | "bad_response";
 
-const TRANSIENT: ReadonlySet<CallErrorKind> = new Set(["rate_limit", "server_error", "timeout", "network"]);
+const TRANSIENT: ReadonlySet<CallErrorKind> = new Set(["rate_limit", "server_error", "timeout", "network", "bad_response"]);
 
 /** A normalised failure of one request. Its message never contains the API key (see {@link redact}). */
 export class CallError extends Error {

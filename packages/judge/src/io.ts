@@ -1,9 +1,16 @@
 import fs from "node:fs";
+import { JsonlWriter, splitTornTail, warnTornTail } from "@rarl/core";
 import { JudgeInputError } from "./errors";
 import type { PredictionRecord, ResultRecord } from "./types";
 
-function parseLines(file: string, text: string, onRow: (v: any, line: number) => void, tolerateTornTail = false) {
-  const lines = text.split("\n");
+/**
+ * Parses JSONL rows. A torn last line (text after the last newline that is not JSON: a write cut off by a crash)
+ * is ignored with a warning; any other bad line is an error naming the file and line.
+ */
+function parseLines(file: string, text: string, onRow: (v: any, line: number) => void) {
+  const { complete, torn } = splitTornTail(text);
+  const lines = complete.split("\n");
+  if (torn !== null) warnTornTail(file, torn, lines.length);
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i].trim();
     if (raw === "") continue;
@@ -11,7 +18,6 @@ function parseLines(file: string, text: string, onRow: (v: any, line: number) =>
     try {
       v = JSON.parse(raw);
     } catch {
-      if (tolerateTornTail && i === lines.length - 1) return; // a write cut off by a crash
       throw new JudgeInputError(`${file}:${i + 1}: not valid JSON`, { code: "JUDGE_BAD_JSON", details: { file, line: i + 1 } });
     }
     if (v === null || typeof v !== "object" || Array.isArray(v)) {
@@ -74,7 +80,7 @@ export function validatePredictions(file: string, rows: Array<{ value: any; line
   return out;
 }
 
-/** Reads and validates a predictions JSONL file ({@link PredictionRecord} per line). */
+/** Reads and validates a predictions JSONL file ({@link PredictionRecord} per line); a torn last line is ignored with a warning. */
 export function readPredictions(file: string): PredictionRecord[] {
   let text: string;
   try {
@@ -88,7 +94,7 @@ export function readPredictions(file: string): PredictionRecord[] {
   return validatePredictions(file, rows);
 }
 
-/** Reads a results JSONL file. A torn last line (crash while writing) is ignored. */
+/** Reads a results JSONL file. A torn last line (crash while writing) is ignored with a warning. */
 export function readResults(file: string): ResultRecord[] {
   let text: string;
   try {
@@ -113,7 +119,6 @@ export function readResults(file: string): ResultRecord[] {
       }
       out.push({ ...v, id: String(v.id), reasoning_score: v.reasoning_score ?? null, prediction_score: v.prediction_score ?? null });
     },
-    true,
   );
   return out;
 }
@@ -152,24 +157,8 @@ export function readHumanLabels(file: string): HumanLabel[] {
 }
 
 /**
- * Append-only JSONL writer: each record is one `write` of a whole line on an O_APPEND descriptor,
- * handed to the OS as it arrives (a killed process loses nothing already written).
+ * Append-only JSONL writer: each record is one `write` of a whole line on an O_APPEND descriptor, handed to the
+ * OS as it arrives (a killed process loses nothing already written, and leaves at most a torn last line).
+ * @rarl/core's JsonlWriter under its former name.
  */
-export class JsonlAppender {
-  private fd: number;
-  constructor(
-    readonly file: string,
-    opts: { truncate?: boolean; fsync?: boolean } = {},
-  ) {
-    this.fd = fs.openSync(file, opts.truncate ? "w" : "a");
-    this.fsync = opts.fsync ?? false;
-  }
-  private fsync: boolean;
-  append(record: unknown): void {
-    fs.writeSync(this.fd, `${JSON.stringify(record)}\n`);
-    if (this.fsync) fs.fsyncSync(this.fd);
-  }
-  close(): void {
-    fs.closeSync(this.fd);
-  }
-}
+export class JsonlAppender extends JsonlWriter {}

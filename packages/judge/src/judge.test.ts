@@ -55,7 +55,11 @@ describe.each(providers)("judge against the fault-injecting server: $judge", (p)
       ["hang,ok", "scored", undefined, 2],
       ["malformed,ok", "scored", undefined, 2],
       ["range,ok", "scored", undefined, 2],
-      ["malformed,range", "failed", "invalid_output", 2],
+      // an unusable repair reply is one failed attempt: a fresh request follows (before issue 16: failed after 2)
+      ["malformed,range,ok", "scored", undefined, 3],
+      ["malformed,malformed,malformed,fenced", "scored", undefined, 4],
+      ["500,malformed,hang,ok", "scored", undefined, 4],
+      ["malformed,range,malformed,range", "failed", "invalid_output", 4],
       ["500,500,500,500", "failed", "server_error", 4],
       ["429,429,429,429", "failed", "rate_limit", 4],
       ["hang,hang,hang,hang", "failed", "timeout", 4],
@@ -80,13 +84,17 @@ describe.each(providers)("judge against the fault-injecting server: $judge", (p)
       expect({ fault, requests: srv.byKey.get(preds[i].question) }).toEqual({ fault, requests });
     });
     expect(sum.failures).toEqual({ invalid_output: 1, server_error: 1, rate_limit: 1, timeout: 1, client_error: 1 });
-    expect(sum.stats.repairs).toBe(3);
+    // repairs follow each unusable fresh reply: 1 + 1 + 1 + 2 (fresh, repair, fresh) + 1 + 2
+    expect(sum.stats.repairs).toBe(8);
     expect(sum.stats.requests).toBe(cases.reduce((a, c) => a + c[3], 0));
     expect(sum.stats.inputTokens).toBeGreaterThan(0);
     expect(sum.stats.costUsd).toBeGreaterThan(0);
     // repairs carry the previous reply and the repair instruction
     const repairs = srv.log.filter((l) => l.repair && preds.some((q) => q.question === l.key));
-    expect(repairs.length).toBe(3);
+    expect(repairs.length).toBe(8);
+    // every retry waits; the attempt after a failed repair is a fresh request (no assistant message)
+    const seq = srv.log.filter((l) => l.key === preds[cases.findIndex((c) => c[0] === "malformed,malformed,malformed,fenced")].question).map((l) => l.repair);
+    expect(seq).toEqual([false, true, false, true]);
     // temperature 0 by default, API key sent in a header, never written anywhere
     expect(srv.log.filter((l) => preds.some((q) => q.question === l.key)).every((l) => l.temperature === 0 && l.hadKey)).toBe(true);
     const text = fs.readFileSync(out, "utf8") + JSON.stringify(sum);
@@ -122,27 +130,33 @@ describe.each(providers)("judge against the fault-injecting server: $judge", (p)
     expect(rows.find((r) => r.id === b.id)?.reasoning_score).toBe(0);
   });
 
-  it("caches verdicts: a re-run sends no request", async () => {
+  it("caches verdicts only: a re-run sends no request for them, and asks again for every failure", async () => {
     const cacheDir = path.join(dir, `cache-${p.judge.replace(":", "_")}`);
-    const preds = [sample("ok"), sample("500,ok"), sample("malformed,malformed"), sample("503,503,503,503")];
+    const preds = [sample("ok"), sample("500,ok"), sample("malformed,range,malformed,range"), sample("503,503,503,503")];
     const out = path.join(dir, "c1.jsonl");
     const first = await runJudge({ ...base(), predictions: preds, out, cacheDir });
-    expect(first.stats.requests).toBe(1 + 2 + 2 + 4);
+    expect(first.stats.requests).toBe(1 + 2 + 4 + 4);
+    expect(first.failures).toEqual({ invalid_output: 1, server_error: 1 });
     const before = srv.requests;
-    const second = await runJudge({ ...base(), predictions: preds.slice(0, 3), out, cacheDir });
-    expect(srv.requests).toBe(before); // scored and invalid-output verdicts are final
-    expect(second.stats.cacheHits).toBe(3);
-    expect(readOut(out).map((r) => r.cached)).toEqual([true, true, true]);
-    // the transient failure (5xx after all attempts) is not cached: it is tried again
-    await runJudge({ ...base(), predictions: preds, out, cacheDir });
-    expect(srv.requests).toBe(before + 1);
-    // --retry-failed: the cached invalid-output failure is asked again (its script now answers ok)
-    const retried = await runJudge({ ...base(), predictions: preds.slice(2, 3), out, cacheDir, retryCachedFailures: true });
-    expect(retried.scored).toBe(1);
+    const second = await runJudge({ ...base(), predictions: preds.slice(0, 2), out, cacheDir });
+    expect(srv.requests).toBe(before); // verdicts are final
+    expect(second.stats.cacheHits).toBe(2);
+    expect(readOut(out).map((r) => r.cached)).toEqual([true, true]);
+    // neither failure (unusable replies, 5xx after all attempts) was cached: both are asked again and now score
+    const third = await runJudge({ ...base(), predictions: preds, out, cacheDir });
     expect(srv.requests).toBe(before + 2);
+    expect(third.scored).toBe(4);
+    // a failed entry in a cache written by an earlier version is not final either
+    const cacheFile = fs.readdirSync(cacheDir).map((f) => path.join(cacheDir, f))[0];
+    const s = sample("ok");
+    const { cacheKey } = await import("./cache");
+    fs.appendFileSync(cacheFile, `${JSON.stringify({ key: cacheKey(p.judge, "rarl-appendix-b/v1", s), status: "failed", error: "invalid_output: old" })}\n`);
+    const fourth = await runJudge({ ...base(), predictions: [s], out, cacheDir });
+    expect(fourth.scored).toBe(1);
+    expect(srv.requests).toBe(before + 3);
     // a different prompt version misses the cache
     await runJudge({ ...base(), predictions: preds.slice(0, 1), out, cacheDir, prompt: { template: "Question: {{question}}\n{{prediction}}", version: "custom/1" } });
-    expect(srv.requests).toBe(before + 3);
+    expect(srv.requests).toBe(before + 4);
   });
 });
 

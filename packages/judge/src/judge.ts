@@ -1,10 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
+import type { TextSimilarity } from "@rarl/rewards";
 import { cacheKey, JudgeCache } from "./cache";
 import { CallError, type CallErrorKind, type ChatClient, GeminiClient, OpenAIChatClient, redact } from "./clients";
 import { JudgeConfigError } from "./errors";
 import { type OfflineJudgeOptions, offlineSimilarity, offlineVerdict } from "./offline";
-import type { TextSimilarity } from "@rarl/rewards";
 import { parseVerdict } from "./parse";
 import { costUsd, DEFAULT_PRICES, type Price, priceFor } from "./pricing";
 import { DEFAULT_PROMPT, hasReferenceReasoning, type JudgePrompt, renderPrompt, renderRepair } from "./prompt";
@@ -30,11 +30,17 @@ export interface JudgeOptions {
   timeoutMs?: number;
   /** Samples judged at the same time (each holds its slot through its retries). Default 8. */
   concurrency?: number;
-  /** Backoff policy for 429 / 5xx / timeouts / connection errors. Defaults: {@link DEFAULT_RETRY}. */
+  /**
+   * Attempt budget and backoff of each sample: 429 / 5xx / timeouts / connection errors / garbled responses and
+   * unusable replies (not JSON, out of range) all count as failed attempts. Defaults: {@link DEFAULT_RETRY}.
+   */
   retry?: RetryOptions;
   /** Directory of the persistent cache. Default: none (no cache). */
   cacheDir?: string;
-  /** Ignore cached invalid-output failures and ask the judge again (cached verdicts are still used). Default false. */
+  /**
+   * No effect, kept so that callers keep compiling: failures are no longer cached (a re-run always asks again for
+   * every sample without a cached verdict). Default false.
+   */
   retryCachedFailures?: boolean;
   /** Price table (USD per 1M tokens) merged over {@link DEFAULT_PRICES}. */
   prices?: Record<string, Price>;
@@ -62,9 +68,9 @@ export interface JudgeStats {
   judge: string;
   /** HTTP requests sent (each retry and repair counts). */
   requests: number;
-  /** Retries by cause. */
-  retries: Partial<Record<CallErrorKind, number>>;
-  /** Repair requests sent after an invalid first reply. */
+  /** Retries by the cause of the failed attempt before them (invalid_output: an unusable reply). */
+  retries: Partial<Record<CallErrorKind | "invalid_output", number>>;
+  /** Repair requests (each also counts as a retry of kind invalid_output) sent after an unusable fresh reply. */
   repairs: number;
   scored: number;
   failed: number;
@@ -126,6 +132,9 @@ export class Judge {
     if (!(timeout > 0)) throw new JudgeConfigError(`timeoutMs must be > 0, got ${timeout}`, { code: "JUDGE_BAD_OPTION", details: { timeoutMs: timeout } });
     this.sem = new Semaphore(conc);
     this.retry = { ...DEFAULT_RETRY, ...(opts.retry ?? {}) };
+    if (!Number.isInteger(this.retry.maxAttempts) || this.retry.maxAttempts < 1) {
+      throw new JudgeConfigError(`retry.maxAttempts must be a positive integer, got ${this.retry.maxAttempts}`, { code: "JUDGE_BAD_OPTION", details: { maxAttempts: this.retry.maxAttempts } });
+    }
     this.price = priceFor(spec.model, { ...DEFAULT_PRICES, ...(opts.prices ?? {}) });
     if (spec.provider === "offline") this.similarity = offlineSimilarity(opts.offline ?? {});
     if (opts.cacheDir && spec.provider !== "offline") this.cache = new JudgeCache(opts.cacheDir, spec.name);
@@ -204,65 +213,72 @@ export class Judge {
     }
     const key = cacheKey(this.spec.name, this.prompt.version, sample);
     const hit = this.cache?.get(key);
-    if (hit && !(hit.status === "failed" && this.opts.retryCachedFailures)) {
+    // Only verdicts are final. Failed entries (cached by earlier versions) are asked again.
+    if (hit?.status === "scored") {
       this.counters.cacheHits++;
-      if (hit.status === "scored") return { status: "scored", verdict: hit.verdict, cached: true };
-      return { status: "failed", error: hit.error, errorKind: hit.error.split(":")[0], cached: true };
+      return { status: "scored", verdict: hit.verdict, cached: true };
     }
-    return this.sem.run(async () => {
-      const withReasoning = hasReferenceReasoning(sample);
-      const messages: ChatMessage[] = [{ role: "user", content: renderPrompt(sample, this.prompt) }];
-      try {
-        const first = await this.request(messages);
-        let usage: Usage = first.usage;
-        let parsed = parseVerdict(first.text, withReasoning);
-        if (!parsed.ok) {
-          this.counters.repairs++;
-          const firstReason = parsed.reason;
-          const second = await this.request([
-            ...messages,
-            { role: "assistant", content: first.text },
-            { role: "user", content: renderRepair(parsed.reason) },
-          ]);
-          usage = { inputTokens: usage.inputTokens + second.usage.inputTokens, outputTokens: usage.outputTokens + second.usage.outputTokens };
-          parsed = parseVerdict(second.text, withReasoning);
-          if (!parsed.ok) {
-            const error = `invalid_output: ${parsed.reason} (first reply: ${firstReason}; repair failed)`;
-            this.cache?.put({ key, status: "failed", error, usage });
-            return { status: "failed", error, errorKind: "invalid_output", cached: false } as JudgeOutcome;
-          }
-        }
-        this.cache?.put({ key, status: "scored", verdict: parsed.verdict, usage });
-        return { status: "scored", verdict: parsed.verdict, cached: false } as JudgeOutcome;
-      } catch (e: any) {
-        if (e instanceof CallError) return { status: "failed", error: `${e.kind}: ${e.message}`, errorKind: e.kind, cached: false } as JudgeOutcome;
-        return { status: "failed", error: `internal: ${redact(String(e?.message ?? e), this.secrets)}`, errorKind: "internal", cached: false } as JudgeOutcome;
-      }
-    });
+    return this.sem.run(() => this.judgeWithRetries(sample, key));
   }
 
-  /** One logical request with retries on transient errors; throws the last CallError when they run out. */
-  private async request(messages: ChatMessage[]): Promise<{ text: string; usage: Usage }> {
+  /**
+   * Asks the judge for one sample within one budget of `retry.maxAttempts` requests. A transient error (429, 5xx,
+   * timeout, connection error, a garbled response) and an unusable reply (not JSON, fields out of range) are failed
+   * attempts: the next attempt comes after a backoff delay (at least the server's Retry-After). The attempt after an
+   * unusable fresh reply is a repair request (the reply and the repair instruction); the attempt after a failed
+   * repair is a fresh request. Only a verdict is cached: a sample that runs out of attempts fails for this run and
+   * is asked again by the next one. A client error (401, 400) fails at once.
+   */
+  private async judgeWithRetries(sample: PredictionRecord, key: string): Promise<JudgeOutcome> {
+    const withReasoning = hasReferenceReasoning(sample);
+    const prompt: ChatMessage[] = [{ role: "user", content: renderPrompt(sample, this.prompt) }];
     const timeoutMs = this.opts.timeoutMs ?? 60_000;
     const temperature = this.opts.temperature ?? 0;
-    for (let attempt = 0; ; attempt++) {
+    const max = this.retry.maxAttempts;
+    let usage: Usage = { inputTokens: 0, outputTokens: 0 };
+    let toRepair: { text: string; reason: string } | undefined;
+    let last: { kind: CallErrorKind | "invalid_output"; message: string; retryAfterMs?: number } = { kind: "network", message: "no attempt made" };
+    let repairs = 0;
+    for (let attempt = 0; attempt < max; attempt++) {
+      if (attempt > 0) {
+        const k = last.kind as keyof JudgeStats["retries"];
+        this.counters.retries[k] = (this.counters.retries[k] ?? 0) + 1;
+        await sleep(backoffDelay(attempt - 1, this.retry, last.retryAfterMs, this.opts.random));
+      }
+      const repairing = toRepair;
+      toRepair = undefined;
+      const messages: ChatMessage[] = repairing
+        ? [...prompt, { role: "assistant", content: repairing.text }, { role: "user", content: renderRepair(repairing.reason) }]
+        : prompt;
+      if (repairing) {
+        this.counters.repairs++;
+        repairs++;
+      }
       this.counters.requests++;
+      let text: string;
       try {
         const r = await this.client!.call(messages, { timeoutMs, temperature });
         this.counters.inputTokens += r.usage.inputTokens;
         this.counters.outputTokens += r.usage.outputTokens;
         if (this.counters.costUsd !== null) this.counters.costUsd += costUsd(r.usage, this.price) ?? 0;
-        return r;
+        usage = { inputTokens: usage.inputTokens + r.usage.inputTokens, outputTokens: usage.outputTokens + r.usage.outputTokens };
+        text = r.text;
       } catch (e: any) {
         const err = e instanceof CallError ? e : new CallError("network", redact(String(e?.message ?? e), this.secrets));
-        if (!err.transient) throw err;
-        if (attempt + 1 >= this.retry.maxAttempts) {
-          throw new CallError(err.kind, `${err.message} (gave up after ${attempt + 1} attempts)`, err.status, err.retryAfterMs);
-        }
-        this.counters.retries[err.kind] = (this.counters.retries[err.kind] ?? 0) + 1;
-        await sleep(backoffDelay(attempt, this.retry, err.retryAfterMs, this.opts.random));
+        if (!err.transient) return { status: "failed", error: `${err.kind}: ${err.message}`, errorKind: err.kind, cached: false };
+        last = { kind: err.kind, message: err.message, retryAfterMs: err.retryAfterMs };
+        continue;
       }
+      const parsed = parseVerdict(text, withReasoning);
+      if (parsed.ok) {
+        this.cache?.put({ key, status: "scored", verdict: parsed.verdict, usage });
+        return { status: "scored", verdict: parsed.verdict, cached: false };
+      }
+      last = { kind: "invalid_output" as const, message: `${repairing ? "repair reply: " : ""}${parsed.reason}` };
+      if (!repairing) toRepair = { text, reason: parsed.reason };
     }
+    const note = last.kind === "invalid_output" ? `; ${repairs} repair request(s)` : "";
+    return { status: "failed", error: `${last.kind}: ${last.message} (gave up after ${max} attempts${note})`, errorKind: last.kind, cached: false };
   }
 
   /** Closes the cache file (and frees a BERTScore encoder the offline judge loaded). */

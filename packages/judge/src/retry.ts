@@ -1,6 +1,6 @@
-/** Retry policy for transient judge errors (429, 5xx, timeouts, connection errors). */
+/** Retry policy of a sample: transient errors (429, 5xx, timeouts, connection errors) and unusable replies. */
 export interface RetryOptions {
-  /** Total attempts per request, the first included. Default 6. */
+  /** Total requests per sample, the first and any repair request included. Default 6. */
   maxAttempts?: number;
   /** Base delay in ms of the exponential backoff (delay before retry k is up to base * 2^k). Default 1000. */
   baseDelayMs?: number;

@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { lockOutput } from "@rarl/core";
 import { JsonlAppender, readPredictions } from "./io";
 import { Judge, type JudgeOptions, type JudgeStats } from "./judge";
 import type { PredictionRecord, ResultRecord } from "./types";
@@ -65,14 +66,25 @@ function toResult(s: PredictionRecord, judge: Judge, o: Awaited<ReturnType<Judge
 /**
  * Judges every prediction and appends one result line per sample as it arrives. Input problems
  * (missing fields, duplicate ids, unknown judge, missing API key) throw before any request is sent.
- * With a cache directory, an interrupted run resumes: cached samples cost no request.
+ * With a cache directory, an interrupted run resumes: cached samples cost no request. The results file is locked
+ * for the run: a second writer gets an OutputLockedError (from @rarl/core) naming this process's PID.
  */
 export async function runJudge(opts: RunJudgeOptions): Promise<RunJudgeSummary> {
   const t0 = Date.now();
   const samples = typeof opts.predictions === "string" ? readPredictions(opts.predictions) : opts.predictions;
   const judge = Judge.create(opts);
   fs.mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
-  const writer = new JsonlAppender(opts.out, { truncate: true, fsync: opts.fsync });
+  // One writer per results file: a second run on the same --out is refused (naming the holder's PID).
+  let lock: ReturnType<typeof lockOutput> | undefined;
+  let writer: JsonlAppender;
+  try {
+    lock = lockOutput(opts.out, { command: `rarl judge --judge ${judge.name}` });
+    writer = new JsonlAppender(opts.out, { truncate: true, fsync: opts.fsync });
+  } catch (e) {
+    lock?.release();
+    judge.close();
+    throw e;
+  }
   let done = 0;
   const failedItems: Array<{ id: string; error: string }> = [];
   let scored = 0;
@@ -91,6 +103,7 @@ export async function runJudge(opts: RunJudgeOptions): Promise<RunJudgeSummary> 
   } finally {
     writer.close();
     judge.close();
+    lock.release();
   }
   const stats = judge.stats();
   const failures: Record<string, number> = {};

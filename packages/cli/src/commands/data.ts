@@ -1,4 +1,5 @@
 import path from "node:path";
+import { withOutputLock } from "@rarl/core";
 import {
   type ColumnMapping,
   DATASET_FORMATS,
@@ -116,7 +117,8 @@ export function register(program: Command): void {
     "throw",
   ).action(async (p: string, o) => {
     const ds = loadDataset(loadOptions(o.format, p, o));
-    const r = await exportSamples(ds, o.out);
+    // One writer per export (a second one is refused naming this process's PID).
+    const r = await withOutputLock(o.out, () => exportSamples(ds, o.out), { command: "rarl data export" });
     reportSkipped(r.skipped, ds.filtered);
     process.stderr.write(`wrote ${r.written} samples to ${path.resolve(o.out)}\n`);
   });
@@ -131,7 +133,7 @@ export function register(program: Command): void {
     .option("--questions-per-image <k>", "questions per image (1-5)", int("questions-per-image"), 2)
     .option("--test-fraction <f>", "fraction of images in the test split", fraction("test-fraction"), 0.2)
     .action(async (o) => {
-      const r = await synthesize(o.out, { n: o.n, seed: o.seed, size: o.size, questionsPerImage: o.questionsPerImage, testFraction: o.testFraction });
+      const r = await withOutputLock(o.out, () => synthesize(o.out, { n: o.n, seed: o.seed, size: o.size, questionsPerImage: o.questionsPerImage, testFraction: o.testFraction }), { command: "rarl data synth" });
       const test = r.samples.filter((s) => s.split === "test").length;
       process.stderr.write(`wrote ${r.samples.length} samples (${r.samples.length - test} train / ${test} test) on ${r.images.length} images to ${path.resolve(o.out)}\n`);
     });

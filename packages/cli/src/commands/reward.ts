@@ -1,3 +1,4 @@
+import { lockOutput } from "@rarl/core";
 import { scoreFile } from "@rarl/rewards";
 import type { Command } from "commander";
 
@@ -11,9 +12,16 @@ export function register(program: Command): void {
     .option("--out <file>", "scored JSONL (written atomically); default: stdout")
     .option("--quiet", "no summary on stderr")
     .action(async (o) => {
-      const res = await scoreFile(o.config, o.input, o.out, {
-        onProgress: o.quiet ? undefined : (done, total) => process.stderr.write(`rarl reward: ${done}/${total}\n`),
-      });
+      // One writer per output file (a second one is refused naming this process's PID).
+      const lock = o.out ? lockOutput(o.out, { command: "rarl reward" }) : undefined;
+      let res: Awaited<ReturnType<typeof scoreFile>>;
+      try {
+        res = await scoreFile(o.config, o.input, o.out, {
+          onProgress: o.quiet ? undefined : (done, total) => process.stderr.write(`rarl reward: ${done}/${total}\n`),
+        });
+      } finally {
+        lock?.release();
+      }
       if (!o.out) for (const l of res.lines) process.stdout.write(`${JSON.stringify(l)}\n`);
       if (!o.quiet) {
         const means = Object.entries(res.mean)

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { initBackend, RarlError, writeFileAtomic } from "@rarl/core";
+import { initBackend, lockOutput, RarlError, writeFileAtomic } from "@rarl/core";
 import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
 import type { PredictionRecord } from "@rarl/judge";
 import { generate, loadAdapter, loadGenerationConfig, loadQwen2VL, type Qwen2VLForConditionalGeneration, type Qwen2VLProcessor } from "@rarl/model";
@@ -139,7 +139,8 @@ export interface RunEvalOptions extends AnswerOptions {
  * `rarl eval`: answers every sample with the §3.3 inference system prompt (reasoning or non-reasoning, the question
  * as the user text, the image first), splits each completion into `<think>`/`<answer>`, and writes the judge's
  * predictions format {id, dataset, question, reference, prediction, reference_reasoning?, prediction_reasoning?}
- * plus `completion` (the raw text). Returns the records.
+ * plus `completion` (the raw text), atomically (a crash leaves the previous file or none, never part of one), under
+ * the output's lock. Returns the records.
  */
 export async function runEval(o: RunEvalOptions): Promise<Array<PredictionRecord & { completion: string }>> {
   if (o.prompt !== "reasoning" && o.prompt !== "non-reasoning") {
@@ -155,7 +156,16 @@ export async function runEval(o: RunEvalOptions): Promise<Array<PredictionRecord
   if (samples.length === 0) throw new EvalInputError(`${spec.path}: no samples${o.split ? ` in split "${o.split}"` : ""}`, { code: "EVAL_NO_SAMPLES", details: { file: spec.path } });
   const template = o.prompt === "reasoning" ? REASONING : NON_REASONING;
   const prompts = samples.map((s) => ({ messages: buildPrompt(s, template), images: [imageInput(s, root)] }));
-  const m = o.loaded ?? (await loadEvalModel(o.model, o.adapter));
+  fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+  // One writer per predictions file: a second `rarl eval --out` on it is refused naming this process's PID.
+  const lock = lockOutput(o.out, { command: "rarl eval" });
+  let m: EvalModel;
+  try {
+    m = o.loaded ?? (await loadEvalModel(o.model, o.adapter));
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
   try {
     const texts = await generateAnswers(m, prompts, o, o.onProgress);
     const records = samples.map((s, i) => {
@@ -177,5 +187,6 @@ export async function runEval(o: RunEvalOptions): Promise<Array<PredictionRecord
     return records;
   } finally {
     if (!o.loaded) m.dispose();
+    lock.release();
   }
 }

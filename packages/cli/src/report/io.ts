@@ -1,12 +1,15 @@
 import { readFileSync } from "node:fs";
-import { writeFileAtomic } from "@rarl/core";
+import { splitTornTail, warnTornTail, writeFileAtomic } from "@rarl/core";
 import { buildReportHtml, type EvalRow, type MetricsRow, type ReportInput, type SampleRow } from "./html";
 import { RarlError } from "@rarl/core";
 
 /** A run file could not be read or parsed. */
 export class ReportInputError extends RarlError {}
 
-/** Reads a JSONL file; every bad line is an error naming the file and line. */
+/**
+ * Reads a JSONL file; every bad line is an error naming the file and line, except a torn last line (text after the
+ * last newline that is not JSON: a crash while it was written), which is ignored with a warning.
+ */
 export function readJsonl<T = Record<string, unknown>>(file: string): T[] {
   let text: string;
   try {
@@ -15,7 +18,10 @@ export function readJsonl<T = Record<string, unknown>>(file: string): T[] {
     throw new ReportInputError(`cannot read ${file}: ${(err as Error).message}`, { details: { file }, cause: err });
   }
   const out: T[] = [];
-  text.split("\n").forEach((line, i) => {
+  const { complete, torn } = splitTornTail(text);
+  const lines = complete.split("\n");
+  if (torn !== null) warnTornTail(file, torn, lines.length);
+  lines.forEach((line, i) => {
     if (!line.trim()) return;
     try {
       out.push(JSON.parse(line) as T);

@@ -58,29 +58,28 @@ export function faultPredictions(n: number, seed = 7, tag = "bench"): Prediction
   return out;
 }
 
-/** What the judge must do with a fault script: final status, failure kind and number of requests. Pure. */
+/**
+ * What the judge must do with a fault script: final status, failure kind and number of requests. One budget of
+ * `maxAttempts` requests per sample; 429/500/503/hang/badwire and unusable replies (malformed, range) are failed
+ * attempts, 401 fails at once. Pure.
+ */
 export function simulateFaults(script: string, maxAttempts: number): { status: "scored" | "failed"; kind?: string; requests: number } {
   const plan = script.split(",");
-  let i = 0;
-  let requests = 0;
-  const transient: Record<string, string> = { "429": "rate_limit", "500": "server_error", "503": "server_error", hang: "timeout" };
-  const request = (): { ok: boolean } | { err: string } => {
-    for (let attempt = 0; ; attempt++) {
-      const f = (plan[i++] ?? "ok").split("@")[0];
-      requests++;
-      if (f in transient) {
-        if (attempt + 1 >= maxAttempts) return { err: transient[f] };
-        continue;
-      }
-      if (f === "401") return { err: "client_error" };
-      if (f === "badwire") return { err: "bad_response" };
-      return { ok: f !== "malformed" && f !== "range" };
-    }
+  const failedAttempt: Record<string, string> = {
+    "429": "rate_limit",
+    "500": "server_error",
+    "503": "server_error",
+    hang: "timeout",
+    badwire: "bad_response",
+    malformed: "invalid_output",
+    range: "invalid_output",
   };
-  const r1 = request();
-  if ("err" in r1) return { status: "failed", kind: r1.err, requests };
-  if (r1.ok) return { status: "scored", requests };
-  const r2 = request();
-  if ("err" in r2) return { status: "failed", kind: r2.err, requests };
-  return r2.ok ? { status: "scored", requests } : { status: "failed", kind: "invalid_output", requests };
+  let kind = "";
+  for (let attempt = 0; attempt < maxAttempts; attempt++) {
+    const f = (plan[attempt] ?? "ok").split("@")[0];
+    if (f === "401") return { status: "failed", kind: "client_error", requests: attempt + 1 };
+    if (!(f in failedAttempt)) return { status: "scored", requests: attempt + 1 };
+    kind = failedAttempt[f];
+  }
+  return { status: "failed", kind, requests: maxAttempts };
 }
