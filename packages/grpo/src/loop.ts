@@ -20,6 +20,8 @@ export interface StepReport {
   metrics: Record<string, unknown>;
   /** Sample completions to log (every logCompletionsSteps). */
   samples?: Array<Record<string, unknown>>;
+  /** Every completion of the step with its rewards (logCompletions), written to completions.jsonl at logging steps. */
+  completions?: Array<Record<string, unknown>>;
 }
 
 export interface TrainResult {
@@ -235,6 +237,9 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
         if (rep.samples && this.cfg.logCompletionsSteps > 0 && this.step % this.cfg.logCompletionsSteps === 0) {
           metrics.writeSamples({ step: this.step, samples: rep.samples });
           log.info("samples", { step: this.step, first: rep.samples[0] });
+        }
+        if (rep.completions && this.cfg.logCompletionsSteps > 0 && this.step % this.cfg.logCompletionsSteps === 0) {
+          metrics.writeCompletions({ step: this.step, completions: rep.completions });
         }
         opts.onStep?.(record);
         progress.update(this.step, { loss: rep.loss, reward: record.reward as number | undefined });

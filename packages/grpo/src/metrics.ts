@@ -5,11 +5,13 @@ import path from "node:path";
 export class MetricsWriter {
   readonly file: string;
   readonly samplesFile: string;
+  readonly completionsFile: string;
 
   constructor(runDir: string) {
     fs.mkdirSync(runDir, { recursive: true });
     this.file = path.join(runDir, "metrics.jsonl");
     this.samplesFile = path.join(runDir, "samples.jsonl");
+    this.completionsFile = path.join(runDir, "completions.jsonl");
   }
 
   /**
@@ -17,7 +19,7 @@ export class MetricsWriter {
    * so the file reads as one uninterrupted run.
    */
   truncateAfter(step: number): void {
-    for (const f of [this.file, this.samplesFile]) {
+    for (const f of [this.file, this.samplesFile, this.completionsFile]) {
       if (!fs.existsSync(f)) continue;
       const keep = fs
         .readFileSync(f, "utf8")
@@ -40,6 +42,11 @@ export class MetricsWriter {
 
   writeSamples(record: Record<string, unknown>): void {
     fs.appendFileSync(this.samplesFile, `${JSON.stringify(record, finite)}\n`);
+  }
+
+  /** One line per logging step: {step, completions: [{example, prompt, completion, rewards: {name: x}, reward, advantage}]} (TRL log_completions). */
+  writeCompletions(record: Record<string, unknown>): void {
+    fs.appendFileSync(this.completionsFile, `${JSON.stringify(record, finite)}\n`);
   }
 }
 

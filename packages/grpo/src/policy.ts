@@ -69,6 +69,12 @@ export interface Policy<P = unknown, H extends PreparedPrompt = PreparedPrompt> 
    * `temperature` divides the logits first (TRL scores completions with the sampling temperature). Default 1.
    */
   completionLogprobs(items: Array<{ prepared: H; completionIds: number[] }>, T: number, temperature?: number): tf.Tensor2D;
+  /**
+   * {@link completionLogprobs} plus the per-token entropy of the same (temperature-scaled) next-token distributions,
+   * [B, T], computed in the same chunked lm_head pass (no second pass); the entropy carries no gradient. Optional:
+   * needed for `topEntropyQuantile` < 1 and the `entropy` metric.
+   */
+  completionLogprobsWithEntropy?(items: Array<{ prepared: H; completionIds: number[] }>, T: number, temperature?: number): { logp: tf.Tensor2D; entropy: tf.Tensor2D };
   /** Runs `fn` with the adapter switched off (the reference policy, no second copy of the weights). */
   withAdapterDisabled<T>(fn: () => T): T;
   /** Writes the trainable weights in the policy's deployable format (PEFT adapter dir for LoRA). */

@@ -3,16 +3,16 @@ import path from "node:path";
 import { getLogger, initBackend } from "@rarl/core";
 import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
 import { loadQwen2VL } from "@rarl/model";
-import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, TemplateSampler, TRAINING_TEMPLATES, type Template } from "@rarl/prompts";
+import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, type Template, TemplateSampler, TRAINING_TEMPLATES } from "@rarl/prompts";
 import { buildRewards, type RewardConfig, type RewardSet, resolveRewardConfig } from "@rarl/rewards";
 import { type GRPOConfig, resolveTrainConfig, type SFTConfig, type TrainConfig } from "./config";
 import { TrainConfigError } from "./errors";
 import { GRPOTrainer } from "./grpo-trainer";
 import type { TrainResult } from "./loop";
 import type { Policy, PreparedPrompt, RewardScorer } from "./policy";
-import { SFTTrainer } from "./sft-trainer";
 import { QwenFullPolicy } from "./qwen-full";
-import { QwenPolicy, type QwenLoraOptions } from "./qwen-policy";
+import { type QwenLoraOptions, QwenPolicy } from "./qwen-policy";
+import { SFTTrainer } from "./sft-trainer";
 import { ToyPolicy } from "./testing/toy-policy";
 
 const log = getLogger("grpo");
@@ -75,6 +75,7 @@ export const POLICY_FACTORIES: Record<string, (model: TrainFileSections["model"]
       release: () => {},
       generate: (p, o) => toy.generate(p, o),
       completionLogprobs: (items, T, temp) => toy.completionLogprobs(items, T, temp),
+      completionLogprobsWithEntropy: (items, T, temp) => toy.completionLogprobsWithEntropy(items, T, temp),
       withAdapterDisabled: (fn) => toy.withAdapterDisabled(fn),
       saveAdapter: (dir) => toy.saveAdapter(dir),
       encode: (text) => Array.from(text, (ch) => ch.charCodeAt(0) % V),
@@ -94,6 +95,7 @@ export const POLICY_FACTORIES: Record<string, (model: TrainFileSections["model"]
       release: (h) => q.release(h),
       generate: (h, o) => q.generate(h, o),
       completionLogprobs: (items, T, temp) => q.completionLogprobs(items, T, temp),
+      completionLogprobsWithEntropy: (items, T, temp) => q.completionLogprobsWithEntropy(items, T, temp),
       withAdapterDisabled: (fn) => q.withAdapterDisabled(fn),
       saveAdapter: (dir) => q.saveAdapter(dir),
       // SFT targets end with the end-of-turn token, as the chat template would write them.
