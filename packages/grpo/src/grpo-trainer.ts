@@ -68,6 +68,11 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
     return out;
   }
 
+  /** On resume, the backend gets the restored weights at once (it would otherwise sample from the base model). */
+  protected override async onTrainStart(): Promise<void> {
+    if (this.updates > 0 && this.backend.syncWeights) await this.backend.syncWeights(this.policy, this.updates, true);
+  }
+
   /** True when completions come from another engine whose log-probs must be corrected for (TRL: use_vllm). */
   private remoteSampling(): boolean {
     return this.backend.name !== "local";
@@ -95,6 +100,7 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
     const samples: Array<Record<string, unknown>> = [];
     const table: Array<Record<string, unknown>> = [];
     const remote = this.remoteSampling();
+    const isStats = { min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY, sum: 0, n: 0 };
     const useIs = remote && c.vllmImportanceSamplingCorrection;
     if (c.topEntropyQuantile < 1 && !this.policy.completionLogprobsWithEntropy) {
       throw new GenerationBackendError("topEntropyQuantile < 1 needs a policy that computes per-token entropies (completionLogprobsWithEntropy)", { code: "GRPO_NO_ENTROPY", details: { field: "topEntropyQuantile" } });
@@ -192,6 +198,15 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
           const sampT = tf.tensor2d(samp, [completions.length, T]);
           isRatio = vllmImportanceSamplingRatio(oldLogp!, sampT, mask, c.vllmImportanceSamplingMode, c.vllmImportanceSamplingClipMax, c.vllmImportanceSamplingClipMin);
           sampT.dispose();
+          // TRL's sampling/importance_sampling_ratio/{min,mean,max} over counted tokens (token modes) or sequences.
+          const v = isRatio.dataSync();
+          const vals = isRatio.shape[1] === 1 ? Array.from(v) : Array.from(v).filter((_, i) => maskData[i] !== 0);
+          if (vals.length) {
+            isStats.min = Math.min(isStats.min, ...vals);
+            isStats.max = Math.max(isStats.max, ...vals);
+            isStats.sum += vals.reduce((a, b) => a + b, 0);
+            isStats.n += vals.length;
+          }
         }
         timing.logprobs += performance.now() - t;
         rollouts.push({ items, completions, examples, prepared, T, mask, advantages: tf.tensor1d(Float32Array.from(adv.advantages)), oldLogp, refLogp, isRatio, tokens });
@@ -282,7 +297,15 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
         t = performance.now();
         const grads = sumAcross ? acc.sum() : acc.mean();
         ({ gradNorm, lr } = this.applyUpdate(grads, lastLoss));
-        if (this.backend.syncWeights) await this.backend.syncWeights(this.policy, this.updates);
+        if (this.backend.syncWeights && !this.fatalAfterStep) {
+          // A sync that fails after the backend's retries: finish and checkpoint this step, then stop (the loop).
+          try {
+            await this.backend.syncWeights(this.policy, this.updates);
+          } catch (e) {
+            if (!(e instanceof GenerationBackendError)) throw e;
+            this.fatalAfterStep = e;
+          }
+        }
         timing.optimizer += performance.now() - t;
       }
 
@@ -315,6 +338,13 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
         "completions/max_length": lenStats.max,
         "completions/clipped_ratio": truncated / lengths.length,
         "completions/mean_terminated_length": terminatedLengths.length ? termStats.mean : 0,
+        ...(isStats.n
+          ? {
+              "sampling/importance_sampling_ratio/min": isStats.min,
+              "sampling/importance_sampling_ratio/mean": isStats.sum / isStats.n,
+              "sampling/importance_sampling_ratio/max": isStats.max,
+            }
+          : {}),
         lr,
         gradNorm,
         timing: Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, v / 1000])),

@@ -93,8 +93,11 @@ export interface Policy<P = unknown, H extends PreparedPrompt = PreparedPrompt> 
 export interface GenerationBackend<H extends PreparedPrompt = PreparedPrompt> {
   readonly name: string;
   generate(prepared: H, opts: SamplingOptions): Promise<Completion[]>;
-  /** Called after each optimizer update so the backend samples from the current weights. */
-  syncWeights?(policy: Policy<unknown, H>, step: number): Promise<void>;
+  /**
+   * Called after each optimizer update so the backend samples from the current weights (`force`: sync now whatever
+   * the backend's sync interval; the trainer does so when it resumes from a checkpoint).
+   */
+  syncWeights?(policy: Policy<unknown, H>, step: number, force?: boolean): Promise<void>;
 }
 
 /** The default backend: sample with the policy itself. */
