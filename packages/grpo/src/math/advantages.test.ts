@@ -87,7 +87,7 @@ describe("aggregateAdvantages (TRL multi_objective_aggregation)", () => {
     const mean = s.reduce((x, y) => x + y, 0) / 4;
     const sd = Math.sqrt(s.reduce((x, y) => x + (y - mean) ** 2, 0) / 3);
     const r = aggregateAdvantages(comps, w, 2, "group", "normalize_then_sum");
-    s.forEach((x, i) => expect(r.advantages[i]).toBeCloseTo((x - mean) / (sd + e), 10));
+    for (const [i, x] of s.entries()) expect(r.advantages[i]).toBeCloseTo((x - mean) / (sd + e), 10);
     // scaleRewards is not used by normalize_then_sum
     expect(Array.from(aggregateAdvantages(comps, w, 2, "none", "normalize_then_sum").advantages)).toEqual(Array.from(r.advantages));
     expect(Array.from(r.total)).toEqual([1, 2, 2, 1]); // the logged reward stays the weighted sum
