@@ -61,4 +61,51 @@ describe("rarl train", () => {
     }
     expect(errs.join("")).toMatch(/unknown field "epsilon"/);
   });
+
+  it("--dry-run checks the TRL loss-family fields and names invalid combinations with a suggestion", async () => {
+    const base = {
+      trainer: "grpo",
+      progress: false,
+      model: { type: "toy", vocab: 16 },
+      data: { format: "rarl", path: "synth/samples.jsonl" },
+      rewards: { rewards: [{ use: "format" }, { use: "accuracy" }], scorer: "lexical-f1" },
+    };
+    const run = async (over: Record<string, unknown>) => {
+      const f = path.join(tmp, `dry-${Math.random().toString(36).slice(2)}.json`);
+      fs.writeFileSync(f, JSON.stringify({ ...base, ...over }));
+      const out: string[] = [];
+      const err: string[] = [];
+      const wo = process.stdout.write.bind(process.stdout);
+      const we = process.stderr.write.bind(process.stderr);
+      process.stdout.write = ((s: string) => out.push(String(s)) > 0) as typeof process.stdout.write;
+      process.stderr.write = ((s: string) => err.push(String(s)) > 0) as typeof process.stderr.write;
+      try {
+        const code = await runCli(["train", "--config", f, "--dry-run", "--gflops", "1"]);
+        return { code, out: out.join(""), err: err.join("") };
+      } finally {
+        process.stdout.write = wo;
+        process.stderr.write = we;
+      }
+    };
+    let r = await run({ lossType: "cispo", epsilonHigh: 5, importanceSamplingLevel: "sequence", topEntropyQuantile: 0.2, rewardWeights: [1, 2], generation: { backend: "vllm", baseUrl: "http://127.0.0.1:8000", model: "Qwen/Qwen2-VL-2B-Instruct" } });
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/loss {4}cispo \(sequence level\), epsilon 0.2, epsilonHigh 5, beta 0.04, top 0.2 entropy tokens; rewards sum_then_normalize, scale group; generation vllm http:\/\/127.0.0.1:8000 \(Qwen\/Qwen2-VL-2B-Instruct\), importance sampling sequence_mask \[-inf, 3\]/);
+    r = await run({ lossType: "cispo" });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/field "epsilonHigh": lossType "cispo" needs epsilonHigh.*set "epsilonHigh": 5.0/);
+    r = await run({ topEntropyQuantile: 0 });
+    expect(r.err).toMatch(/topEntropyQuantile/);
+    r = await run({ delta: 1.1 });
+    expect(r.err).toMatch(/field "delta": delta 1.1 must be > 1 \+ epsilon = 1.2; set "delta" above 1.2/);
+    r = await run({ lossType: "dapoo" });
+    expect(r.err).toMatch(/lossType.*(did you mean|must be equal to one of)/);
+    r = await run({ importanceSamplingLevel: "sentence" });
+    expect(r.err).toMatch(/importanceSamplingLevel/);
+    r = await run({ rewardWeights: { acuracy: 2 } });
+    expect(r.err).toMatch(/"rewardWeights.acuracy" names no reward \(rewards: format, accuracy\); did you mean "accuracy"\?/);
+    r = await run({ rewardWeights: [1] });
+    expect(r.err).toMatch(/"rewardWeights" has 1 weight\(s\) for 2 reward\(s\)/);
+    r = await run({ generation: { backend: "vllm", model: "m" } });
+    expect(r.err).toMatch(/generation.*baseUrl/);
+  });
 });
