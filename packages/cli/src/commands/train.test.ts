@@ -2,6 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { synthesize } from "@rarl/datasets";
+import { MockVllmServer } from "@rarl/grpo";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../program";
 import { readJsonl } from "../report/io";
@@ -107,5 +108,52 @@ describe("rarl train", () => {
     expect(r.err).toMatch(/"rewardWeights" has 1 weight\(s\) for 2 reward\(s\)/);
     r = await run({ generation: { backend: "vllm", model: "m" } });
     expect(r.err).toMatch(/generation.*baseUrl/);
+  });
+
+  it("runs GRPO with generation.backend vllm against a local vLLM-protocol server (not a real vLLM), surviving a server restart", async () => {
+    const server = new MockVllmServer("toy-base", { vocab: 16, seed: 0 });
+    await server.start();
+    try {
+      const cfg = {
+        trainer: "grpo",
+        numGenerations: 4,
+        maxCompletionLength: 4,
+        progress: false,
+        lossType: "dapo",
+        model: { type: "toy", vocab: 16 },
+        data: { format: "rarl", path: "synth/samples.jsonl", limit: 6 },
+        rewards: { rewards: [{ use: "format" }] },
+        generation: { backend: "vllm", baseUrl: server.baseUrl, model: "toy-base", syncEvery: 1, retryBackoffMs: 50, maxRetries: 6 },
+      };
+      fs.writeFileSync(path.join(tmp, "vllm.json"), JSON.stringify(cfg));
+      const out = path.join(tmp, "run-vllm");
+      const quiet = process.stderr.write.bind(process.stderr);
+      process.stderr.write = (() => true) as typeof process.stderr.write;
+      let code: number;
+      try {
+        // The server goes away right after the first load_lora_adapter and comes back 200 ms later.
+        const bounce = (async () => {
+          while (!server.requests.some((r) => r.url === "/v1/load_lora_adapter")) await new Promise((r) => setTimeout(r, 5));
+          await server.stop();
+          await new Promise((r) => setTimeout(r, 200));
+          await server.start();
+        })();
+        code = await runCli(["train", "--config", path.join(tmp, "vllm.json"), "--out", out, "--max-steps", "3"]);
+        await bounce;
+      } finally {
+        process.stderr.write = quiet;
+      }
+      expect(code).toBe(0);
+      expect(lines(path.join(out, "metrics.jsonl")).map((r) => r.step)).toEqual([1, 2, 3]);
+      expect(server.requests.filter((r) => r.url === "/v1/completions" && r.status === 200).length).toBeGreaterThanOrEqual(3);
+      // After the restart the server did not know the adapter (404) and it was loaded again.
+      const lost = server.requests.findIndex((r) => r.status === 404);
+      expect(lost).toBeGreaterThan(0);
+      expect(server.requests[lost + 1]).toMatchObject({ url: "/v1/load_lora_adapter", status: 200 });
+      expect(lines(path.join(out, "metrics.jsonl"))[2]).toHaveProperty("sampling/importance_sampling_ratio/mean");
+    } finally {
+      await server.stop();
+      server.dispose();
+    }
   });
 });
