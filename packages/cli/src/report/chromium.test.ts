@@ -23,6 +23,11 @@ describe("HTML report in headless Chromium", () => {
       kl: 0.002 * i,
       completion_length: { mean: 30 + i, max: 50 + i },
       rewards: { format: { mean: i / 20 }, accuracy: { mean: i / 40 }, total: { mean: i / 10 } },
+      entropy: 2 - i / 20,
+      clip_ratio: { low_mean: 0.01 * (i % 3), high_mean: 0.02, region_mean: 0.02 + 0.01 * (i % 3) },
+      cispo_clip_ratio: 0.05,
+      frac_reward_zero_std: i / 40,
+      completions: { clipped_ratio: 0.5 - i / 40 },
     }));
     const dir = mkdtempSync(path.join(tmpdir(), "rarl-report-"));
     const file = path.join(dir, "report.html");
@@ -55,7 +60,7 @@ describe("HTML report in headless Chromium", () => {
           };
         }),
       );
-      expect(charts.map((c) => c.id)).toEqual(["chart-rewards", "chart-kl", "chart-length", "chart-loss", "chart-lr"]);
+      expect(charts.map((c) => c.id)).toEqual(["chart-rewards", "chart-kl", "chart-entropy", "chart-clip", "chart-signal", "chart-length", "chart-loss", "chart-lr"]);
       for (const c of charts) {
         expect(c.series).toBeGreaterThan(0);
         expect(c.minPoints).toBe(20);
