@@ -99,6 +99,13 @@ describe("grpoLoss, new loss types and options (hand-worked)", () => {
     });
   });
 
+  it("cispo ignores delta (as TRL)", () => {
+    withBatch((b) => {
+      const o: GrpoLossOptions = { beta: 0, epsilonLow: 0.2, epsilonHigh: 1.2, lossType: "cispo" };
+      expect(num(grpoLoss(b, { ...o, delta: 1.1 }))).toBe(num(grpoLoss(b, o)));
+    });
+  });
+
   it("delta caps the unclipped ratio term (two-sided clip)", () => {
     // One token, A = −1, ratio 3: plain clip gives −min(−3, −1.2) = 3; with δ = 2: −min(−2, −1.2) = 2.
     const logp = tf.tensor2d([[Math.log(3) - 1]]);

@@ -117,7 +117,8 @@ export function checkLossOptions(opts: GrpoLossOptions): void {
   if (opts.lossType === "cispo" && opts.epsilonHigh === undefined) {
     throw bad('lossType "cispo" needs epsilonHigh (its absolute ratio cap ε_max; ScaleRL uses 5.0)', "epsilonHigh");
   }
-  if (opts.delta !== undefined && opts.delta !== null) {
+  // δ has no effect on "cispo" (TRL ignores it there), so it is only checked for the clipped surrogate.
+  if (opts.delta !== undefined && opts.delta !== null && opts.lossType !== "cispo") {
     const epsHigh = opts.epsilonHigh ?? opts.epsilonLow;
     if (!(opts.delta > 1 + epsHigh)) throw bad(`delta must be > 1 + epsilonHigh = ${1 + epsHigh}, got ${opts.delta}`, "delta");
   }
