@@ -340,6 +340,15 @@ const SFT_CHECKS: Record<Exclude<keyof SFTConfig, keyof CommonTrainConfig>, Chec
   maxCompletionLength: num(1, Number.POSITIVE_INFINITY, true),
 };
 
+/** What to write instead, for the fields whose valid values are not obvious from the range alone. */
+const FIELD_HINTS: Record<string, string> = {
+  topEntropyQuantile: "use 1 to keep every token, or the share to keep (the 80/20 paper uses 0.2)",
+  delta: "use null to turn the two-sided clip off, or a value above 1 + epsilon (INTELLECT-2 uses 4)",
+  epsilonHigh: "use null for epsilonHigh = epsilon, 0.28 for DAPO's clip-higher, or 5.0 as cispo's cap",
+  vllmImportanceSamplingClipMax: "use null for no upper bound, or TRL's default 3.0",
+  vllmImportanceSamplingClipMin: "use null for no lower bound",
+};
+
 function resolve<T>(input: Record<string, unknown>, defaults: T, checks: Record<string, Check>, label: string, extraKeys: readonly string[]): T {
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [k, v] of Object.entries(input)) {
@@ -351,7 +360,13 @@ function resolve<T>(input: Record<string, unknown>, defaults: T, checks: Record<
     }
     if (v === undefined) continue;
     const err = check(v);
-    if (err) throw new TrainConfigError(`${label}: field "${k}" must be ${err}, got ${JSON.stringify(v)}`, { code: "CONFIG_INVALID", details: { field: k, value: v } });
+    if (err) {
+      const hint = FIELD_HINTS[k];
+      throw new TrainConfigError(`${label}: field "${k}" must be ${err}, got ${JSON.stringify(v)}${hint ? `; ${hint}` : ""}`, {
+        code: "CONFIG_INVALID",
+        details: { field: k, value: v, suggestion: hint },
+      });
+    }
     out[k] = v;
   }
   return out as T;

@@ -303,7 +303,7 @@ describe("GRPO config: the TRL loss family fields", () => {
     expect(e.details?.field).toBe("delta");
     expect(e.message).toMatch(/delta 1.2 must be > 1 \+ epsilon = 1.2; set "delta" above 1.2/);
     expect(err({ delta: 1.25, epsilonHigh: 0.28 }).message).toMatch(/> 1 \+ epsilonHigh = 1.28/);
-    expect(err({ topEntropyQuantile: 0 }).message).toMatch(/"topEntropyQuantile" must be a number > 0 and <= 1/);
+    expect(err({ topEntropyQuantile: 0 }).message).toMatch(/"topEntropyQuantile" must be a number > 0 and <= 1, got 0; use 1 to keep every token, or the share to keep \(the 80\/20 paper uses 0.2\)/);
     expect(err({ topEntropyQuantile: 1.5 }).details?.field).toBe("topEntropyQuantile");
     expect(err({ importanceSamplingLevel: "seq" }).message).toMatch(/"importanceSamplingLevel" must be one of "token", "sequence"/);
     expect(err({ multiObjectiveAggregation: "normalize_then_summ" }).message).toMatch(/did you mean "normalize_then_sum"/);

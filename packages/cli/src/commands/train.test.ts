@@ -95,7 +95,7 @@ describe("rarl train", () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/field "epsilonHigh": lossType "cispo" needs epsilonHigh.*set "epsilonHigh": 5.0/);
     r = await run({ topEntropyQuantile: 0 });
-    expect(r.err).toMatch(/topEntropyQuantile/);
+    expect(r.err).toMatch(/topEntropyQuantile must be > 0 \(default 1\)/);
     r = await run({ delta: 1.1 });
     expect(r.err).toMatch(/field "delta": delta 1.1 must be > 1 \+ epsilon = 1.2; set "delta" above 1.2/);
     r = await run({ lossType: "dapoo" });
