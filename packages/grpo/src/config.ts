@@ -1,3 +1,4 @@
+import { getLogger } from "@rarl/core";
 import { TrainConfigError } from "./errors";
 import type { MultiObjectiveAggregation, ScaleRewards } from "./math/advantages";
 import { IMPORTANCE_SAMPLING_LEVELS, type ImportanceSamplingLevel, LOSS_TYPES, type LossType, VLLM_IS_MODES, type VllmImportanceSamplingMode } from "./math/loss";
@@ -148,8 +149,13 @@ export interface GRPOConfig extends CommonTrainConfig {
   vllmImportanceSamplingMode: VllmImportanceSamplingMode;
   /** Upper bound C_max of the correction ratio (TRL `vllm_importance_sampling_clip_max`, formerly `_cap`); null = none. Default 3.0 (TRL). Paper: not used. */
   vllmImportanceSamplingClipMax: number | null;
-  /** Lower bound C_min of the correction ratio (TRL `vllm_importance_sampling_clip_min`); null = none. Default null (TRL). Paper: not used. */
+  /** Lower bound C_min of the correction ratio (TRL `vllm_importance_sampling_clip_min`), below the maximum; null = none. Default null (TRL). Paper: not used. */
   vllmImportanceSamplingClipMin: number | null;
+  /**
+   * Deprecated alias of vllmImportanceSamplingClipMax (TRL `vllm_importance_sampling_cap`, deprecated there too): when
+   * set it replaces the maximum, as TRL does, with a warning. Default null. Paper: not used.
+   */
+  vllmImportanceSamplingCap: number | null;
   /**
    * Completions per forward/backward pass of the loss (0 = all promptsPerStep × G at once). Smaller values cap the
    * activation memory; the chunk gradients are summed with whole-batch normalisers, so the update is the same. Default 0.
@@ -223,6 +229,7 @@ export const GRPO_DEFAULTS: GRPOConfig = {
   vllmImportanceSamplingMode: "sequence_mask",
   vllmImportanceSamplingClipMax: 3.0,
   vllmImportanceSamplingClipMin: null,
+  vllmImportanceSamplingCap: null,
   backwardBatchSize: 0,
 };
 
@@ -319,6 +326,7 @@ const GRPO_CHECKS: Record<Exclude<keyof GRPOConfig, keyof CommonTrainConfig>, Ch
   vllmImportanceSamplingMode: oneOf(...VLLM_IS_MODES),
   vllmImportanceSamplingClipMax: nullable(num(0, Number.POSITIVE_INFINITY, false, true)),
   vllmImportanceSamplingClipMin: nullable(num(0)),
+  vllmImportanceSamplingCap: nullable(num(0, Number.POSITIVE_INFINITY, false, true)),
   maskTruncatedCompletions: bool,
   maxCompletionLength: num(1, Number.POSITIVE_INFINITY, true),
   temperature: num(0, Number.POSITIVE_INFINITY, false, true),
@@ -401,8 +409,12 @@ export function checkGrpoCombinations(cfg: GRPOConfig): GRPOConfig {
       throw combo("delta", `delta ${cfg.delta} must be > 1 + ${cfg.epsilonHigh !== null ? "epsilonHigh" : "epsilon"} = ${upper}`, `set "delta" above ${upper} (INTELLECT-2 uses 4) or null to turn the two-sided clip off`);
     }
   }
-  if (cfg.vllmImportanceSamplingClipMin !== null && cfg.vllmImportanceSamplingClipMax !== null && cfg.vllmImportanceSamplingClipMin > cfg.vllmImportanceSamplingClipMax) {
-    throw combo("vllmImportanceSamplingClipMin", `${cfg.vllmImportanceSamplingClipMin} is above vllmImportanceSamplingClipMax ${cfg.vllmImportanceSamplingClipMax}`, "lower it or raise the maximum");
+  if (cfg.vllmImportanceSamplingCap !== null) {
+    getLogger("grpo").warn("vllmImportanceSamplingCap is deprecated (as TRL's vllm_importance_sampling_cap): use vllmImportanceSamplingClipMax", { cap: cfg.vllmImportanceSamplingCap });
+    cfg = { ...cfg, vllmImportanceSamplingClipMax: cfg.vllmImportanceSamplingCap };
+  }
+  if (cfg.vllmImportanceSamplingClipMin !== null && cfg.vllmImportanceSamplingClipMax !== null && cfg.vllmImportanceSamplingClipMin >= cfg.vllmImportanceSamplingClipMax) {
+    throw combo("vllmImportanceSamplingClipMin", `${cfg.vllmImportanceSamplingClipMin} must be below vllmImportanceSamplingClipMax ${cfg.vllmImportanceSamplingClipMax}`, "lower it or raise the maximum");
   }
   return cfg;
 }

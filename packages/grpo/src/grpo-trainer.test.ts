@@ -309,6 +309,9 @@ describe("GRPO config: the TRL loss family fields", () => {
     expect(err({ multiObjectiveAggregation: "normalize_then_summ" }).message).toMatch(/did you mean "normalize_then_sum"/);
     expect(err({ vllmImportanceSamplingMode: "token_truncat" }).message).toMatch(/did you mean "token_truncate"/);
     expect(err({ vllmImportanceSamplingClipMin: 4 }).details?.field).toBe("vllmImportanceSamplingClipMin");
+    expect(err({ vllmImportanceSamplingClipMin: 3 }).message).toMatch(/3 must be below vllmImportanceSamplingClipMax 3/);
+    // TRL's deprecated vllm_importance_sampling_cap replaces the maximum.
+    expect((resolveTrainConfig({ vllmImportanceSamplingCap: 2 }) as GRPOConfig).vllmImportanceSamplingClipMax).toBe(2);
   });
 
   it("rewardWeights: an object by reward name or TRL's list, checked against the reward names", () => {
