@@ -106,6 +106,16 @@ describe("grpoLoss, new loss types and options (hand-worked)", () => {
     });
   });
 
+  it("sequence-level clip shares count sequences (all of them), token-level ones count tokens, also when T = 1", () => {
+    const logp = tf.tensor2d([[Math.log(1.5) - 1], [-1]]);
+    const oldLogp = tf.tensor2d([[-1], [-1]]);
+    const mask = tf.tensor2d([[1], [0]]);
+    const inp = { logp, oldLogp, mask, advantages: [1, -1] };
+    expect(grpoMetrics(inp, { epsilonLow: 0.2, importanceSamplingLevel: "sequence" }).clipHigh).toBeCloseTo(0.5, 6);
+    expect(grpoMetrics(inp, { epsilonLow: 0.2, importanceSamplingLevel: "token" }).clipHigh).toBeCloseTo(1, 6);
+    tf.dispose([logp, oldLogp, mask]);
+  });
+
   it("delta caps the unclipped ratio term (two-sided clip)", () => {
     // One token, A = −1, ratio 3: plain clip gives −min(−3, −1.2) = 3; with δ = 2: −min(−2, −1.2) = 2.
     const logp = tf.tensor2d([[Math.log(3) - 1]]);

@@ -239,7 +239,7 @@ export function grpoLossAndStats(inp: GrpoLossInput, opts: GrpoLossOptions): { l
     // Diagnostics (no gradient needed; they use the tensors above).
     const d = (x: tf.Tensor) => stopGradient(x);
     const c1 = d(coef1);
-    const seqLevel = c1.shape[1] === 1 && mask.shape[1] !== 1;
+    const seqLevel = level === "sequence";
     const sumM = (x: tf.Tensor) => (seqLevel ? tf.sum(x) : tf.sum(tf.mul(x, mask)));
     const clipCount = seqLevel ? tf.scalar(mask.shape[0]) : tf.sum(mask);
     const lowB = tf.logicalAnd(tf.less(c1, 1 - opts.epsilonLow), tf.less(adv, 0));
