@@ -99,6 +99,22 @@ describe("grpoLoss, new loss types and options (hand-worked)", () => {
     });
   });
 
+  it("per-token advantages [B, T] (TRL accepts them for subclasses) equal per-sequence ones repeated", () => {
+    withBatch((b) => {
+      const adv2 = tf.tensor2d([
+        [1, 1],
+        [-1, -1],
+      ]);
+      for (const lossType of ["grpo", "dapo", "cispo"] as const) {
+        const o: GrpoLossOptions = { beta: 0, epsilonLow: 0.2, epsilonHigh: 1.3, lossType, importanceSamplingLevel: "sequence" };
+        expect(num(grpoLoss({ ...b, advantages: adv2 }, o))).toBeCloseTo(num(grpoLoss(b, o)), 6);
+      }
+      const bad2 = tf.ones([2, 3]) as tf.Tensor2D;
+      expect(() => grpoLoss({ ...b, advantages: bad2 }, { beta: 0, epsilonLow: 0.2, lossType: "grpo" })).toThrow(/advantages has shape \[2,3\]/);
+      tf.dispose([adv2, bad2]);
+    });
+  });
+
   it("cispo ignores delta (as TRL)", () => {
     withBatch((b) => {
       const o: GrpoLossOptions = { beta: 0, epsilonLow: 0.2, epsilonHigh: 1.2, lossType: "cispo" };
@@ -206,7 +222,8 @@ describe("grpoLoss, new loss types and options (hand-worked)", () => {
       const o: GrpoLossOptions = { beta: 0, epsilonLow: 0.2, lossType: "grpo" };
       expect(() => grpoLoss(b, { ...o, lossType: "ppo" as LossType })).toThrow(/unknown lossType "ppo"/);
       expect(() => grpoLoss(b, { ...o, importanceSamplingLevel: "group" as ImportanceSamplingLevel })).toThrow(/importanceSamplingLevel/);
-      expect(() => grpoLoss(b, { ...o, lossType: "cispo" })).toThrow(/cispo" needs epsilonHigh/);
+      // As TRL, cispo without epsilonHigh caps the ratio at epsilon (the trainer config rejects this combination).
+      expect(num(grpoLoss(b, { ...o, lossType: "cispo" }))).toBeCloseTo(num(grpoLoss(b, { ...o, lossType: "cispo", epsilonHigh: 0.2 })), 7);
       expect(() => grpoLoss(b, { ...o, delta: 1.2 })).toThrow(/delta must be > 1 \+ epsilonHigh/);
       expect(() => grpoLoss(b, { ...o, topEntropyQuantile: 0 })).toThrow(/topEntropyQuantile must be in \(0, 1\]/);
       expect(() => grpoLoss(b, { ...o, topEntropyQuantile: 0.5 })).toThrow(/needs the per-token entropy/);

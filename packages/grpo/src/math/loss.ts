@@ -29,8 +29,8 @@ export interface GrpoLossInput {
   oldLogp?: tf.Tensor2D | null;
   /** Per-token log-probs under the reference policy (adapter off), [B, T]. Required when beta > 0. */
   refLogp?: tf.Tensor2D | null;
-  /** One advantage per sequence, length B. */
-  advantages: tf.Tensor1D | ArrayLike<number>;
+  /** One advantage per sequence, length B (or, as TRL accepts for subclasses, one per token: a [B, T] tensor). */
+  advantages: tf.Tensor1D | tf.Tensor2D | ArrayLike<number>;
   /** 1 for completion tokens that count, 0 for padding (and for truncated completions when masked), [B, T]. */
   mask: tf.Tensor2D;
   /**
@@ -98,6 +98,10 @@ function checkShapes(inp: GrpoLossInput): void {
   same(inp.mask, "mask");
   same(inp.entropy, "entropy");
   same(inp.importanceSamplingRatio, "importanceSamplingRatio", true);
+  if (inp.advantages instanceof tf.Tensor && inp.advantages.rank === 2) {
+    same(inp.advantages as tf.Tensor2D, "advantages");
+    return;
+  }
   const nAdv = inp.advantages instanceof tf.Tensor ? inp.advantages.shape[0] : inp.advantages.length;
   if (nAdv !== B) {
     throw new GrpoInputError(`advantages has ${nAdv} values, expected ${B} (one per sequence)`, { code: "GRPO_SHAPE", details: { tensor: "advantages" } });
@@ -114,9 +118,6 @@ export function checkLossOptions(opts: GrpoLossOptions): void {
   if (!(opts.beta >= 0)) throw bad(`beta must be >= 0, got ${opts.beta}`, "beta");
   if (!(opts.epsilonLow >= 0)) throw bad(`epsilonLow must be >= 0, got ${opts.epsilonLow}`, "epsilonLow");
   if (opts.epsilonHigh !== undefined && !(opts.epsilonHigh >= 0)) throw bad(`epsilonHigh must be >= 0, got ${opts.epsilonHigh}`, "epsilonHigh");
-  if (opts.lossType === "cispo" && opts.epsilonHigh === undefined) {
-    throw bad('lossType "cispo" needs epsilonHigh (its absolute ratio cap ε_max; ScaleRL uses 5.0)', "epsilonHigh");
-  }
   // δ has no effect on "cispo" (TRL ignores it there), so it is only checked for the clipped surrogate.
   if (opts.delta !== undefined && opts.delta !== null && opts.lossType !== "cispo") {
     const epsHigh = opts.epsilonHigh ?? opts.epsilonLow;
@@ -214,7 +215,10 @@ export function grpoLossAndStats(inp: GrpoLossInput, opts: GrpoLossOptions): { l
     const nTok = tf.sum(mask, 1, true); // [B, 1]
     const logW = level === "token" ? logRatio : tf.div(tf.sum(tf.mul(logRatio, mask), 1, true), tf.maximum(nTok, 1));
     let coef1 = tf.exp(logW); // [B, T] or [B, 1]
-    const adv = tf.reshape(inp.advantages instanceof tf.Tensor ? inp.advantages : tf.tensor1d(Array.from(inp.advantages), "float32"), [-1, 1]);
+    const adv =
+      inp.advantages instanceof tf.Tensor && inp.advantages.rank === 2
+        ? inp.advantages
+        : tf.reshape(inp.advantages instanceof tf.Tensor ? inp.advantages : tf.tensor1d(Array.from(inp.advantages as ArrayLike<number>), "float32"), [-1, 1]);
     let perToken: tf.Tensor;
     if (opts.lossType === "cispo") {
       const clamped = stopGradient(tf.minimum(coef1, epsHigh));
