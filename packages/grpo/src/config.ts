@@ -102,8 +102,9 @@ export interface GRPOConfig extends CommonTrainConfig {
   importanceSamplingLevel: ImportanceSamplingLevel;
   /**
    * ρ of "Beyond the 80/20 rule" (TRL `top_entropy_quantile`): the policy term keeps only completion tokens whose
-   * entropy is in the top ρ quantile of each micro-batch (each backward chunk when backwardBatchSize splits it), in
-   * (0, 1]. Default 1 (all tokens). Paper: not used (the 80/20 paper: 0.2).
+   * entropy is in the top ρ quantile of each micro-batch (with backwardBatchSize splitting it, one extra forward pass
+   * without gradient finds the whole micro-batch's quantile), in (0, 1]. Default 1 (all tokens). Paper: not used (the
+   * 80/20 paper: 0.2).
    */
   topEntropyQuantile: number;
   /**

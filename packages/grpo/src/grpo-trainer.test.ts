@@ -154,12 +154,16 @@ describe("GRPOTrainer on a toy policy", () => {
     await tf.setBackend(prev);
   });
 
-  it("backwardBatchSize (row chunks) gives the same update as one pass over all rows", async () => {
+  it.each([
+    { name: "bnpo", over: { lossType: "bnpo" } },
+    { name: "dapo + top 30% entropy (the quantile is the whole micro-batch's)", over: { lossType: "dapo", topEntropyQuantile: 0.3 } },
+  ] as Array<{ name: string; over: Partial<GRPOConfig> }>)("backwardBatchSize (row chunks) gives the same update as one pass over all rows: $name", async ({ name, over }) => {
     const run = async (bbs: number) => {
-      const { policy, t } = trainer(cfg({ maxSteps: 3, numIterations: 2, backwardBatchSize: bbs, lossType: "bnpo" }), path.join(tmp, `bbs${bbs}`));
+      const dir = path.join(tmp, `bbs${bbs}-${name.replace(/\W+/g, "_")}`);
+      const { policy, t } = trainer(cfg({ maxSteps: 3, numIterations: 2, backwardBatchSize: bbs, ...over }), dir);
       await t.train({ handleSigint: false });
       const w = policy.trainableVariables().flatMap((v) => Array.from(v.dataSync()));
-      const m = readMetrics(path.join(tmp, `bbs${bbs}`));
+      const m = readMetrics(dir);
       policy.dispose();
       return { w, m };
     };

@@ -3,7 +3,7 @@ import { type GRPOConfig, resolveRewardWeights } from "./config";
 import { GenerationBackendError } from "./errors";
 import { type HasId, type StepReport, TrainLoop } from "./loop";
 import { aggregateAdvantages, summary } from "./math/advantages";
-import { addStats, completionMask, grpoLossAndStats, statsToMetrics, vllmImportanceSamplingRatio } from "./math/loss";
+import { addStats, completionMask, entropyThreshold as entropyThresholdOf, grpoLossAndStats, statsToMetrics, vllmImportanceSamplingRatio } from "./math/loss";
 import { GradAccumulator } from "./optim/adamw";
 import { type Completion, type GenerationBackend, localBackend, type Policy, type PreparedPrompt, type RewardScorer } from "./policy";
 
@@ -231,6 +231,18 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
           const chunk = c.backwardBatchSize > 0 ? Math.min(c.backwardBatchSize, B) : B;
           let sums: tf.Tensor[] | null = null;
           let stats: Float64Array | null = null;
+          // Entropy masking over row chunks: the quantile must be the whole micro-batch's (TRL's), so it is taken
+          // from one extra forward pass without gradient over all rows first.
+          let entropyThreshold: number | undefined;
+          if (chunk < B && c.topEntropyQuantile < 1) {
+            const ent = new Float32Array(B * r.T);
+            for (let s0 = 0; s0 < B; s0 += chunk) {
+              const { logp, entropy } = this.logprobsAndEntropy(r.items.slice(s0, s0 + chunk), r.T);
+              ent.set(entropy!.dataSync(), s0 * r.T);
+              tf.dispose([logp, entropy!]);
+            }
+            entropyThreshold = entropyThresholdOf(ent, r.mask.dataSync(), c.topEntropyQuantile);
+          }
           for (let s0 = 0; s0 < B; s0 += chunk) {
             const n = Math.min(chunk, B - s0);
             const whole = n === B;
@@ -257,6 +269,7 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
                   maxCompletionLength: c.maxCompletionLength,
                   totals: whole ? undefined : totals,
                   numItemsInBatch: sumAcross ? numItemsInBatch : undefined,
+                  entropyThreshold,
                 },
               );
               statsT = tf.keep(out.stats);
