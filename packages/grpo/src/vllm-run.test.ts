@@ -132,3 +132,60 @@ describe("rarl train with generation.backend vllm (local vLLM-protocol server)",
     );
   });
 });
+
+describe("rarl train with generation.backend vllm: the server process is killed (SIGKILL) and restarted mid-run", () => {
+  it("a SIGKILLed server process restarted on the same port: the run retries, reloads the adapter and loses no step", async () => {
+    const { spawn } = await import("node:child_process");
+    const { fileURLToPath } = await import("node:url");
+    const main = fileURLToPath(new URL("./testing/vllm-mock-main.ts", import.meta.url));
+    const tsconfig = fileURLToPath(new URL("../tsconfig.json", import.meta.url));
+    const startProc = (port: number) =>
+      new Promise<{ proc: import("node:child_process").ChildProcess; port: number }>((resolve, reject) => {
+        const proc = spawn(process.execPath, ["--import", "tsx", main, String(port), "toy-base", "16", "0"], {
+          env: { ...process.env, TSX_TSCONFIG_PATH: tsconfig },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let out = "";
+        let err = "";
+        const timer = setTimeout(() => reject(new Error(`mock vLLM process did not start: ${err.slice(-500)}`)), 60_000);
+        proc.stderr!.on("data", (d) => {
+          err += d;
+        });
+        proc.stdout!.on("data", (d) => {
+          out += d;
+          const m = /listening (\d+)/.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolve({ proc, port: Number(m[1]) });
+          }
+        });
+        proc.on("exit", (code) => {
+          clearTimeout(timer);
+          if (!/listening/.test(out)) reject(new Error(`mock vLLM process exited with ${code}: ${err.slice(-500)}`));
+        });
+      });
+    let { proc, port } = await startProc(0);
+    const baseUrl = `http://127.0.0.1:${port}`;
+    let restart: Promise<void> | null = null;
+    try {
+      const res = await runTrain({
+        config: config(baseUrl, { generation: { backend: "vllm", baseUrl, model: "toy-base", retryBackoffMs: 200, maxRetries: 8 } }),
+        out: path.join(tmp, "sigkill"),
+        maxSteps: 4,
+        handleSigint: false,
+        onStep: (rec) => {
+          if (rec.step !== 2) return;
+          proc.kill("SIGKILL");
+          restart = new Promise<void>((r) => proc.once("exit", () => r())).then(async () => {
+            ({ proc, port } = await startProc(port));
+          });
+        },
+      });
+      await restart;
+      expect(res.reason).toBe("completed");
+      expect(readMetrics(res.runDir).map((r) => r.step)).toEqual([1, 2, 3, 4]);
+    } finally {
+      proc.kill("SIGKILL");
+    }
+  }, 120_000);
+});

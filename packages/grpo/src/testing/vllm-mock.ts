@@ -27,8 +27,10 @@ export class MockVllmServer {
   constructor(
     readonly modelName: string,
     toy: ToyPolicyOptions,
+    port = 0,
   ) {
     this.policy = new ToyPolicy(toy);
+    this.port = port;
   }
 
   get baseUrl(): string {
