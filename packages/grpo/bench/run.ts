@@ -122,7 +122,7 @@ for (const G of [4, 8]) {
   const timing = m.timing as Record<string, number>;
   const total = m.stepTime as number;
   const share = (k: string) => `${((100 * timing[k]) / total).toFixed(0)}%`;
-  const len = m.completionLengthMean as number;
+  const len = m["completions/mean_length"] as number;
 
   // Backward model FLOP/s and memory of one micro-batch (G rows) policy pass, measured in isolation.
   const h = await policy.prepare({ inputIds, pixelValues, imageGridThw: grid });

@@ -1,6 +1,7 @@
+import { getLogger } from "@rarl/core";
 import { TrainConfigError } from "./errors";
-import type { LossType } from "./math/loss";
-import type { ScaleRewards } from "./math/advantages";
+import type { MultiObjectiveAggregation, ScaleRewards } from "./math/advantages";
+import { IMPORTANCE_SAMPLING_LEVELS, type ImportanceSamplingLevel, LOSS_TYPES, type LossType, VLLM_IS_MODES, type VllmImportanceSamplingMode } from "./math/loss";
 import type { LrSchedulerType } from "./optim/schedule";
 
 /**
@@ -39,7 +40,10 @@ export interface CommonTrainConfig {
   saveSteps: number;
   /** Keep only the newest K checkpoints. Default 3. */
   saveTotalLimit: number;
-  /** Log sample completions with their rewards every N steps (0: never). Default 10. */
+  /**
+   * Log sample completions with their rewards every N steps (0: never) to samples.jsonl; with `logCompletions`, every
+   * completion of those steps goes to completions.jsonl too. Default 10. Paper: not stated. (TRL logs at logging_steps.)
+   */
   logCompletionsSteps: number;
   /** Show a progress bar with ETA on stderr. Default true. */
   progress: boolean;
@@ -68,19 +72,50 @@ export interface GRPOConfig extends CommonTrainConfig {
    * (TRL counts each update as a step). With μ = 1 the old policy is the current one, detached (ratio ≡ 1). Default 1.
    */
   numIterations: number;
-  /** Lower clip ε of the ratio. Default 0.2 (TRL). Paper: ε, value not stated. */
+  /** Lower clip ε of the ratio (TRL `epsilon`). Default 0.2 (TRL). Paper: ε, value not stated. */
   epsilon: number;
-  /** Upper clip ε_high (DAPO's clip-higher); null = same as epsilon. Default null. */
+  /**
+   * Upper clip ε_high (TRL `epsilon_high`; DAPO's clip-higher, DAPO: 0.28); null = same as epsilon. With
+   * lossType "cispo" it is the absolute cap ε_max of the ratio and is required (ScaleRL: 5.0). Default null. Paper: not used.
+   */
   epsilonHigh: number | null;
-  /** KL coefficient β (eq. 1). Default 0.04 (the DeepSeekMath/GRPO value and TRL's former default). Paper: β, value not stated. */
+  /**
+   * Two-sided clip δ (TRL `delta`, INTELLECT-2): the unclipped ratio term is capped at δ, which must be
+   * > 1 + (epsilonHigh ?? epsilon). null = off. Ignored by "cispo" (as in TRL). Default null. Paper: not used.
+   */
+  delta: number | null;
+  /** KL coefficient β (TRL `beta`, eq. 1). Default 0.04 (the DeepSeekMath/GRPO value and TRL's former default; TRL now 0). Paper: β, value not stated. */
   beta: number;
-  /** Advantage scaling: "group" (eq. 2), "batch", or "none" (Dr. GRPO). Default "group". */
+  /** Advantage scaling (TRL `scale_rewards`): "group" (eq. 2), "batch", or "none" (Dr. GRPO). Default "group". Paper: group (eq. 2). */
   scaleRewards: ScaleRewards;
-  /** Loss aggregation: "grpo" | "bnpo" | "dr_grpo" (TRL semantics). Default "grpo" (eq. 1's per-sequence mean). */
+  /**
+   * Surrogate and normaliser (TRL `loss_type`): "grpo" (per-sequence mean, eq. 1), "bnpo" (per-token mean of the
+   * micro-batch), "dr_grpo" (÷ B·maxCompletionLength), "dapo" (÷ completion tokens of the whole generation batch,
+   * across gradient accumulation), "cispo" (−min(ratio, epsilonHigh).detach()·A·logp, normalised like dapo).
+   * Default "grpo" (TRL's default is now "dapo"). Paper: grpo (eq. 1).
+   */
   lossType: LossType;
-  /** Give zero weight to completions cut at maxCompletionLength (no EOS). Default false. */
+  /**
+   * Where the importance weight lives (TRL `importance_sampling_level`): "token", or "sequence" (GSPO: exp of the
+   * masked mean log-ratio of each sequence). Default "token". Paper: token (eq. 1).
+   */
+  importanceSamplingLevel: ImportanceSamplingLevel;
+  /**
+   * ρ of "Beyond the 80/20 rule" (TRL `top_entropy_quantile`): the policy term keeps only completion tokens whose
+   * entropy is in the top ρ quantile of each micro-batch (with backwardBatchSize splitting it, one extra forward pass
+   * without gradient finds the whole micro-batch's quantile), in (0, 1]. Default 1 (all tokens). Paper: not used (the
+   * 80/20 paper: 0.2).
+   */
+  topEntropyQuantile: number;
+  /**
+   * How several rewards become advantages (TRL `multi_objective_aggregation`): "sum_then_normalize" (weighted sum,
+   * then scaleRewards) or "normalize_then_sum" (GDPO: each reward normalised within its group, weighted sum, then
+   * normalised over the batch; scaleRewards is not used). Default "sum_then_normalize". Paper: sum_then_normalize (eq. 2 on the summed reward).
+   */
+  multiObjectiveAggregation: MultiObjectiveAggregation;
+  /** Give zero weight to completions cut at maxCompletionLength (no EOS) (TRL `mask_truncated_completions`). Default false. Paper: not stated. */
   maskTruncatedCompletions: boolean;
-  /** Max new tokens per completion. Default 256 (TRL). */
+  /** Max new tokens per completion (TRL `max_completion_length`). Default 256 (TRL). Paper: not stated. */
   maxCompletionLength: number;
   /** Sampling temperature. Default 1.0 (TRL). */
   temperature: number;
@@ -92,8 +127,36 @@ export interface GRPOConfig extends CommonTrainConfig {
   minP: number;
   /** Repetition penalty; 1 disables. Default 1.0. */
   repetitionPenalty: number;
-  /** Weight of each reward component in the total (missing names weigh 1). Default {} (all 1). Paper: equal sum. */
-  rewardWeights: Record<string, number>;
+  /**
+   * Weight of each reward (TRL `reward_weights`): an object by reward name (names must be the rewards section's;
+   * missing names keep the section's weight, else 1), or TRL's list, one weight per reward in the section's order.
+   * Default {} (all 1). Paper: equal sum.
+   */
+  rewardWeights: Record<string, number> | number[];
+  /**
+   * Write every completion of a logging step (prompt, completion, each reward, advantage) to completions.jsonl, shown
+   * as a table by `rarl report` (TRL `log_completions`). Default false (TRL). Paper: not stated.
+   */
+  logCompletions: boolean;
+  /**
+   * With generation.backend "vllm": correct for the gap between the server's sampling log-probs and the trainer's
+   * (TRL `vllm_importance_sampling_correction`). Default true (TRL). Paper: not used.
+   */
+  vllmImportanceSamplingCorrection: boolean;
+  /**
+   * How that correction is formed (TRL `vllm_importance_sampling_mode`): "token_truncate" | "token_mask" |
+   * "sequence_truncate" | "sequence_mask". Default "sequence_mask" (TRL). Paper: not used.
+   */
+  vllmImportanceSamplingMode: VllmImportanceSamplingMode;
+  /** Upper bound C_max of the correction ratio (TRL `vllm_importance_sampling_clip_max`, formerly `_cap`); null = none. Default 3.0 (TRL). Paper: not used. */
+  vllmImportanceSamplingClipMax: number | null;
+  /** Lower bound C_min of the correction ratio (TRL `vllm_importance_sampling_clip_min`), below the maximum; null = none. Default null (TRL). Paper: not used. */
+  vllmImportanceSamplingClipMin: number | null;
+  /**
+   * Deprecated alias of vllmImportanceSamplingClipMax (TRL `vllm_importance_sampling_cap`, deprecated there too): when
+   * set it replaces the maximum, as TRL does, with a warning. Default null. Paper: not used.
+   */
+  vllmImportanceSamplingCap: number | null;
   /**
    * Completions per forward/backward pass of the loss (0 = all promptsPerStep × G at once). Smaller values cap the
    * activation memory; the chunk gradients are summed with whole-batch normalisers, so the update is the same. Default 0.
@@ -147,9 +210,13 @@ export const GRPO_DEFAULTS: GRPOConfig = {
   numIterations: 1,
   epsilon: 0.2,
   epsilonHigh: null,
+  delta: null,
   beta: 0.04,
   scaleRewards: "group",
   lossType: "grpo",
+  importanceSamplingLevel: "token",
+  topEntropyQuantile: 1,
+  multiObjectiveAggregation: "sum_then_normalize",
   maskTruncatedCompletions: false,
   maxCompletionLength: 256,
   temperature: 1.0,
@@ -158,6 +225,12 @@ export const GRPO_DEFAULTS: GRPOConfig = {
   minP: 0,
   repetitionPenalty: 1.0,
   rewardWeights: {},
+  logCompletions: false,
+  vllmImportanceSamplingCorrection: true,
+  vllmImportanceSamplingMode: "sequence_mask",
+  vllmImportanceSamplingClipMax: 3.0,
+  vllmImportanceSamplingClipMin: null,
+  vllmImportanceSamplingCap: null,
   backwardBatchSize: 0,
 };
 
@@ -177,10 +250,41 @@ const num =
     typeof v !== "number" || Number.isNaN(v) || (int && !Number.isInteger(v)) || (minExclusive ? v <= min : v < min) || v > max
       ? `${int ? "an integer" : "a number"} ${minExclusive ? ">" : ">="} ${min}${max < Number.POSITIVE_INFINITY ? ` and <= ${max}` : ""}`
       : null;
+/** Levenshtein distance (for "did you mean" suggestions). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  }
+  return d[a.length][b.length];
+}
+
+/** The closest candidate (case-insensitive edit distance ≤ max(2, a third of its length)), or undefined. */
+export function closestName(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
+}
+
 const oneOf =
   (...vals: unknown[]): Check =>
+  (v) => {
+    if (vals.includes(v)) return null;
+    const s = typeof v === "string" ? closestName(v, vals.filter((x): x is string => typeof x === "string")) : undefined;
+    return `one of ${vals.map((x) => JSON.stringify(x)).join(", ")}${s ? ` (did you mean "${s}"?)` : ""}`;
+  };
+const nullable =
+  (c: Check): Check =>
   (v) =>
-    vals.includes(v) ? null : `one of ${vals.map((x) => JSON.stringify(x)).join(", ")}`;
+    v === null ? null : c(v);
 const bool: Check = (v) => (typeof v === "boolean" ? null : "a boolean");
 
 const COMMON_CHECKS: Record<keyof CommonTrainConfig, Check> = {
@@ -210,10 +314,20 @@ const GRPO_CHECKS: Record<Exclude<keyof GRPOConfig, keyof CommonTrainConfig>, Ch
   promptsPerStep: num(1, Number.POSITIVE_INFINITY, true),
   numIterations: num(1, Number.POSITIVE_INFINITY, true),
   epsilon: num(0, 1),
-  epsilonHigh: (v) => (v === null ? null : num(0)(v)),
+  epsilonHigh: nullable(num(0)),
+  delta: nullable(num(1, Number.POSITIVE_INFINITY, false, true)),
   beta: num(0),
   scaleRewards: oneOf("group", "batch", "none"),
-  lossType: oneOf("grpo", "bnpo", "dr_grpo"),
+  lossType: oneOf(...LOSS_TYPES),
+  importanceSamplingLevel: oneOf(...IMPORTANCE_SAMPLING_LEVELS),
+  topEntropyQuantile: num(0, 1, false, true),
+  multiObjectiveAggregation: oneOf("sum_then_normalize", "normalize_then_sum"),
+  logCompletions: bool,
+  vllmImportanceSamplingCorrection: bool,
+  vllmImportanceSamplingMode: oneOf(...VLLM_IS_MODES),
+  vllmImportanceSamplingClipMax: nullable(num(0, Number.POSITIVE_INFINITY, false, true)),
+  vllmImportanceSamplingClipMin: nullable(num(0)),
+  vllmImportanceSamplingCap: nullable(num(0, Number.POSITIVE_INFINITY, false, true)),
   maskTruncatedCompletions: bool,
   maxCompletionLength: num(1, Number.POSITIVE_INFINITY, true),
   temperature: num(0, Number.POSITIVE_INFINITY, false, true),
@@ -223,9 +337,9 @@ const GRPO_CHECKS: Record<Exclude<keyof GRPOConfig, keyof CommonTrainConfig>, Ch
   repetitionPenalty: num(0, Number.POSITIVE_INFINITY, false, true),
   backwardBatchSize: num(0, Number.POSITIVE_INFINITY, true),
   rewardWeights: (v) =>
-    v && typeof v === "object" && !Array.isArray(v) && Object.values(v).every((x) => typeof x === "number" && Number.isFinite(x))
+    v && typeof v === "object" && Object.values(v).every((x) => typeof x === "number" && Number.isFinite(x))
       ? null
-      : "an object of finite numbers",
+      : "an object of finite numbers by reward name, or a list of finite numbers (one per reward)",
 };
 
 const SFT_CHECKS: Record<Exclude<keyof SFTConfig, keyof CommonTrainConfig>, Check> = {
@@ -235,17 +349,33 @@ const SFT_CHECKS: Record<Exclude<keyof SFTConfig, keyof CommonTrainConfig>, Chec
   maxCompletionLength: num(1, Number.POSITIVE_INFINITY, true),
 };
 
+/** What to write instead, for the fields whose valid values are not obvious from the range alone. */
+const FIELD_HINTS: Record<string, string> = {
+  topEntropyQuantile: "use 1 to keep every token, or the share to keep (the 80/20 paper uses 0.2)",
+  delta: "use null to turn the two-sided clip off, or a value above 1 + epsilon (INTELLECT-2 uses 4)",
+  epsilonHigh: "use null for epsilonHigh = epsilon, 0.28 for DAPO's clip-higher, or 5.0 as cispo's cap",
+  vllmImportanceSamplingClipMax: "use null for no upper bound, or TRL's default 3.0",
+  vllmImportanceSamplingClipMin: "use null for no lower bound",
+};
+
 function resolve<T>(input: Record<string, unknown>, defaults: T, checks: Record<string, Check>, label: string, extraKeys: readonly string[]): T {
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [k, v] of Object.entries(input)) {
     if (extraKeys.includes(k)) continue;
     const check = checks[k];
     if (!check) {
-      throw new TrainConfigError(`${label}: unknown field "${k}"`, { code: "CONFIG_UNKNOWN_FIELD", details: { field: k } });
+      const sug = closestName(k, Object.keys(checks));
+      throw new TrainConfigError(`${label}: unknown field "${k}"${sug ? ` (did you mean "${sug}"?)` : ""}`, { code: "CONFIG_UNKNOWN_FIELD", details: { field: k, suggestion: sug } });
     }
     if (v === undefined) continue;
     const err = check(v);
-    if (err) throw new TrainConfigError(`${label}: field "${k}" must be ${err}, got ${JSON.stringify(v)}`, { code: "CONFIG_INVALID", details: { field: k, value: v } });
+    if (err) {
+      const hint = FIELD_HINTS[k];
+      throw new TrainConfigError(`${label}: field "${k}" must be ${err}, got ${JSON.stringify(v)}${hint ? `; ${hint}` : ""}`, {
+        code: "CONFIG_INVALID",
+        details: { field: k, value: v, suggestion: hint },
+      });
+    }
     out[k] = v;
   }
   return out as T;
@@ -258,7 +388,66 @@ function resolve<T>(input: Record<string, unknown>, defaults: T, checks: Record<
 export function resolveTrainConfig(input: Record<string, unknown>, extraKeys: readonly string[] = []): TrainConfig {
   if (!input || typeof input !== "object") throw new TrainConfigError("config must be a JSON object", { code: "CONFIG_INVALID" });
   const trainer = input.trainer ?? "grpo";
-  if (trainer === "grpo") return resolve(input, GRPO_DEFAULTS, { ...COMMON_CHECKS, ...GRPO_CHECKS }, "GRPO config", extraKeys);
+  if (trainer === "grpo") return checkGrpoCombinations(resolve(input, GRPO_DEFAULTS, { ...COMMON_CHECKS, ...GRPO_CHECKS }, "GRPO config", extraKeys));
   if (trainer === "sft") return resolve(input, SFT_DEFAULTS, { ...COMMON_CHECKS, ...SFT_CHECKS }, "SFT config", extraKeys);
   throw new TrainConfigError(`config field "trainer" must be "grpo" or "sft", got ${JSON.stringify(trainer)}`, { code: "CONFIG_INVALID", details: { field: "trainer" } });
+}
+
+const combo = (field: string, msg: string, suggestion: string) =>
+  new TrainConfigError(`GRPO config: field "${field}": ${msg}; ${suggestion}`, { code: "CONFIG_INVALID", details: { field, suggestion } });
+
+/**
+ * The checks that involve several GRPO fields (TRL's combinations), run by resolveTrainConfig before any model
+ * loads: "cispo" needs epsilonHigh; δ > 1 + (epsilonHigh ?? epsilon); vLLM clip bounds in order.
+ */
+export function checkGrpoCombinations(cfg: GRPOConfig): GRPOConfig {
+  if (cfg.lossType === "cispo" && cfg.epsilonHigh === null) {
+    throw combo("epsilonHigh", 'lossType "cispo" needs epsilonHigh, its absolute cap ε_max on the ratio', 'set "epsilonHigh": 5.0 (the ScaleRL value, TRL\'s recommendation)');
+  }
+  if (cfg.delta !== null && cfg.lossType !== "cispo") {
+    const upper = 1 + (cfg.epsilonHigh ?? cfg.epsilon);
+    if (!(cfg.delta > upper)) {
+      throw combo("delta", `delta ${cfg.delta} must be > 1 + ${cfg.epsilonHigh !== null ? "epsilonHigh" : "epsilon"} = ${upper}`, `set "delta" above ${upper} (INTELLECT-2 uses 4) or null to turn the two-sided clip off`);
+    }
+  }
+  if (cfg.vllmImportanceSamplingCap !== null) {
+    getLogger("grpo").warn("vllmImportanceSamplingCap is deprecated (as TRL's vllm_importance_sampling_cap): use vllmImportanceSamplingClipMax", { cap: cfg.vllmImportanceSamplingCap });
+    cfg = { ...cfg, vllmImportanceSamplingClipMax: cfg.vllmImportanceSamplingCap };
+  }
+  if (cfg.vllmImportanceSamplingClipMin !== null && cfg.vllmImportanceSamplingClipMax !== null && cfg.vllmImportanceSamplingClipMin >= cfg.vllmImportanceSamplingClipMax) {
+    throw combo("vllmImportanceSamplingClipMin", `${cfg.vllmImportanceSamplingClipMin} must be below vllmImportanceSamplingClipMax ${cfg.vllmImportanceSamplingClipMax}`, "lower it or raise the maximum");
+  }
+  return cfg;
+}
+
+/**
+ * Resolves `rewardWeights` against the reward names (in the rewards section's order): an object must name only
+ * known rewards, a list must have one weight per reward. Returns the weight of every reward (`base` for those not
+ * given, else 1). Throws TrainConfigError naming the field and suggesting the closest name.
+ */
+export function resolveRewardWeights(weights: Record<string, number> | number[], names: readonly string[], base: Record<string, number> = {}): Record<string, number> {
+  const out: Record<string, number> = Object.fromEntries(names.map((n) => [n, base[n] ?? 1]));
+  if (Array.isArray(weights)) {
+    if (weights.length !== names.length) {
+      throw new TrainConfigError(`GRPO config: field "rewardWeights" has ${weights.length} weight(s) for ${names.length} reward(s) (${names.join(", ")}); give one per reward in that order, or an object by name`, {
+        code: "CONFIG_INVALID",
+        details: { field: "rewardWeights", rewards: [...names] },
+      });
+    }
+    names.forEach((n, i) => {
+      out[n] = weights[i];
+    });
+    return out;
+  }
+  for (const [k, w] of Object.entries(weights)) {
+    if (!names.includes(k)) {
+      const sug = closestName(k, names);
+      throw new TrainConfigError(`GRPO config: field "rewardWeights.${k}" names no reward (rewards: ${names.join(", ")})${sug ? `; did you mean "${sug}"?` : ""}`, {
+        code: "CONFIG_INVALID",
+        details: { field: `rewardWeights.${k}`, suggestion: sug, rewards: [...names] },
+      });
+    }
+    out[k] = w;
+  }
+  return out;
 }

@@ -1,9 +1,10 @@
 import * as tf from "@tensorflow/tfjs-core";
-import type { GRPOConfig } from "./config";
-import { combineRewards, computeAdvantages, summary } from "./math/advantages";
-import { completionMask, grpoLoss, grpoMetricsTensor, readGrpoMetrics } from "./math/loss";
-import { GradAccumulator } from "./optim/adamw";
+import { type GRPOConfig, resolveRewardWeights } from "./config";
+import { GenerationBackendError } from "./errors";
 import { type HasId, type StepReport, TrainLoop } from "./loop";
+import { aggregateAdvantages, summary } from "./math/advantages";
+import { addStats, completionMask, entropyThreshold as entropyThresholdOf, grpoLossAndStats, statsToMetrics, vllmImportanceSamplingRatio } from "./math/loss";
+import { GradAccumulator } from "./optim/adamw";
 import { type Completion, type GenerationBackend, localBackend, type Policy, type PreparedPrompt, type RewardScorer } from "./policy";
 
 export interface GRPOTrainerOptions<E extends HasId, P, H extends PreparedPrompt> {
@@ -28,6 +29,10 @@ interface Rollout<E, H> {
   advantages: tf.Tensor1D;
   oldLogp: tf.Tensor2D | null;
   refLogp: tf.Tensor2D | null;
+  /** vLLM importance-sampling correction, [B, T] or [B, 1]; null when not used. */
+  isRatio: tf.Tensor2D | null;
+  /** Counted tokens of this micro-batch. */
+  tokens: number;
 }
 
 /**
@@ -63,6 +68,23 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
     return out;
   }
 
+  /** On resume, the backend gets the restored weights at once (it would otherwise sample from the base model). */
+  protected override async onTrainStart(): Promise<void> {
+    if (this.updates > 0 && this.backend.syncWeights) await this.backend.syncWeights(this.policy, this.updates, true);
+  }
+
+  /** True when completions come from another engine whose log-probs must be corrected for (TRL: use_vllm). */
+  private remoteSampling(): boolean {
+    return this.backend.name !== "local";
+  }
+
+  /** Per-token log-probs and (when the policy can) entropies of the current policy, with gradient, in one pass. */
+  private logprobsAndEntropy(items: Array<{ prepared: H; completionIds: number[] }>, T: number): { logp: tf.Tensor2D; entropy: tf.Tensor2D | null } {
+    const c = this.o.config;
+    if (this.policy.completionLogprobsWithEntropy) return this.policy.completionLogprobsWithEntropy(items, T, c.temperature);
+    return { logp: this.policy.completionLogprobs(items, T, c.temperature), entropy: null };
+  }
+
   protected async runStep(micro: Array<Array<{ example: E; epoch: number }>>): Promise<StepReport> {
     const c = this.o.config;
     const G = c.numGenerations;
@@ -72,9 +94,17 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
     const components: Record<string, number[]> = {};
     const allAdv: number[] = [];
     const lengths: number[] = [];
+    const terminatedLengths: number[] = [];
     let truncated = 0;
     let zeroStd = 0;
     const samples: Array<Record<string, unknown>> = [];
+    const table: Array<Record<string, unknown>> = [];
+    const remote = this.remoteSampling();
+    const isStats = { min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY, sum: 0, n: 0 };
+    const useIs = remote && c.vllmImportanceSamplingCorrection;
+    if (c.topEntropyQuantile < 1 && !this.policy.completionLogprobsWithEntropy) {
+      throw new GenerationBackendError("topEntropyQuantile < 1 needs a policy that computes per-token entropies (completionLogprobsWithEntropy)", { code: "GRPO_NO_ENTROPY", details: { field: "topEntropyQuantile" } });
+    }
     try {
       for (const mb of micro) {
         let t = performance.now();
@@ -102,8 +132,9 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
         timing.generation += performance.now() - t;
         t = performance.now();
         const scored = await this.o.rewards(completions.map((comp, i) => ({ completion: comp.text, completionIds: comp.ids, example: examples[i] })));
-        const total = combineRewards(scored, c.rewardWeights);
-        const adv = computeAdvantages(total, G, c.scaleRewards);
+        const weights = resolveRewardWeights(c.rewardWeights, Object.keys(scored));
+        const adv = aggregateAdvantages(scored, weights, G, c.scaleRewards, c.multiObjectiveAggregation);
+        const total = adv.total;
         timing.scoring += performance.now() - t;
         for (const [k, v] of Object.entries(scored)) {
           components[k] ??= [];
@@ -117,6 +148,7 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
         for (const comp of completions) {
           lengths.push(comp.ids.length);
           if (comp.finishReason === "length") truncated++;
+          else terminatedLengths.push(comp.ids.length);
         }
         if (samples.length < 4) {
           for (const [i, comp] of completions.slice(0, 2).entries()) {
@@ -124,73 +156,131 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
             samples.push({ example: examples[i].id, completion: comp.text, finishReason: comp.finishReason, reward: total[i], advantage: adv.advantages[i], ...parts });
           }
         }
-        const mask = tf.tensor2d(
-          completionMask(
-            completions.map((x) => x.ids.length),
-            T,
-            completions.map((x) => x.finishReason === "length"),
-            c.maskTruncatedCompletions,
-          ),
-          [completions.length, T],
+        if (c.logCompletions) {
+          completions.forEach((comp, i) => {
+            const h = prepared[Math.floor(i / G)];
+            table.push({
+              example: examples[i].id,
+              prompt: h.promptText ?? h.promptIds.join(" "),
+              completion: comp.text,
+              finishReason: comp.finishReason,
+              rewards: Object.fromEntries(Object.entries(scored).map(([k, v]) => [k, v[i]])),
+              reward: total[i],
+              advantage: adv.advantages[i],
+            });
+          });
+        }
+        const maskData = completionMask(
+          completions.map((x) => x.ids.length),
+          T,
+          completions.map((x) => x.finishReason === "length"),
+          c.maskTruncatedCompletions,
         );
+        let tokens = 0;
+        for (const x of maskData) tokens += x;
+        const mask = tf.tensor2d(maskData, [completions.length, T]);
         t = performance.now();
-        const oldLogp = c.numIterations > 1 ? this.logprobsNoGrad(items, T) : null;
+        // TRL: with vLLM and its correction, the old log-probs are always computed (the sampler's differ).
+        const oldLogp = c.numIterations > 1 || useIs ? this.logprobsNoGrad(items, T) : null;
         const refLogp = c.beta > 0 ? this.policy.withAdapterDisabled(() => this.logprobsNoGrad(items, T)) : null;
+        let isRatio: tf.Tensor2D | null = null;
+        if (useIs) {
+          const samp = new Float32Array(completions.length * T);
+          completions.forEach((comp, b) => {
+            if (!comp.logprobs || comp.logprobs.length < comp.ids.length) {
+              throw new GenerationBackendError(`backend "${this.backend.name}" returned no per-token logprobs for completion ${b}; vllmImportanceSamplingCorrection needs them (or set it false)`, {
+                code: "GRPO_NO_SAMPLING_LOGPROBS",
+                details: { field: "vllmImportanceSamplingCorrection" },
+              });
+            }
+            samp.set(comp.logprobs.slice(0, comp.ids.length), b * T);
+          });
+          const sampT = tf.tensor2d(samp, [completions.length, T]);
+          isRatio = vllmImportanceSamplingRatio(oldLogp!, sampT, mask, c.vllmImportanceSamplingMode, c.vllmImportanceSamplingClipMax, c.vllmImportanceSamplingClipMin);
+          sampT.dispose();
+          // TRL's sampling/importance_sampling_ratio/{min,mean,max} over counted tokens (token modes) or sequences.
+          const v = isRatio.dataSync();
+          const vals = isRatio.shape[1] === 1 ? Array.from(v) : Array.from(v).filter((_, i) => maskData[i] !== 0);
+          if (vals.length) {
+            isStats.min = Math.min(isStats.min, ...vals);
+            isStats.max = Math.max(isStats.max, ...vals);
+            isStats.sum += vals.reduce((a, b) => a + b, 0);
+            isStats.n += vals.length;
+          }
+        }
         timing.logprobs += performance.now() - t;
-        rollouts.push({ items, completions, examples, prepared, T, mask, advantages: tf.tensor1d(Float32Array.from(adv.advantages)), oldLogp, refLogp });
+        rollouts.push({ items, completions, examples, prepared, T, mask, advantages: tf.tensor1d(Float32Array.from(adv.advantages)), oldLogp, refLogp, isRatio, tokens });
       }
 
+      // dapo / cispo: normalised by the completion tokens of the whole generation batch; the micro-batch
+      // gradients are then summed (TRL's num_items_in_batch), the others averaged over micro-batches.
+      const sumAcross = c.lossType === "dapo" || c.lossType === "cispo";
+      const numItemsInBatch = rollouts.reduce((a, r) => a + r.tokens, 0);
       let lastLoss = 0;
       let gradNorm = 0;
       let lr = 0;
-      let m = { klMean: 0, clipLow: 0, clipHigh: 0, clipRegion: 0, ratioMean: 1 };
+      const metricSums: Record<string, number> = {};
+      let metricCount = 0;
       for (let iter = 0; iter < c.numIterations; iter++) {
         const acc = new GradAccumulator();
         let lossSum = 0;
-        const mSum = [0, 0, 0, 0, 0];
         let t = performance.now();
         for (const r of rollouts) {
           const B = r.items.length;
-          const maskData = r.mask.dataSync();
-          let tokens = 0;
-          for (const x of maskData) tokens += x;
-          const totals = { sequences: B, tokens };
+          const totals = { sequences: B, tokens: r.tokens };
           const chunk = c.backwardBatchSize > 0 ? Math.min(c.backwardBatchSize, B) : B;
           let sums: tf.Tensor[] | null = null;
+          let stats: Float64Array | null = null;
+          // Entropy masking over row chunks: the quantile must be the whole micro-batch's (TRL's), so it is taken
+          // from one extra forward pass without gradient over all rows first.
+          let entropyThreshold: number | undefined;
+          if (chunk < B && c.topEntropyQuantile < 1) {
+            const ent = new Float32Array(B * r.T);
+            for (let s0 = 0; s0 < B; s0 += chunk) {
+              const { logp, entropy } = this.logprobsAndEntropy(r.items.slice(s0, s0 + chunk), r.T);
+              ent.set(entropy!.dataSync(), s0 * r.T);
+              tf.dispose([logp, entropy!]);
+            }
+            entropyThreshold = entropyThresholdOf(ent, r.mask.dataSync(), c.topEntropyQuantile);
+          }
           for (let s0 = 0; s0 < B; s0 += chunk) {
             const n = Math.min(chunk, B - s0);
             const whole = n === B;
-            const sl = (t: tf.Tensor2D | null) => (t && !whole ? (tf.slice(t, [s0, 0], [n, r.T]) as tf.Tensor2D) : t);
+            const sl = (t: tf.Tensor2D | null) => (t && !whole ? (tf.slice(t, [s0, 0], [n, t.shape[1]]) as tf.Tensor2D) : t);
             const mask = sl(r.mask) as tf.Tensor2D;
             const oldLogp = sl(r.oldLogp);
             const refLogp = sl(r.refLogp);
+            const isRatio = sl(r.isRatio);
             const adv = whole ? r.advantages : (tf.slice(r.advantages, [s0], [n]) as tf.Tensor1D);
             const items = whole ? r.items : r.items.slice(s0, s0 + n);
-            let chunkTokens = 0;
-            for (let i = s0 * r.T; i < (s0 + n) * r.T; i++) chunkTokens += maskData[i];
-            let metricsT: tf.Tensor1D | null = null;
+            let statsT: tf.Tensor1D | null = null;
             const { value, grads } = tf.variableGrads(() => {
-              const logp = this.policy.completionLogprobs(items, r.T, c.temperature);
-              const inp = { logp, oldLogp, refLogp, advantages: adv, mask };
-              metricsT = tf.keep(grpoMetricsTensor(inp, { epsilonLow: c.epsilon, epsilonHigh: c.epsilonHigh ?? undefined }));
-              return grpoLoss(inp, {
-                beta: c.beta,
-                epsilonLow: c.epsilon,
-                epsilonHigh: c.epsilonHigh ?? undefined,
-                lossType: c.lossType,
-                maxCompletionLength: c.maxCompletionLength,
-                totals: whole ? undefined : totals,
-              });
+              const { logp, entropy } = this.logprobsAndEntropy(items, r.T);
+              const out = grpoLossAndStats(
+                { logp, oldLogp, refLogp, advantages: adv, mask, entropy, importanceSamplingRatio: isRatio },
+                {
+                  beta: c.beta,
+                  epsilonLow: c.epsilon,
+                  epsilonHigh: c.epsilonHigh ?? undefined,
+                  delta: c.delta,
+                  lossType: c.lossType,
+                  importanceSamplingLevel: c.importanceSamplingLevel,
+                  topEntropyQuantile: c.topEntropyQuantile,
+                  maxCompletionLength: c.maxCompletionLength,
+                  totals: whole ? undefined : totals,
+                  numItemsInBatch: sumAcross ? numItemsInBatch : undefined,
+                  entropyThreshold,
+                },
+              );
+              statsT = tf.keep(out.stats);
+              if (entropy) entropy.dispose();
+              return out.loss;
             }, this.variables);
-            if (!whole) tf.dispose([mask, adv, ...(oldLogp ? [oldLogp] : []), ...(refLogp ? [refLogp] : [])]);
+            if (!whole) tf.dispose([mask, adv, ...[oldLogp, refLogp, isRatio].filter((x): x is tf.Tensor2D => x !== null)]);
             lossSum += value.dataSync()[0];
             value.dispose();
-            const mm = readGrpoMetrics(metricsT!);
-            (metricsT as tf.Tensor | null)?.dispose();
-            const w = tokens > 0 ? chunkTokens / tokens : n / B;
-            [mm.klMean, mm.clipLow, mm.clipHigh, mm.clipRegion, mm.ratioMean].forEach((x, i) => {
-              mSum[i] += x * w;
-            });
+            stats = addStats(stats, (statsT as unknown as tf.Tensor1D).dataSync());
+            (statsT as tf.Tensor | null)?.dispose();
             const g = this.variables.map((v) => grads[v.name]);
             if (!sums) sums = g;
             else {
@@ -200,53 +290,92 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
             }
           }
           acc.add(sums!);
+          // TRL logs each micro-batch's means and averages them over the logging window.
+          const mm = statsToMetrics(stats!);
+          const named: Record<string, number> = {
+            kl: mm.klMean,
+            entropy: mm.entropy,
+            ratioMean: mm.ratioMean,
+            entropyKeptFrac: mm.entropyKept,
+            ...(c.lossType === "cispo"
+              ? { cispo_clip_ratio: mm.cispoClip }
+              : { "clip_ratio/low_mean": mm.clipLow, "clip_ratio/high_mean": mm.clipHigh, "clip_ratio/region_mean": mm.clipRegion }),
+          };
+          for (const [k, v] of Object.entries(named)) metricSums[k] = (metricSums[k] ?? 0) + v;
+          metricCount++;
         }
         const n = rollouts.length;
-        lastLoss = lossSum / n;
-        m = { klMean: mSum[0] / n, clipLow: mSum[1] / n, clipHigh: mSum[2] / n, clipRegion: mSum[3] / n, ratioMean: mSum[4] / n };
+        lastLoss = sumAcross ? lossSum : lossSum / n;
         timing.backward += performance.now() - t;
         t = performance.now();
-        const grads = acc.mean();
+        const grads = sumAcross ? acc.sum() : acc.mean();
         ({ gradNorm, lr } = this.applyUpdate(grads, lastLoss));
-        if (this.backend.syncWeights) await this.backend.syncWeights(this.policy, this.updates);
+        if (this.backend.syncWeights && !this.fatalAfterStep) {
+          // A sync that fails after the backend's retries: finish and checkpoint this step, then stop (the loop).
+          try {
+            await this.backend.syncWeights(this.policy, this.updates);
+          } catch (e) {
+            if (!(e instanceof GenerationBackendError)) throw e;
+            this.fatalAfterStep = e;
+          }
+        }
         timing.optimizer += performance.now() - t;
       }
 
       const rewardStats = summary(allRewards);
       const advStats = summary(allAdv);
       const lenStats = summary(lengths);
+      const termStats = summary(terminatedLengths);
+      const lossMetrics = Object.fromEntries(Object.entries(metricSums).map(([k, v]) => [k, v / metricCount]));
+      if (Number.isNaN(lossMetrics.entropy)) delete lossMetrics.entropy;
       const metrics: Record<string, unknown> = {
         reward: rewardStats.mean,
-        rewardStd: rewardStats.std,
-        ...Object.fromEntries(Object.entries(components).flatMap(([k, v]) => {
-          const s = summary(v);
-          return [
-            [`rewards/${k}/mean`, s.mean],
-            [`rewards/${k}/std`, s.std],
-          ];
-        })),
+        reward_std: unbiased(allRewards),
+        ...Object.fromEntries(
+          Object.entries(components).flatMap(([k, v]) => {
+            const s = summary(v);
+            return [
+              [`rewards/${k}/mean`, s.mean],
+              [`rewards/${k}/std`, unbiased(v)],
+            ];
+          }),
+        ),
         advantageMean: advStats.mean,
         advantageStd: advStats.std,
         advantageMin: advStats.min,
         advantageMax: advStats.max,
-        fracRewardZeroStd: zeroStd / micro.reduce((a, b) => a + b.length, 0),
-        kl: m.klMean,
-        clipRatioLow: m.clipLow,
-        clipRatioHigh: m.clipHigh,
-        clipRatioRegion: m.clipRegion,
-        completionLengthMean: lenStats.mean,
-        completionLengthMax: lenStats.max,
-        truncatedFrac: truncated / lengths.length,
+        frac_reward_zero_std: zeroStd / micro.reduce((a, b) => a + b.length, 0),
+        ...lossMetrics,
+        "completions/mean_length": lenStats.mean,
+        "completions/min_length": lenStats.min,
+        "completions/max_length": lenStats.max,
+        "completions/clipped_ratio": truncated / lengths.length,
+        "completions/mean_terminated_length": terminatedLengths.length ? termStats.mean : 0,
+        ...(isStats.n
+          ? {
+              "sampling/importance_sampling_ratio/min": isStats.min,
+              "sampling/importance_sampling_ratio/mean": isStats.sum / isStats.n,
+              "sampling/importance_sampling_ratio/max": isStats.max,
+            }
+          : {}),
         lr,
         gradNorm,
         timing: Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, v / 1000])),
       };
-      return { loss: lastLoss, tokens: lengths.reduce((a, b) => a + b, 0), metrics, samples };
+      return { loss: lastLoss, tokens: lengths.reduce((a, b) => a + b, 0), metrics, samples, completions: c.logCompletions ? table : undefined };
     } finally {
       for (const r of rollouts) {
-        tf.dispose([r.mask, r.advantages, ...(r.oldLogp ? [r.oldLogp] : []), ...(r.refLogp ? [r.refLogp] : [])]);
+        tf.dispose([r.mask, r.advantages, ...[r.oldLogp, r.refLogp, r.isRatio].filter((x): x is tf.Tensor2D => x !== null)]);
         for (const h of r.prepared) this.policy.release(h);
       }
     }
   }
+}
+
+/** Bessel-corrected std ignoring NaNs (TRL's nanstd, used for reward_std and rewards/<name>/std). */
+function unbiased(xs: readonly number[]): number {
+  const v = xs.filter((x) => !Number.isNaN(x));
+  if (v.length < 2) return 0;
+  const m = v.reduce((a, b) => a + b, 0) / v.length;
+  return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1));
 }

@@ -10,6 +10,7 @@ export * from "./metrics";
 export * from "./loop";
 export * from "./grpo-trainer";
 export { ToyPolicy, type ToyPolicyOptions, type ToyPrompt } from "./testing/toy-policy";
+export { MockVllmServer } from "./testing/vllm-mock";
 export * from "./sft-trainer";
 export * from "./vllm-backend";
 export * from "./run";

@@ -4,7 +4,7 @@ import { createProgress, getLogger, type Progress, Rng } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { type DataCursor, latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from "./checkpoint";
 import type { CommonTrainConfig } from "./config";
-import { CheckpointError, NonFiniteError } from "./errors";
+import { CheckpointError, GenerationBackendError, NonFiniteError } from "./errors";
 import { MetricsWriter } from "./metrics";
 import { AdamW, clipByGlobalNorm } from "./optim/adamw";
 import { learningRateAt, warmupStepsFrom } from "./optim/schedule";
@@ -20,6 +20,8 @@ export interface StepReport {
   metrics: Record<string, unknown>;
   /** Sample completions to log (every logCompletionsSteps). */
   samples?: Array<Record<string, unknown>>;
+  /** Every completion of the step with its rewards (logCompletions), written to completions.jsonl at logging steps. */
+  completions?: Array<Record<string, unknown>>;
 }
 
 export interface TrainResult {
@@ -81,6 +83,15 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
   protected abstract updatesPerStep(): number;
   /** Runs one step on `micro` (micro-batches of examples, with their epoch). */
   protected abstract runStep(micro: Array<Array<{ example: E; epoch: number }>>): Promise<StepReport>;
+
+  /**
+   * An error to raise after the current step has been recorded and checkpointed (e.g. a generation backend that
+   * could not take the new weights): the step's work is kept and the run stops with a clear error.
+   */
+  protected fatalAfterStep: Error | null = null;
+
+  /** Called once the run's state is ready (after a resume), before the first step. */
+  protected async onTrainStart(): Promise<void> {}
 
   /** Asks the loop to checkpoint and stop after the current step (what SIGINT does). */
   requestStop(): void {
@@ -206,6 +217,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
       this.requestStop();
     };
     if (opts.handleSigint !== false) process.on("SIGINT", onSigint);
+    await this.onTrainStart();
     const progress: Progress = createProgress({ total: this.totalSteps, label: this.cfg.trainer, enabled: this.cfg.progress });
     progress.update(this.step);
     let lastCheckpoint: string | null = null;
@@ -217,7 +229,20 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
         const per = this.examplesPerStep() / this.cfg.gradientAccumulationSteps;
         for (let a = 0; a < this.cfg.gradientAccumulationSteps; a++) micro.push(this.take(per));
         const t0 = performance.now();
-        const rep = await this.runStep(micro);
+        let rep: StepReport;
+        try {
+          rep = await this.runStep(micro);
+        } catch (e) {
+          // A generation backend that gave up (server gone): no update of this step happened yet (generation comes
+          // first), so the checkpoint of the step's start loses nothing; --resume redoes the step.
+          if (!(e instanceof GenerationBackendError)) throw e;
+          const ckpt = this.saveLastGood();
+          throw new GenerationBackendError(`step ${this.step + 1}: ${e.message}. Stopped; checkpoint of step ${this.step} in ${ckpt} (continue with --resume once the server is back)`, {
+            code: e.code,
+            details: { ...e.details, step: this.step + 1, checkpoint: ckpt },
+            cause: e,
+          });
+        }
         const dt = (performance.now() - t0) / 1000;
         this.step += 1;
         const mem = tf.memory();
@@ -236,10 +261,23 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
           metrics.writeSamples({ step: this.step, samples: rep.samples });
           log.info("samples", { step: this.step, first: rep.samples[0] });
         }
+        if (rep.completions && this.cfg.logCompletionsSteps > 0 && this.step % this.cfg.logCompletionsSteps === 0) {
+          metrics.writeCompletions({ step: this.step, completions: rep.completions });
+        }
         opts.onStep?.(record);
         progress.update(this.step, { loss: rep.loss, reward: record.reward as number | undefined });
         const atEnd = this.step >= this.totalSteps;
-        if (this.step % this.cfg.saveSteps === 0 || atEnd || this.stopRequested) lastCheckpoint = this.saveCheckpointNow();
+        if (this.step % this.cfg.saveSteps === 0 || atEnd || this.stopRequested || this.fatalAfterStep) lastCheckpoint = this.saveCheckpointNow();
+        if (this.fatalAfterStep) {
+          const e = this.fatalAfterStep;
+          this.fatalAfterStep = null;
+          const details = e instanceof GenerationBackendError ? e.details : {};
+          throw new GenerationBackendError(`after step ${this.step}: ${e.message}. Stopped; step ${this.step} is saved in ${lastCheckpoint} (continue with --resume)`, {
+            code: e instanceof GenerationBackendError ? e.code : "TRAIN_STOPPED",
+            details: { ...details, step: this.step, checkpoint: lastCheckpoint },
+            cause: e,
+          });
+        }
         if (this.stopRequested && !atEnd) {
           reason = "interrupted";
           break;

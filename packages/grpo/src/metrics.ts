@@ -9,12 +9,14 @@ import { JsonlWriter, splitTornTail, warnTornTail, writeFileAtomic } from "@rarl
 export class MetricsWriter {
   readonly file: string;
   readonly samplesFile: string;
-  private writers: { metrics?: JsonlWriter; samples?: JsonlWriter } = {};
+  readonly completionsFile: string;
+  private writers: { metrics?: JsonlWriter; samples?: JsonlWriter; completions?: JsonlWriter } = {};
 
   constructor(runDir: string) {
     fs.mkdirSync(runDir, { recursive: true });
     this.file = path.join(runDir, "metrics.jsonl");
     this.samplesFile = path.join(runDir, "samples.jsonl");
+    this.completionsFile = path.join(runDir, "completions.jsonl");
   }
 
   /**
@@ -22,7 +24,7 @@ export class MetricsWriter {
    * so the file reads as one uninterrupted run.
    */
   truncateAfter(step: number): void {
-    for (const f of [this.file, this.samplesFile]) {
+    for (const f of [this.file, this.samplesFile, this.completionsFile]) {
       if (!fs.existsSync(f)) continue;
       const keep = fs
         .readFileSync(f, "utf8")
@@ -52,7 +54,14 @@ export class MetricsWriter {
   close(): void {
     this.writers.metrics?.close();
     this.writers.samples?.close();
+    this.writers.completions?.close();
     this.writers = {};
+  }
+
+  /** One line per logging step: {step, completions: [{example, prompt, completion, rewards: {name: x}, reward, advantage}]} (TRL log_completions). */
+  writeCompletions(record: Record<string, unknown>): void {
+    this.writers.completions ??= new JsonlWriter(this.completionsFile, { replacer: finite });
+    this.writers.completions.append(record);
   }
 }
 

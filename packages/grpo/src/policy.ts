@@ -69,6 +69,12 @@ export interface Policy<P = unknown, H extends PreparedPrompt = PreparedPrompt> 
    * `temperature` divides the logits first (TRL scores completions with the sampling temperature). Default 1.
    */
   completionLogprobs(items: Array<{ prepared: H; completionIds: number[] }>, T: number, temperature?: number): tf.Tensor2D;
+  /**
+   * {@link completionLogprobs} plus the per-token entropy of the same (temperature-scaled) next-token distributions,
+   * [B, T], computed in the same chunked lm_head pass (no second pass); the entropy carries no gradient. Optional:
+   * needed for `topEntropyQuantile` < 1 and the `entropy` metric.
+   */
+  completionLogprobsWithEntropy?(items: Array<{ prepared: H; completionIds: number[] }>, T: number, temperature?: number): { logp: tf.Tensor2D; entropy: tf.Tensor2D };
   /** Runs `fn` with the adapter switched off (the reference policy, no second copy of the weights). */
   withAdapterDisabled<T>(fn: () => T): T;
   /** Writes the trainable weights in the policy's deployable format (PEFT adapter dir for LoRA). */
@@ -87,8 +93,11 @@ export interface Policy<P = unknown, H extends PreparedPrompt = PreparedPrompt> 
 export interface GenerationBackend<H extends PreparedPrompt = PreparedPrompt> {
   readonly name: string;
   generate(prepared: H, opts: SamplingOptions): Promise<Completion[]>;
-  /** Called after each optimizer update so the backend samples from the current weights. */
-  syncWeights?(policy: Policy<unknown, H>, step: number): Promise<void>;
+  /**
+   * Called after each optimizer update so the backend samples from the current weights (`force`: sync now whatever
+   * the backend's sync interval; the trainer does so when it resumes from a checkpoint).
+   */
+  syncWeights?(policy: Policy<unknown, H>, step: number, force?: boolean): Promise<void>;
 }
 
 /** The default backend: sample with the policy itself. */

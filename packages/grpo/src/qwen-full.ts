@@ -24,7 +24,7 @@ export class QwenFullPolicy implements Policy<QwenPromptInput, QwenPrepared> {
   private readonly vars: tf.Variable[] = [];
   private readonly names: string[] = [];
   /** Generation / log-prob machinery of the LoRA policy, reused (no adapter attached). */
-  private readonly base: Pick<QwenPolicy, "prepare" | "release" | "generate" | "completionLogprobs" | "encode" | "setGradientCheckpointing">;
+  private readonly base: Pick<QwenPolicy, "prepare" | "release" | "generate" | "completionLogprobs" | "completionLogprobsWithEntropy" | "encode" | "setGradientCheckpointing">;
 
   constructor(
     readonly model: Qwen2VLForConditionalGeneration,
@@ -88,6 +88,10 @@ export class QwenFullPolicy implements Policy<QwenPromptInput, QwenPrepared> {
 
   completionLogprobs(items: Array<{ prepared: QwenPrepared; completionIds: number[] }>, T: number, temperature?: number): tf.Tensor2D {
     return this.base.completionLogprobs(items, T, temperature);
+  }
+
+  completionLogprobsWithEntropy(items: Array<{ prepared: QwenPrepared; completionIds: number[] }>, T: number, temperature?: number): { logp: tf.Tensor2D; entropy: tf.Tensor2D } {
+    return this.base.completionLogprobsWithEntropy(items, T, temperature);
   }
 
   withAdapterDisabled<T>(): T {

@@ -180,6 +180,16 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
   }
 
   completionLogprobs(items: Array<{ prepared: QwenPrepared; completionIds: number[] }>, T: number, temperature = 1): tf.Tensor2D {
+    return this.logprobsPass(items, T, temperature, false).logp;
+  }
+
+  /** Log-probs and per-token entropies [B, T] from the same chunked lm_head pass (entropy without gradient; 0 beyond each completion). */
+  completionLogprobsWithEntropy(items: Array<{ prepared: QwenPrepared; completionIds: number[] }>, T: number, temperature = 1): { logp: tf.Tensor2D; entropy: tf.Tensor2D } {
+    const r = this.logprobsPass(items, T, temperature, true);
+    return { logp: r.logp, entropy: r.entropy! };
+  }
+
+  private logprobsPass(items: Array<{ prepared: QwenPrepared; completionIds: number[] }>, T: number, temperature: number, withEntropy: boolean): { logp: tf.Tensor2D; entropy: tf.Tensor2D | null } {
     const B = items.length;
     const padId = this.processor?.tokenizer.specialIds.pad ?? 151643;
     const completions = items.map((it) => (it.completionIds.length ? it.completionIds : [padId]));
@@ -199,8 +209,19 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
     });
     const embeds = items.map((it) => it.prepared.imageEmbeds).filter((e): e is tf.Tensor2D => e !== undefined);
     const grids = items.flatMap((it) => (it.prepared.imageEmbeds ? (it.prepared.imageGridThw ?? []) : []));
+    const fit = (x: tf.Tensor): tf.Tensor2D => {
+      const lp = tf.reshape(x, [B, Lc]) as tf.Tensor2D;
+      if (Lc === T) return lp;
+      if (Lc > T) return tf.slice(lp, [0, 0], [B, T]) as tf.Tensor2D;
+      return tf.pad(lp, [
+        [0, 0],
+        [0, T - Lc],
+      ]) as tf.Tensor2D;
+    };
+    const entOut: { entropy?: tf.Tensor1D } = {};
+    let entropy: tf.Tensor2D | null = null;
     try {
-      return tf.tidy(() => {
+      const logp = tf.tidy(() => {
         const out = this.model.forward({
           inputIds: enc.inputIds,
           attentionMask: enc.attentionMask,
@@ -213,14 +234,14 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
         let h = tf.reshape(tf.slice(hs[hs.length - 1], [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
         // logits / T = (h / T) · Wᵀ: scaling the lm_head input divides the logits by the temperature.
         if (temperature !== 1) h = tf.div(h, temperature);
-        const lp = tf.reshape(tokenLogprobs(h, lmHeadWeight(this.model), tf.tensor1d(tgt, "int32"), undefined, transposedLmHead(this.model)), [B, Lc]);
-        if (Lc === T) return lp as tf.Tensor2D;
-        if (Lc > T) return tf.slice(lp, [0, 0], [B, T]) as tf.Tensor2D;
-        return tf.pad(lp, [
-          [0, 0],
-          [0, T - Lc],
-        ]) as tf.Tensor2D;
+        const lp = tokenLogprobs(h, lmHeadWeight(this.model), tf.tensor1d(tgt, "int32"), undefined, transposedLmHead(this.model), withEntropy ? entOut : undefined);
+        if (entOut.entropy) {
+          entropy = tf.keep(fit(entOut.entropy));
+          entOut.entropy.dispose();
+        }
+        return fit(lp);
       });
+      return { logp, entropy };
     } finally {
       tf.dispose([enc.inputIds, enc.attentionMask, ...(enc.pixelValues ? [enc.pixelValues] : [])]);
     }

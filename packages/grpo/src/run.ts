@@ -3,17 +3,18 @@ import path from "node:path";
 import { getLogger, initBackend, withOutputLock, writeFileAtomic } from "@rarl/core";
 import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
 import { loadQwen2VL } from "@rarl/model";
-import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, TemplateSampler, TRAINING_TEMPLATES, type Template } from "@rarl/prompts";
-import { buildRewards, type RewardConfig, type RewardSet, resolveRewardConfig } from "@rarl/rewards";
-import { type GRPOConfig, resolveTrainConfig, type SFTConfig, type TrainConfig } from "./config";
+import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, type Template, TemplateSampler, TRAINING_TEMPLATES } from "@rarl/prompts";
+import { buildRewards, type RewardConfig, RewardRegistry, type RewardSet, resolveRewardConfig } from "@rarl/rewards";
+import { closestName, type GRPOConfig, resolveRewardWeights, resolveTrainConfig, type SFTConfig, type TrainConfig } from "./config";
 import { TrainConfigError } from "./errors";
 import { GRPOTrainer } from "./grpo-trainer";
 import type { TrainResult } from "./loop";
 import type { Policy, PreparedPrompt, RewardScorer } from "./policy";
-import { SFTTrainer } from "./sft-trainer";
 import { QwenFullPolicy } from "./qwen-full";
-import { QwenPolicy, type QwenLoraOptions } from "./qwen-policy";
+import { type QwenLoraOptions, QwenPolicy } from "./qwen-policy";
+import { SFTTrainer } from "./sft-trainer";
 import { ToyPolicy } from "./testing/toy-policy";
+import { VllmBackend } from "./vllm-backend";
 
 const log = getLogger("grpo");
 
@@ -31,6 +32,32 @@ export interface TrainFileSections {
   prompts?: { templates?: string[]; weights?: Record<string, number>; system?: string | null };
   /** The reward config (as for `rarl reward`), inline or a path relative to the config file. Required for GRPO. */
   rewards?: RewardConfig | string;
+  /**
+   * Where GRPO's completions are sampled: `{"backend": "local"}` (the policy itself; the default) or
+   * `{"backend": "vllm", "baseUrl", "model", "syncEvery"?, ...}` (a vLLM server's OpenAI-compatible API, see
+   * GenerationSection). Optional. Paper: local.
+   */
+  generation?: GenerationSection;
+}
+
+/** The `generation` section of a `rarl train` config (TRL: `use_vllm` + `vllm_server_base_url` + `vllm_mode` "server"). */
+export interface GenerationSection {
+  /** "local" (sample with the policy being trained) or "vllm" (a vLLM server, TRL's server mode). Default "local". Paper: local. */
+  backend: "local" | "vllm";
+  /** vLLM server root, e.g. "http://127.0.0.1:8000" (TRL `vllm_server_base_url`). Required for "vllm". Paper: not used. */
+  baseUrl?: string;
+  /** The base model name the server serves (`vllm serve NAME`). Required for "vllm". Paper: not used. */
+  model?: string;
+  /** Load the new LoRA adapter into the server every N optimizer updates. Default 1 (TRL syncs every step). Paper: not used. */
+  syncEvery?: number;
+  /** Folder the server can read where adapters are written (same machine or a shared mount). Default: a temp folder. Paper: not used. */
+  adapterDir?: string;
+  /** Retries of a failed request (network, HTTP 5xx/429, adapter lost by a restart), with exponential backoff. Default 5. Paper: not used. */
+  maxRetries?: number;
+  /** First backoff delay in ms, doubled per retry (capped at 30 s). Default 500. Paper: not used. */
+  retryBackoffMs?: number;
+  /** Request timeout in ms. Default 600000. Paper: not used. */
+  timeoutMs?: number;
 }
 
 export interface RunTrainOptions {
@@ -49,7 +76,40 @@ export interface RunTrainOptions {
   handleSigint?: boolean;
 }
 
-const SECTIONS = ["model", "data", "prompts", "rewards", "out"] as const;
+const SECTIONS = ["model", "data", "prompts", "rewards", "out", "generation"] as const;
+
+/** Checks the `generation` section (before any model loads); returns the backend to build, or null for local. */
+export function resolveGeneration(g: unknown): (GenerationSection & { backend: "vllm"; baseUrl: string; model: string }) | null {
+  if (g === undefined || g === null) return null;
+  const bad = (field: string, msg: string) => new TrainConfigError(`config: field "generation.${field}" ${msg}`, { code: "CONFIG_INVALID", details: { field: `generation.${field}` } });
+  if (typeof g !== "object" || Array.isArray(g)) throw new TrainConfigError('config: "generation" must be an object like {"backend": "vllm", "baseUrl": ..., "model": ...}', { code: "CONFIG_INVALID", details: { field: "generation" } });
+  const s = g as Record<string, unknown>;
+  const known = ["backend", "baseUrl", "model", "syncEvery", "adapterDir", "maxRetries", "retryBackoffMs", "timeoutMs"];
+  for (const k of Object.keys(s)) {
+    if (!known.includes(k)) {
+      const sug = closestName(k, known);
+      throw bad(k, `is not a field of generation (known: ${known.join(", ")})${sug ? `; did you mean "${sug}"?` : ""}`);
+    }
+  }
+  const backend = s.backend ?? "local";
+  if (backend === "local") return null;
+  if (backend !== "vllm") throw bad("backend", `must be "local" or "vllm", got ${JSON.stringify(backend)}`);
+  if (typeof s.baseUrl !== "string" || !/^https?:\/\//.test(s.baseUrl)) throw bad("baseUrl", 'must be the server\'s http(s) root, e.g. "http://127.0.0.1:8000"');
+  if (typeof s.model !== "string" || !s.model) throw bad("model", "must name the model the server serves");
+  for (const k of ["syncEvery", "maxRetries", "retryBackoffMs", "timeoutMs"]) {
+    const v = s[k];
+    if (v !== undefined && !(typeof v === "number" && Number.isInteger(v) && v >= (k === "maxRetries" || k === "retryBackoffMs" ? 0 : 1))) throw bad(k, `must be an integer >= ${k === "maxRetries" || k === "retryBackoffMs" ? 0 : 1}`);
+  }
+  return s as unknown as GenerationSection & { backend: "vllm"; baseUrl: string; model: string };
+}
+
+/** Names of the reward components a reward config produces (resolving plugins), in its order. */
+export async function rewardNames(rc: RewardConfig, baseDir: string): Promise<string[]> {
+  const registry = new RewardRegistry();
+  const out: string[] = [];
+  for (const e of rc.rewards) out.push(e.name ?? (await registry.resolve(e.use, baseDir)).name);
+  return out;
+}
 
 /** A policy built from a config's `model` section; `dispose` frees it. */
 export interface BuiltPolicy {
@@ -75,6 +135,7 @@ export const POLICY_FACTORIES: Record<string, (model: TrainFileSections["model"]
       release: () => {},
       generate: (p, o) => toy.generate(p, o),
       completionLogprobs: (items, T, temp) => toy.completionLogprobs(items, T, temp),
+      completionLogprobsWithEntropy: (items, T, temp) => toy.completionLogprobsWithEntropy(items, T, temp),
       withAdapterDisabled: (fn) => toy.withAdapterDisabled(fn),
       saveAdapter: (dir) => toy.saveAdapter(dir),
       encode: (text) => Array.from(text, (ch) => ch.charCodeAt(0) % V),
@@ -94,6 +155,7 @@ export const POLICY_FACTORIES: Record<string, (model: TrainFileSections["model"]
       release: (h) => q.release(h),
       generate: (h, o) => q.generate(h, o),
       completionLogprobs: (items, T, temp) => q.completionLogprobs(items, T, temp),
+      completionLogprobsWithEntropy: (items, T, temp) => q.completionLogprobsWithEntropy(items, T, temp),
       withAdapterDisabled: (fn) => q.withAdapterDisabled(fn),
       saveAdapter: (dir) => q.saveAdapter(dir),
       // SFT targets end with the end-of-turn token, as the chat template would write them.
@@ -148,14 +210,42 @@ export async function runTrain(o: RunTrainOptions): Promise<TrainResult> {
   if (!sections.model || typeof sections.model !== "object") throw new TrainConfigError('config: "model" section is required', { code: "CONFIG_INVALID", details: { field: "model" } });
   if (!sections.data || typeof sections.data !== "object") throw new TrainConfigError('config: "data" section is required', { code: "CONFIG_INVALID", details: { field: "data" } });
   const runDir = path.resolve(o.out ?? (sections.out ? path.resolve(configDir, sections.out) : path.join("runs", cfg.trainer)));
+  const generation = resolveGeneration(sections.generation);
+  if (generation && cfg.trainer !== "grpo") throw new TrainConfigError('config: "generation" applies to GRPO only', { code: "CONFIG_INVALID", details: { field: "generation" } });
+  // Reward names and rewardWeights are checked before any model loads.
+  let rewardsResolved: RewardsResolved | null = null;
+  if (cfg.trainer === "grpo") {
+    if (!sections.rewards) throw new TrainConfigError('GRPO config: "rewards" section is required', { code: "CONFIG_INVALID", details: { field: "rewards" } });
+    const { config: rc, baseDir } = resolveRewardConfig(sections.rewards, configDir);
+    const names = await rewardNames(rc, baseDir);
+    const base = Object.fromEntries(rc.rewards.map((e, i) => [names[i], e.weight ?? 1]));
+    rewardsResolved = { rc, baseDir, weights: resolveRewardWeights((cfg as GRPOConfig).rewardWeights, names, base) };
+  }
   // One writer per run folder: a second `rarl train` into RUN_DIR is refused naming this process's PID.
-  return withOutputLock(runDir, () => trainInto(o, { configDir, sections, cfg, runDir }), { command: "rarl train" });
+  return withOutputLock(runDir, () => trainInto(o, { configDir, sections, cfg, runDir, generation, rewardsResolved }), { command: "rarl train" });
 }
+
+/** Reward config, its folder and the resolved weights per reward name (checked before the model loads). */
+type RewardsResolved = { rc: RewardConfig; baseDir: string; weights: Record<string, number> };
 
 /** runTrain's work once it holds the lock of RUN_DIR. */
 async function trainInto(
   o: RunTrainOptions,
-  { configDir, sections, cfg, runDir }: { configDir: string; sections: TrainFileSections & { out?: string }; cfg: TrainConfig; runDir: string },
+  {
+    configDir,
+    sections,
+    cfg,
+    runDir,
+    generation,
+    rewardsResolved,
+  }: {
+    configDir: string;
+    sections: TrainFileSections & { out?: string };
+    cfg: TrainConfig;
+    runDir: string;
+    generation: ReturnType<typeof resolveGeneration>;
+    rewardsResolved: RewardsResolved | null;
+  },
 ): Promise<TrainResult> {
   await initBackend();
 
@@ -181,13 +271,29 @@ async function trainInto(
     fs.mkdirSync(runDir, { recursive: true });
     writeFileAtomic(path.join(runDir, "config.json"), `${JSON.stringify({ ...o.config, ...cfg }, null, 2)}\n`);
     log.info("train", { trainer: cfg.trainer, runDir, examples: examples.length });
-    if (cfg.trainer === "grpo") {
-      if (!sections.rewards) throw new TrainConfigError('GRPO config: "rewards" section is required', { code: "CONFIG_INVALID", details: { field: "rewards" } });
-      const { config: rc, baseDir } = resolveRewardConfig(sections.rewards, configDir);
-      rewardSet = await buildRewards(rc, { baseDir });
+    if (cfg.trainer === "grpo" && rewardsResolved) {
+      rewardSet = await buildRewards(rewardsResolved.rc, { baseDir: rewardsResolved.baseDir });
       const grpo = cfg as GRPOConfig;
-      const weights = { ...Object.fromEntries(rewardSet.composite.components.map((c) => [c.name, c.weight])), ...grpo.rewardWeights };
-      const t = new GRPOTrainer({ config: { ...grpo, rewardWeights: weights }, policy: built.policy, examples, buildPrompt: buildP, rewards: compositeScorer(rewardSet), runDir });
+      const backend = generation
+        ? new VllmBackend({
+            baseUrl: generation.baseUrl,
+            model: generation.model,
+            syncEvery: generation.syncEvery,
+            adapterDir: generation.adapterDir ? path.resolve(configDir, generation.adapterDir) : undefined,
+            maxRetries: generation.maxRetries,
+            retryBackoffMs: generation.retryBackoffMs,
+            timeoutMs: generation.timeoutMs,
+          })
+        : undefined;
+      const t = new GRPOTrainer({
+        config: { ...grpo, rewardWeights: rewardsResolved.weights },
+        policy: built.policy,
+        examples,
+        buildPrompt: buildP,
+        rewards: compositeScorer(rewardSet),
+        backend,
+        runDir,
+      });
       return await t.train({ resume: o.resume, onStep: o.onStep, handleSigint: o.handleSigint });
     }
     const t = new SFTTrainer({ config: cfg as SFTConfig, policy: built.policy, examples, buildPrompt: buildP, runDir });

@@ -106,10 +106,19 @@ describe("VllmBackend against a local mock server", () => {
   });
 
   it("turns HTTP errors and unreachable servers into GenerationBackendError naming the URL", async () => {
-    const b = new VllmBackend({ baseUrl: base, model: "base" });
+    const b = new VllmBackend({ baseUrl: base, model: "base", maxRetries: 0 });
     failNext = true;
-    await expect(b.generate({ promptIds: [1] }, opts(new Rng(0)))).rejects.toThrow(/answered HTTP 500/);
-    const dead = new VllmBackend({ baseUrl: "http://127.0.0.1:9", model: "base", timeoutMs: 2000 });
+    await expect(b.generate({ promptIds: [1] }, opts(new Rng(0)))).rejects.toThrow(/failed \/v1\/completions 1 time\(s\) with backoff; last error: .*answered HTTP 500/);
+    // With retries, a transient 500 is retried after the backoff and the request succeeds.
+    const r = new VllmBackend({ baseUrl: base, model: "base", maxRetries: 2, retryBackoffMs: 10 });
+    failNext = true;
+    expect(await r.generate({ promptIds: [1] }, opts(new Rng(0)))).toHaveLength(3);
+    expect(r.events).toMatchObject([{ kind: "retry", route: "/v1/completions", attempt: 1 }]);
+    // A 4xx other than a lost adapter is not retried.
+    const unknown = new VllmBackend({ baseUrl: base, model: "nope", maxRetries: 3, retryBackoffMs: 10 });
+    await expect(unknown.generate({ promptIds: [1] }, opts(new Rng(0)))).rejects.toThrow(/HTTP 404/);
+    expect(unknown.events).toEqual([]);
+    const dead = new VllmBackend({ baseUrl: "http://127.0.0.1:9", model: "base", timeoutMs: 2000, maxRetries: 0 });
     const err = await dead.generate({ promptIds: [1] }, opts(new Rng(0))).catch((e) => e);
     expect(err).toBeInstanceOf(GenerationBackendError);
     expect(err.details.url).toBe("http://127.0.0.1:9/v1/completions");

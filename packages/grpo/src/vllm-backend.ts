@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { getLogger } from "@rarl/core";
 import { GenerationBackendError } from "./errors";
 import type { Completion, FinishReason, GenerationBackend, Policy, PreparedPrompt, SamplingOptions } from "./policy";
 
@@ -22,7 +23,17 @@ export interface VllmBackendOptions {
   apiKeyEnv?: string;
   /** Request timeout in ms. Default 600000. */
   timeoutMs?: number;
+  /**
+   * Retries of a request that fails on the network or with HTTP 5xx/429 (server gone, restarting, overloaded), with
+   * exponential backoff; then GenerationBackendError "VLLM_GAVE_UP" (the trainer then checkpoints and stops).
+   * Default 5.
+   */
+  maxRetries?: number;
+  /** First backoff delay in ms, doubled per retry (capped at 30 s). Default 500. */
+  retryBackoffMs?: number;
 }
+
+const log = getLogger("grpo");
 
 interface LogprobEntry {
   token: string;
@@ -42,6 +53,8 @@ export class VllmBackend implements GenerationBackend {
   private model: string;
   private loaded: string | null = null;
   private readonly adapterDir: string;
+  /** Events for logs and tests: retries, adapter reloads after a server restart. */
+  readonly events: Array<{ kind: "retry" | "reload"; route: string; attempt: number; error: string }> = [];
 
   constructor(private readonly o: VllmBackendOptions) {
     this.model = o.model;
@@ -53,26 +66,71 @@ export class VllmBackend implements GenerationBackend {
     return this.model;
   }
 
-  private async post(route: string, body: unknown): Promise<unknown> {
+  /** One request, no retry. */
+  private async postOnce(route: string, body: unknown): Promise<unknown> {
     const url = `${this.o.baseUrl.replace(/\/$/, "")}${route}`;
     const headers: Record<string, string> = { "content-type": "application/json" };
     const key = process.env[this.o.apiKeyEnv ?? "VLLM_API_KEY"];
     if (key) headers.authorization = `Bearer ${key}`;
     let res: Response;
+    let text: string;
     try {
       res = await fetch(url, { method: "POST", headers, body: JSON.stringify(body), signal: AbortSignal.timeout(this.o.timeoutMs ?? 600_000) });
+      text = await res.text();
     } catch (e) {
       throw new GenerationBackendError(`vLLM request to ${url} failed: ${(e as Error).message}`, { code: "VLLM_UNREACHABLE", details: { url }, cause: e });
     }
-    const text = await res.text();
     if (!res.ok) {
       throw new GenerationBackendError(`vLLM ${url} answered HTTP ${res.status}: ${text.slice(0, 500)}`, { code: "VLLM_HTTP", details: { url, status: res.status } });
     }
     try {
       return text ? JSON.parse(text) : {};
     } catch {
+      // vLLM answers the adapter routes with plain text ("Success: LoRA adapter 'x' added successfully.").
+      if (route.includes("lora_adapter")) return { message: text };
       throw new GenerationBackendError(`vLLM ${url} answered non-JSON: ${text.slice(0, 200)}`, { code: "VLLM_BAD_RESPONSE", details: { url } });
     }
+  }
+
+  /**
+   * A request with retries: network errors and HTTP 5xx/429 are retried with exponential backoff; an HTTP 404 for
+   * the synced adapter (a restarted server has lost it) reloads the adapter and retries. Other errors are thrown at
+   * once; after `maxRetries` retries, GenerationBackendError "VLLM_GAVE_UP" with the last error.
+   */
+  private async post(route: string, body: Record<string, unknown>): Promise<unknown> {
+    const max = this.o.maxRetries ?? 5;
+    const backoff = this.o.retryBackoffMs ?? 500;
+    let last: GenerationBackendError | null = null;
+    for (let attempt = 0; attempt <= max; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(30_000, backoff * 2 ** (attempt - 1))));
+      try {
+        return await this.postOnce(route, body.model !== undefined ? { ...body, model: this.model } : body);
+      } catch (e) {
+        if (!(e instanceof GenerationBackendError)) throw e;
+        last = e;
+        const status = e.details?.status as number | undefined;
+        const lostAdapter = status === 404 && this.loaded !== null && body.model !== undefined && this.model === this.loaded;
+        const transient = e.code === "VLLM_UNREACHABLE" || status === 429 || (status !== undefined && status >= 500);
+        if (!lostAdapter && !transient) throw e;
+        if (attempt === max) break;
+        this.events.push({ kind: "retry", route, attempt: attempt + 1, error: e.message });
+        log.warn("vLLM request failed; retrying", { route, attempt: attempt + 1, of: max, error: e.message });
+        if (lostAdapter) {
+          // The server restarted without our adapter: load it again from its folder (still on disk) and retry.
+          try {
+            await this.postOnce("/v1/load_lora_adapter", { lora_name: this.loaded, lora_path: path.join(this.adapterDir, this.loaded!) });
+            this.events.push({ kind: "reload", route, attempt: attempt + 1, error: e.message });
+          } catch (re) {
+            last = re as GenerationBackendError;
+          }
+        }
+      }
+    }
+    throw new GenerationBackendError(`vLLM at ${this.o.baseUrl} failed ${route} ${max + 1} time(s) with backoff; last error: ${last?.message}`, {
+      code: "VLLM_GAVE_UP",
+      details: { url: `${this.o.baseUrl}${route}`, attempts: max + 1 },
+      cause: last,
+    });
   }
 
   private sampling(opts: SamplingOptions): Record<string, unknown> {
@@ -132,20 +190,26 @@ export class VllmBackend implements GenerationBackend {
       });
   }
 
-  /** Writes the current adapter (PEFT) and loads it into the server under a new name; unloads the previous one. */
-  async syncWeights(policy: Policy<unknown, PreparedPrompt>, update: number): Promise<void> {
-    if (update % (this.o.syncEvery ?? 1) !== 0) return;
+  /**
+   * Writes the current adapter (PEFT) and loads it into the server under a new name; unloads the previous one (an
+   * unload that fails is only logged). `force` syncs whatever `syncEvery` says (on resume).
+   */
+  async syncWeights(policy: Policy<unknown, PreparedPrompt>, update: number, force = false): Promise<void> {
+    if (!force && update % (this.o.syncEvery ?? 1) !== 0) return;
     const name = `${this.o.adapterName ?? "rarl"}-${update}`;
     const dir = path.join(this.adapterDir, name);
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true });
     policy.saveAdapter(dir);
-    await this.post("/v1/load_lora_adapter", { lora_name: name, lora_path: dir });
+    await this.post("/v1/load_lora_adapter", { lora_name: name, lora_path: dir }).catch((e: GenerationBackendError) => {
+      // A retried load that the server had already done before its answer got lost.
+      if (!(e.details?.status === 400 && /already (been )?loaded/i.test(e.message))) throw e;
+    });
     const previous = this.loaded;
     this.loaded = name;
     this.model = name;
-    if (previous) {
-      await this.post("/v1/unload_lora_adapter", { lora_name: previous });
+    if (previous && previous !== name) {
+      await this.postOnce("/v1/unload_lora_adapter", { lora_name: previous }).catch((e: Error) => log.warn("vLLM unload_lora_adapter failed (ignored)", { adapter: previous, error: e.message }));
       fs.rmSync(path.join(this.adapterDir, previous), { recursive: true, force: true });
     }
   }

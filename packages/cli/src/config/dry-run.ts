@@ -44,6 +44,8 @@ export interface DryRunReport {
   /** Every `evalData` set, read through its loader like the training data. */
   evalData: Array<{ name: string; path: string; format: string; rows: number; used: number; skipped: number; skippedExamples: string[] }>;
   rewards: string[] | null;
+  /** The GRPO loss and rollout settings in effect (null for SFT). */
+  grpo: { lossType: string; importanceSamplingLevel: string; epsilon: number; epsilonHigh: number | null; delta: number | null; beta: number; topEntropyQuantile: number; multiObjectiveAggregation: string; scaleRewards: string; generation: string } | null;
   memory: {
     weightsFp32: number;
     weightsBf16: number;
@@ -268,12 +270,15 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
   // The model folder first (headers only): an incompatible checkpoint fails before the trainer and loaders load.
   const lora = (config.model.lora ?? {}) as { targetModules?: string[]; includeVision?: boolean; r?: number };
   const m = config.model.type === "qwen2vl" ? checkModelFolder(path.resolve(configDir, String(config.model.path)), lora) : null;
-  const { resolveTrainConfig } = await import("@rarl/grpo");
+  const { resolveTrainConfig, resolveGeneration, resolveRewardWeights } = await import("@rarl/grpo");
   const { loadDataset } = await import("@rarl/datasets");
   const { RewardRegistry, resolveRewardConfig } = await import("@rarl/rewards");
   const raw: Record<string, unknown> = { ...config };
   if (o.maxSteps !== undefined) raw.maxSteps = o.maxSteps;
-  const train = resolveTrainConfig(raw, ["model", "data", "prompts", "rewards", "out", "evalData", "$schema"]);
+  // Trainer fields and their combinations (lossType, delta vs epsilon, cispo without epsilonHigh, topEntropyQuantile,
+  // vLLM correction bounds) and the generation section: config errors naming the field, before anything is read.
+  const train = resolveTrainConfig(raw, ["model", "data", "prompts", "rewards", "out", "evalData", "$schema", "generation"]);
+  const generation = resolveGeneration(config.generation);
   let model: DryRunReport["model"];
   let estimate: ReturnType<typeof estimateStep> | null = null;
   if (m) {
@@ -346,6 +351,9 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
       });
       rewards.push(e.name ?? def.name);
     }
+    // rewardWeights must name these rewards (or give one weight per reward).
+    const grpo = train as GRPOConfig;
+    resolveRewardWeights(grpo.rewardWeights, rewards, Object.fromEntries(rc.rewards.map((e, i) => [rewards![i], e.weight ?? 1])));
     if (rc.encoder) {
       for (const f of ["config.json", "tokenizer.json"]) {
         const p = path.resolve(baseDir, rc.encoder, f);
@@ -370,6 +378,24 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
     data: { path: dataPath, format: config.data.format, rows, used, skipped, skippedExamples, bySplit },
     evalData,
     rewards,
+    grpo:
+      train.trainer === "grpo"
+        ? (() => {
+            const g = train as GRPOConfig;
+            return {
+              lossType: g.lossType,
+              importanceSamplingLevel: g.importanceSamplingLevel,
+              epsilon: g.epsilon,
+              epsilonHigh: g.epsilonHigh,
+              delta: g.delta,
+              beta: g.beta,
+              topEntropyQuantile: g.topEntropyQuantile,
+              multiObjectiveAggregation: g.multiObjectiveAggregation,
+              scaleRewards: g.scaleRewards,
+              generation: generation ? `vllm ${generation.baseUrl} (${generation.model}), importance sampling ${g.vllmImportanceSamplingCorrection ? `${g.vllmImportanceSamplingMode} [${g.vllmImportanceSamplingClipMin ?? "-inf"}, ${g.vllmImportanceSamplingClipMax ?? "inf"}]` : "off"}` : "local",
+            };
+          })()
+        : null,
     memory: estimate?.memory ?? { weightsFp32: 0, weightsBf16: 0, lora: 0, gradients: 0, optimizer: 0, activations: 0, kvCache: 0, peak: 0 },
     time: { steps, flopsPerStep, gflops, gflopsSource, secondsPerStep, totalSeconds: secondsPerStep * steps },
     assumptions: estimate?.assumptions ?? [],
@@ -402,6 +428,9 @@ export function formatDryRun(r: DryRunReport): string {
     ...r.data.skippedExamples.map((s) => `          skipped ${s}`),
     ...r.evalData.flatMap((e) => [`eval    ${e.name} (${e.format} ${e.path}): ${e.rows} samples read, ${e.used} evaluated, ${e.skipped} skipped`, ...e.skippedExamples.map((s) => `          skipped ${s}`)]),
     r.rewards ? `rewards ${r.rewards.join(" + ")}` : "",
+    r.grpo
+      ? `loss    ${r.grpo.lossType} (${r.grpo.importanceSamplingLevel} level), epsilon ${r.grpo.epsilon}${r.grpo.epsilonHigh !== null ? `, epsilonHigh ${r.grpo.epsilonHigh}` : ""}${r.grpo.delta !== null ? `, delta ${r.grpo.delta}` : ""}, beta ${r.grpo.beta}${r.grpo.topEntropyQuantile < 1 ? `, top ${r.grpo.topEntropyQuantile} entropy tokens` : ""}; rewards ${r.grpo.multiObjectiveAggregation}, scale ${r.grpo.scaleRewards}; generation ${r.grpo.generation}`
+      : "",
     m.type === "qwen2vl" ? "memory  (estimate)" : "",
     ...(m.type === "qwen2vl"
       ? [

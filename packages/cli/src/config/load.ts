@@ -69,7 +69,10 @@ export function describeErrors(errors: ErrorObject[], schema: any, file: string)
       const s = typeof e.data === "string" ? suggest(e.data, allowed.filter((v): v is string => typeof v === "string")) : undefined;
       lines.push(`${file}: ${at} must be one of ${JSON.stringify(allowed)}${s ? ` (did you mean "${s}"?)` : ""}`);
     } else {
-      lines.push(`${file}: ${at} ${e.message}`);
+      // A range or type error: name the field's default as the fallback to write.
+      const d = e.instancePath ? schemaAt(schema, e.instancePath) : undefined;
+      const hint = d && "default" in d ? ` (default ${JSON.stringify(d.default)})` : "";
+      lines.push(`${file}: ${at} ${e.message}${hint}`);
     }
   }
   return [...new Set(lines)];

@@ -11,7 +11,7 @@ import { ConfigError } from "./load";
 import { applySetFlags, TRAIN_CONFIG_SCHEMA as S, validateTrainConfig } from "./train-schema";
 
 const repo = fileURLToPath(new URL("../../../../", import.meta.url));
-const SECTIONS = ["$schema", "model", "data", "prompts", "rewards", "out", "evalData"];
+const SECTIONS = ["$schema", "model", "data", "prompts", "rewards", "out", "evalData", "generation"];
 
 /** Field docs (`/** ... *\/ name:`) of one exported interface in a TypeScript source file. */
 function documentedFields(file: string, iface: string): string[] {

@@ -31,11 +31,25 @@ export interface SampleRow {
   rewards: Record<string, number>;
 }
 
+/** One row of the completions table (the trainer's completions.jsonl with `logCompletions`, TRL log_completions). */
+export interface CompletionRow {
+  step: number;
+  prompt?: string;
+  completion: string;
+  /** Each reward component's score. */
+  rewards: Record<string, number | null>;
+  /** The total (weighted) reward. */
+  reward?: number | null;
+  advantage?: number | null;
+}
+
 export interface ReportInput {
   title?: string;
   metrics: MetricsRow[];
   evals?: EvalRow[];
   samples?: SampleRow[];
+  /** Sampled completions with each reward (completions.jsonl), shown as a table. */
+  completions?: CompletionRow[];
   /** Free-form facts shown at the top (seed, config, backend...). */
   facts?: Record<string, string | number>;
 }
@@ -59,8 +73,17 @@ export function flattenMetrics(row: MetricsRow, prefix = "", out: Record<string,
 
 const CHARTS: Array<{ id: string; title: string; match: (k: string) => boolean }> = [
   { id: "rewards", title: "Rewards per component (mean)", match: (k) => /^rewards?[/_.]/.test(k) && /mean$/.test(k) },
+  { id: "reward-std", title: "Rewards per component (std)", match: (k) => /^rewards\/.+\/std$/.test(k) },
   { id: "kl", title: "KL to the reference policy", match: (k) => /^kl($|[/_.]mean$)/.test(k) },
-  { id: "length", title: "Completion length (tokens)", match: (k) => /^completion[_/.]?len(gth)?([/_.](mean|max))?$/.test(k) },
+  { id: "entropy", title: "Per-token entropy of the policy", match: (k) => k === "entropy" },
+  { id: "clip", title: "Clipped share (clip_ratio/*, cispo_clip_ratio)", match: (k) => /^clip_ratio\/(low|high|region)_mean$/.test(k) || k === "cispo_clip_ratio" },
+  { id: "signal", title: "Groups without signal and truncated completions", match: (k) => k === "frac_reward_zero_std" || k === "completions/clipped_ratio" },
+  {
+    id: "length",
+    title: "Completion length (tokens)",
+    match: (k) => /^completion[_/.]?len(gth)?([/_.](mean|max))?$/.test(k) || /^completions\/(mean|min|max)(_terminated)?_length$/.test(k),
+  },
+  { id: "is-ratio", title: "vLLM importance-sampling ratio", match: (k) => /^sampling\/importance_sampling_ratio\/(min|mean|max)$/.test(k) },
   { id: "loss", title: "Loss", match: (k) => k === "loss" },
   { id: "lr", title: "Learning rate", match: (k) => k === "lr" || k === "learning_rate" },
 ];
@@ -152,6 +175,19 @@ function samplesTable(rows: SampleRow[]): string {
   return `<table id="samples"><thead><tr><th>step</th><th>prompt</th><th>completion</th><th>rewards</th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
+function completionsTable(rows: CompletionRow[]): string {
+  const names = [...new Set(rows.flatMap((r) => Object.keys(r.rewards)))];
+  const num = (x: number | null | undefined) => (typeof x === "number" && Number.isFinite(x) ? fmt(x) : "–");
+  const head = `<tr><th>step</th><th>prompt</th><th>completion</th>${names.map((n) => `<th>${esc(n)}</th>`).join("")}<th>reward</th><th>advantage</th></tr>`;
+  const body = rows
+    .map(
+      (r) =>
+        `<tr><td>${r.step}</td><td><pre>${esc(r.prompt ?? "")}</pre></td><td><pre>${esc(r.completion)}</pre></td>${names.map((n) => `<td>${num(r.rewards[n])}</td>`).join("")}<td>${num(r.reward)}</td><td>${num(r.advantage)}</td></tr>`,
+    )
+    .join("");
+  return `<table id="completions" data-rows="${rows.length}"><thead>${head}</thead><tbody>${body}</tbody></table>`;
+}
+
 /** Builds the complete report page. */
 export function buildReportHtml(input: ReportInput): string {
   const rows = input.metrics.map((r) => flattenMetrics(r));
@@ -181,6 +217,7 @@ ${facts ? `<dl id="facts">${facts}</dl>` : ""}
 <div class="charts">${charts.map((c) => lineChartSvg(c, rows)).join("\n")}</div>
 ${input.evals?.length ? `<h2>Accuracy and reasoning, before and after</h2>${evalTable(input.evals)}` : ""}
 ${input.samples?.length ? `<h2>Sample completions</h2>${samplesTable(input.samples)}` : ""}
+${input.completions?.length ? `<h2>Completions with each reward (logCompletions)</h2>${completionsTable(input.completions)}` : ""}
 </body></html>
 `;
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { splitTornTail, warnTornTail, writeFileAtomic } from "@rarl/core";
-import { buildReportHtml, type EvalRow, type MetricsRow, type ReportInput, type SampleRow } from "./html";
+import { buildReportHtml, type CompletionRow, type EvalRow, type MetricsRow, type ReportInput, type SampleRow } from "./html";
 import { RarlError } from "@rarl/core";
 
 /** A run file could not be read or parsed. */
@@ -38,6 +38,7 @@ export interface WriteReportOptions {
   metricsFile: string;
   evals?: EvalRow[];
   samples?: SampleRow[];
+  completions?: CompletionRow[];
   facts?: ReportInput["facts"];
   title?: string;
   out: string;
@@ -51,7 +52,7 @@ export function writeReport(opts: WriteReportOptions): string {
       details: { file: opts.metricsFile },
     });
   }
-  const html = buildReportHtml({ metrics, evals: opts.evals, samples: opts.samples, facts: opts.facts, title: opts.title });
+  const html = buildReportHtml({ metrics, evals: opts.evals, samples: opts.samples, completions: opts.completions, facts: opts.facts, title: opts.title });
   writeFileAtomic(opts.out, html);
   return opts.out;
 }

@@ -11,7 +11,7 @@ beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-run-report-"));
   const run = path.join(tmp, "run");
   fs.mkdirSync(run);
-  const rows = [1, 2, 3].map((step) => ({ step, loss: 0.1 * step, reward: step, "rewards/format/mean": 0.5, kl: 0.01 * step, completionLengthMean: 20 + step, lr: 0.001 }));
+  const rows = [1, 2, 3].map((step) => ({ step, loss: 0.1 * step, reward: step, "rewards/format/mean": 0.5, kl: 0.01 * step, "completions/mean_length": 20 + step, lr: 0.001 }));
   fs.writeFileSync(path.join(run, "metrics.jsonl"), rows.map((r) => JSON.stringify(r)).join("\n"));
   fs.writeFileSync(
     path.join(run, "samples.jsonl"),

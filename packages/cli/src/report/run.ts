@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { EvalRow, SampleRow } from "./html";
+import type { CompletionRow, EvalRow, SampleRow } from "./html";
 import { ReportInputError, readJsonl, writeReport } from "./io";
 
 /**
@@ -16,6 +16,24 @@ export function samplesFromRun(file: string, max = 8): SampleRow[] {
       for (const [k, v] of Object.entries(s)) if (k.startsWith("reward/") && typeof v === "number") rewards[k.slice(7)] = v;
       if (typeof s.reward === "number") rewards.total = s.reward;
       out.push({ step: line.step, prompt: typeof s.example === "string" ? s.example : undefined, completion: String(s.completion ?? ""), rewards });
+    }
+  }
+  return out.slice(-max);
+}
+
+/**
+ * The completions table of a run: the trainer's completions.jsonl ({step, completions: [{prompt, completion, rewards,
+ * reward, advantage}]}, written with `logCompletions`), the last `max` rows.
+ */
+export function completionsFromRun(file: string, max = 64): CompletionRow[] {
+  if (!fs.existsSync(file)) return [];
+  const out: CompletionRow[] = [];
+  for (const line of readJsonl<{ step?: number; completions?: Array<Record<string, unknown>> }>(file)) {
+    for (const c of line.completions ?? []) {
+      const num = (x: unknown) => (typeof x === "number" ? x : null);
+      const rewards: Record<string, number | null> = {};
+      for (const [k, v] of Object.entries((c.rewards as Record<string, unknown>) ?? {})) rewards[k] = num(v);
+      out.push({ step: line.step ?? 0, prompt: typeof c.prompt === "string" ? c.prompt : undefined, completion: String(c.completion ?? ""), rewards, reward: num(c.reward), advantage: num(c.advantage) });
     }
   }
   return out.slice(-max);
@@ -62,10 +80,10 @@ export function writeRunReport(o: RunReportOptions): string {
   if (fs.existsSync(cfgFile)) {
     try {
       const c = JSON.parse(fs.readFileSync(cfgFile, "utf8")) as Record<string, unknown>;
-      for (const k of ["trainer", "seed", "learningRate", "numGenerations", "beta", "maxSteps", "temperature"]) if (typeof c[k] === "string" || typeof c[k] === "number") facts[k] = c[k] as string | number;
+      for (const k of ["trainer", "seed", "learningRate", "numGenerations", "beta", "maxSteps", "temperature", "lossType", "importanceSamplingLevel", "epsilon", "epsilonHigh", "delta", "topEntropyQuantile", "multiObjectiveAggregation"]) if (typeof c[k] === "string" || typeof c[k] === "number") facts[k] = c[k] as string | number;
     } catch {
       // config.json is informational here
     }
   }
-  return writeReport({ metricsFile, evals, samples: samplesFromRun(path.join(o.run, "samples.jsonl")), facts, title: o.title, out: o.html });
+  return writeReport({ metricsFile, evals, samples: samplesFromRun(path.join(o.run, "samples.jsonl")), completions: completionsFromRun(path.join(o.run, "completions.jsonl")), facts, title: o.title, out: o.html });
 }

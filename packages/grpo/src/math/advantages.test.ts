@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { GrpoInputError } from "../errors";
-import { combineRewards, computeAdvantages, summary, unbiasedStd } from "./advantages";
+import { aggregateAdvantages, combineRewards, computeAdvantages, summary, unbiasedStd } from "./advantages";
 
 describe("computeAdvantages", () => {
   // Group 0: rewards 1, 0, 0, 1 -> mean 0.5, unbiased var = (4 * 0.25) / 3 = 1/3, std = 0.57735...
@@ -62,5 +62,41 @@ describe("reward helpers", () => {
   });
   it("summary ignores NaN", () => {
     expect(summary([1, 3, Number.NaN])).toEqual({ mean: 2, std: 1, min: 1, max: 3 });
+  });
+});
+
+describe("aggregateAdvantages (TRL multi_objective_aggregation)", () => {
+  // Two rewards, G = 2, two groups. a: [1, 0 | 1, 1], b: [0, 4 | 2, 0]; weights a 1, b 0.5.
+  const comps = { a: [1, 0, 1, 1], b: [0, 4, 2, 0] };
+  const w = { a: 1, b: 0.5 };
+
+  it("sum_then_normalize = weighted sum, then computeAdvantages", () => {
+    const r = aggregateAdvantages(comps, w, 2, "group", "sum_then_normalize");
+    expect(Array.from(r.total)).toEqual([1, 2, 2, 1]);
+    expect(Array.from(r.advantages)).toEqual(Array.from(computeAdvantages([1, 2, 2, 1], 2, "group").advantages));
+  });
+
+  it("normalize_then_sum (GDPO): each reward normalised in its group, weighted sum, then normalised over the batch (hand-worked)", () => {
+    const e = 1e-4;
+    // a: group 0 mean .5, std sqrt(.5) -> ±.5/(√.5+e); group 1 constant -> 0, 0.
+    // b: group 0 mean 2, std sqrt(8) -> ∓2/(√8+e); group 1 mean 1, std √2 -> ±1/(√2+e).
+    const za = 0.5 / (Math.sqrt(0.5) + e);
+    const zb0 = 2 / (Math.sqrt(8) + e);
+    const zb1 = 1 / (Math.sqrt(2) + e);
+    const s = [za - 0.5 * zb0, -za + 0.5 * zb0, 0.5 * zb1, -0.5 * zb1];
+    const mean = s.reduce((x, y) => x + y, 0) / 4;
+    const sd = Math.sqrt(s.reduce((x, y) => x + (y - mean) ** 2, 0) / 3);
+    const r = aggregateAdvantages(comps, w, 2, "group", "normalize_then_sum");
+    for (const [i, x] of s.entries()) expect(r.advantages[i]).toBeCloseTo((x - mean) / (sd + e), 10);
+    // scaleRewards is not used by normalize_then_sum
+    expect(Array.from(aggregateAdvantages(comps, w, 2, "none", "normalize_then_sum").advantages)).toEqual(Array.from(r.advantages));
+    expect(Array.from(r.total)).toEqual([1, 2, 2, 1]); // the logged reward stays the weighted sum
+    expect(r.fracZeroStdGroups).toBe(0);
+  });
+
+  it("normalize_then_sum ignores NaN (not applicable) rewards in the group statistics", () => {
+    const r = aggregateAdvantages({ a: [1, 0, Number.NaN, 1] }, {}, 2, "group", "normalize_then_sum");
+    expect(r.advantages.every(Number.isFinite)).toBe(true);
+    expect(r.advantages[2]).toBe(r.advantages[3]); // NaN counts 0, the lone value of its group normalises to 0
   });
 });

@@ -3,6 +3,9 @@ import { GrpoInputError } from "../errors";
 /** How rewards are scaled into advantages (TRL's `scale_rewards`). */
 export type ScaleRewards = "group" | "batch" | "none";
 
+/** How several rewards become one advantage (TRL's `multi_objective_aggregation`). */
+export type MultiObjectiveAggregation = "sum_then_normalize" | "normalize_then_sum";
+
 export interface AdvantageResult {
   /** One advantage per completion, in the input order. */
   advantages: Float64Array;
@@ -114,4 +117,60 @@ export function summary(xs: ArrayLike<number>): { mean: number; std: number; min
   let ss = 0;
   for (let i = 0; i < xs.length; i++) if (!Number.isNaN(xs[i])) ss += (xs[i] - mean) ** 2;
   return { mean, std: Math.sqrt(ss / n), min, max };
+}
+
+/** Bessel-corrected std ignoring NaNs (TRL's nanstd); 0 for fewer than 2 values. */
+function nanStats(xs: ArrayLike<number>, idx: number[]): { mean: number; std: number } {
+  let n = 0;
+  let s = 0;
+  for (const i of idx) if (!Number.isNaN(xs[i])) {
+    n++;
+    s += xs[i];
+  }
+  if (n === 0) return { mean: Number.NaN, std: Number.NaN };
+  const mean = s / n;
+  let ss = 0;
+  for (const i of idx) if (!Number.isNaN(xs[i])) ss += (xs[i] - mean) ** 2;
+  return { mean, std: n > 1 ? Math.sqrt(ss / (n - 1)) : 0 };
+}
+
+/**
+ * Advantages from several reward components with TRL's `multi_objective_aggregation`:
+ * - "sum_then_normalize": the weighted nansum of the components, then {@link computeAdvantages} with `scale`;
+ * - "normalize_then_sum" (GDPO): each component c is normalised within its group, (c − nanmean_g)/(nanstd_g + 1e-4),
+ *   the weighted nansum of those is normalised over the whole batch, (s − mean)/(std + 1e-4); `scale` is not used.
+ * `fracZeroStdGroups` is always the share of groups whose weighted total reward is constant (no signal).
+ */
+export function aggregateAdvantages(
+  components: Record<string, ArrayLike<number>>,
+  weights: Record<string, number>,
+  numGenerations: number,
+  scale: ScaleRewards,
+  aggregation: MultiObjectiveAggregation,
+  eps = 1e-4,
+): AdvantageResult & { total: Float64Array } {
+  const total = combineRewards(components, weights);
+  const base = computeAdvantages(total, numGenerations, scale, eps);
+  if (aggregation === "sum_then_normalize") return { ...base, total };
+  if (aggregation !== "normalize_then_sum") {
+    throw new GrpoInputError(`unknown multiObjectiveAggregation "${aggregation}" (expected sum_then_normalize or normalize_then_sum)`, { code: "GRPO_BAD_OPTION" });
+  }
+  const n = total.length;
+  const G = numGenerations;
+  const summed = new Float64Array(n);
+  for (const [name, col] of Object.entries(components)) {
+    const w = weights[name] ?? 1;
+    for (let g = 0; g < n / G; g++) {
+      const idx = Array.from({ length: G }, (_, k) => g * G + k);
+      const { mean, std } = nanStats(col, idx);
+      for (const i of idx) {
+        const z = (col[i] - mean) / (std + eps);
+        if (!Number.isNaN(z)) summed[i] += w * z;
+      }
+    }
+  }
+  const all = Array.from({ length: n }, (_, i) => i);
+  const { mean, std } = nanStats(summed, all);
+  const advantages = summed.map((x) => (x - mean) / (std + eps));
+  return { ...base, advantages, std: new Float64Array(n).fill(std), total };
 }

@@ -179,6 +179,15 @@ export class GradAccumulator {
     return out;
   }
 
+  /** The summed gradients (caller disposes them); resets the accumulator. For losses normalised over all micro-batches (dapo, cispo). */
+  sum(): tf.Tensor[] {
+    if (!this.sums) throw new TrainConfigError("GradAccumulator.sum() called before any add()", { code: "OPTIM_EMPTY" });
+    const sums = this.sums;
+    this.sums = null;
+    this.n = 0;
+    return sums;
+  }
+
   dispose(): void {
     if (this.sums) tf.dispose(this.sums);
     this.sums = null;

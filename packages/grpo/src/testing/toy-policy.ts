@@ -112,6 +112,13 @@ export class ToyPolicy implements Policy<ToyPrompt, PreparedPrompt> {
   }
 
   completionLogprobs(items: Array<{ prepared: PreparedPrompt; completionIds: number[] }>, T: number, temperature = 1): tf.Tensor2D {
+    const { logp, entropy } = this.completionLogprobsWithEntropy(items, T, temperature);
+    entropy.dispose();
+    return logp;
+  }
+
+  /** Log-probs and per-token entropies (no gradient) of the same log-softmax. */
+  completionLogprobsWithEntropy(items: Array<{ prepared: PreparedPrompt; completionIds: number[] }>, T: number, temperature = 1): { logp: tf.Tensor2D; entropy: tf.Tensor2D } {
     const V = this.vocab;
     const B = items.length;
     const prevOh = new Float32Array(B * T * V);
@@ -125,12 +132,16 @@ export class ToyPolicy implements Policy<ToyPrompt, PreparedPrompt> {
         prev = tok;
       }
     });
-    return tf.tidy(() => {
+    let entropy: tf.Tensor2D | null = null;
+    const logp = tf.tidy(() => {
       let logits = tf.matMul(tf.tensor2d(prevOh, [B * T, V]), this.table());
       if (temperature !== 1) logits = tf.div(logits, temperature);
       const lsm = tf.logSoftmax(logits);
+      const lsmConst = tf.tensor2d(lsm.dataSync() as Float32Array, [B * T, V]);
+      entropy = tf.keep(tf.reshape(tf.neg(tf.sum(tf.mul(tf.exp(lsmConst), lsmConst), 1)), [B, T]) as tf.Tensor2D);
       return tf.reshape(tf.sum(tf.mul(lsm, tf.tensor2d(tgtOh, [B * T, V])), 1), [B, T]) as tf.Tensor2D;
     });
+    return { logp, entropy: entropy! };
   }
 
   withAdapterDisabled<T>(fn: () => T): T {

@@ -63,4 +63,39 @@ describe("tokenLogprobs (chunked, custom gradient)", () => {
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([h, w, ids, hv]);
   });
+
+  it("entropyOut: −Σ p log p of the same softmax, from the same chunk pass, for any chunking; gradient unchanged; no leak", () => {
+    const n = 6;
+    const h = tf.randomNormal([n, 4], 0, 2, "float32", 7) as tf.Tensor2D;
+    const w = tf.randomNormal([13, 4], 0, 1, "float32", 8) as tf.Tensor2D;
+    const ids = tf.tensor1d([0, 3, 12, 5, 5, 1], "int32");
+    const want = tf.tidy(() => {
+      const lsm = tf.logSoftmax(tf.matMul(h, w, false, true));
+      return tf.neg(tf.sum(tf.mul(tf.exp(lsm), lsm), 1)).arraySync() as number[];
+    });
+    for (const chunk of [1, 4, 100]) {
+      const out: { entropy?: tf.Tensor1D } = {};
+      const lp = tokenLogprobs(h, w, ids, chunk, undefined, out);
+      const got = out.entropy!.arraySync();
+      for (let i = 0; i < n; i++) expect(Math.abs(got[i] - want[i])).toBeLessThan(1e-5);
+      expect(Math.max(...got)).toBeLessThanOrEqual(Math.log(13) + 1e-5);
+      tf.dispose([lp, out.entropy!]);
+    }
+    const hv = tf.variable(tf.ones([n, 4]), true, "hv_entropy");
+    const run = () => {
+      const out: { entropy?: tf.Tensor1D } = {};
+      const { value, grads } = tf.variableGrads(() => tf.sum(tokenLogprobs(tf.mul(h, hv), w, ids, 4, undefined, out)) as tf.Scalar, [hv]);
+      const plain = tf.variableGrads(() => tf.sum(tokenLogprobs(tf.mul(h, hv), w, ids, 4)) as tf.Scalar, [hv]);
+      const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(grads[hv.name], plain.grads[hv.name]))).dataSync()[0]);
+      tf.dispose([value, plain.value, out.entropy!]);
+      tf.dispose(grads);
+      tf.dispose(plain.grads);
+      return diff;
+    };
+    expect(run()).toBe(0);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) run();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([h, w, ids, hv]);
+  });
 });

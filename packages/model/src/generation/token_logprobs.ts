@@ -9,10 +9,11 @@
  * the backward pass recomputes each chunk's softmax. A plain `logSoftmax(h Wᵀ)` + gather under a gradient tape
  * would keep N×V floats (8 completions × 256 tokens × 151 936 × 4 B = 1.2 GB) alive until the backward pass.
  */
-import * as tf from "@tensorflow/tfjs-core";
+
 // tfjs-core's Node entry registers no gradients; @rarl/core registers them all when loaded (its backend module
 // imports them), so importing from it guarantees autodiff works through this module.
 import { gradientsRegistered } from "@rarl/core";
+import * as tf from "@tensorflow/tfjs-core";
 
 /** Rows per chunk so that one chunk's [chunk, V] logits stay near `budgetFloats` floats (default 16M = 64 MB). */
 export function chunkRows(vocab: number, budgetFloats = 16 * 1024 * 1024): number {
@@ -27,9 +28,19 @@ export function chunkRows(vocab: number, budgetFloats = 16 * 1024 * 1024): numbe
  * @param chunk rows per chunk.
  * @param weightT optional [H, V] transposed copy of `weight`: logits are then `h @ weightT`, several times faster on
  *   wasm than `(weight · hᵀ)ᵀ` for few rows (see ./lm_head.ts).
+ * @param entropyOut when given, its `entropy` receives the [N] per-row entropy −Σ_v p_v log p_v of the same softmax,
+ *   computed in the same chunk pass (one more exp over each chunk's logits, no second lm_head matmul); it carries no
+ *   gradient and the caller owns it (TRL computes the entropy in the same pass as the log-probs).
  * @returns [N] float32 log-probs.
  */
-export function tokenLogprobs(hidden: tf.Tensor2D, weight: tf.Tensor2D, ids: tf.Tensor1D, chunk = chunkRows(weight.shape[0]), weightT?: tf.Tensor2D): tf.Tensor1D {
+export function tokenLogprobs(
+  hidden: tf.Tensor2D,
+  weight: tf.Tensor2D,
+  ids: tf.Tensor1D,
+  chunk = chunkRows(weight.shape[0]),
+  weightT?: tf.Tensor2D,
+  entropyOut?: { entropy?: tf.Tensor1D },
+): tf.Tensor1D {
   if (!gradientsRegistered()) throw new Error("tokenLogprobs: tfjs gradients are not registered (import @rarl/core)");
   const [n, h] = hidden.shape;
   if (weight.shape[1] !== h) throw new Error(`tokenLogprobs: hidden [${hidden.shape}] does not match lm_head weight [${weight.shape}]`);
@@ -45,13 +56,18 @@ export function tokenLogprobs(hidden: tf.Tensor2D, weight: tf.Tensor2D, ids: tf.
     const hx = x as tf.Tensor2D;
     save([hx, ids]); // ids too: the caller may dispose it (e.g. at the end of a tidy) before the backward pass
     const value = tf.tidy(() => {
+      const ents: tf.Tensor[] = [];
       const parts = bounds.map(([a, b]) => {
         const hc = tf.slice(hx, [a, 0], [b - a, h]);
         const idc = tf.slice(ids, [a], [b - a]);
-        const lse = tf.logSumExp(chunkLogits(hc), 1); // [c]
+        const logits = chunkLogits(hc);
+        const lse = tf.logSumExp(logits, 1); // [c]
+        // H = lse − Σ_v softmax_v · logit_v
+        if (entropyOut) ents.push(tf.sub(lse, tf.sum(tf.mul(tf.exp(tf.sub(logits, tf.reshape(lse, [-1, 1]))), logits), 1)));
         const picked = tf.sum(tf.mul(tf.gather(weight, idc), hc), 1); // [c]
         return tf.sub(picked, lse);
       });
+      if (entropyOut) entropyOut.entropy = tf.keep((ents.length === 1 ? ents[0] : tf.concat(ents, 0)) as tf.Tensor1D);
       return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
     });
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
