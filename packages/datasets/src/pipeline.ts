@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import sharp from "sharp";
 import { DatasetError, isSkippable } from "./errors";
-import { resolveImage } from "./paths";
+import { realImagePath, resolveImage } from "./paths";
 import { sampleProblem } from "./schema";
 import type { RowRef } from "./fields";
 import type { RawRow } from "./io";
@@ -137,10 +137,17 @@ async function checkSample(c: Candidate, root: string, seen: Map<string, string>
   seen.set(s.id, `${c.file}, row ${c.row}`);
   if (verify === "none") return undefined;
   if ("path" in s.image) {
-    const abs = resolveImage(root, s.image.path);
+    let real: string | null;
+    try {
+      real = realImagePath(root, s.image.path, at);
+    } catch (e) {
+      if (e instanceof DatasetError) return e;
+      throw e;
+    }
+    const abs = real ?? resolveImage(root, s.image.path);
     let ok = false;
     try {
-      ok = fs.statSync(abs).isFile();
+      ok = real !== null && fs.statSync(real).isFile();
     } catch {
       ok = false;
     }

@@ -3,7 +3,8 @@ import path from "node:path";
 import { writeFileAtomic } from "@rarl/core";
 import sharp from "sharp";
 import type { DatasetStream } from "./pipeline";
-import { resolveImage } from "./paths";
+import { DatasetError } from "./errors";
+import { realImagePath, resolveImage } from "./paths";
 import type { Sample, SkippedRow } from "./types";
 
 /** Counts of a dataset, as `rarl data stats --json` prints them. */
@@ -64,7 +65,14 @@ export async function exportSamples(ds: DatasetStream, outFile: string): Promise
     let rel: string;
     if ("path" in s.image) {
       rel = `images/${s.image.path}`;
-      const src = resolveImage(ds.root!, s.image.path);
+      // Follow links and refuse images outside the root whatever verifyImages was (a link to /etc/passwd is not copied).
+      const src = realImagePath(ds.root!, s.image.path, { file: `sample ${s.id}` });
+      if (src === null) {
+        throw new DatasetError(`sample ${JSON.stringify(s.id)}: image file not found: ${resolveImage(ds.root!, s.image.path)}`, {
+          code: "DATASET_MISSING_IMAGE",
+          details: { id: s.id, image: s.image.path },
+        });
+      }
       const dst = resolveImage(outDir, rel);
       if (path.resolve(src) !== path.resolve(dst)) {
         fs.mkdirSync(path.dirname(dst), { recursive: true });
