@@ -11,6 +11,7 @@ import {
   synthesize,
 } from "@rarl/datasets";
 import { type Command, Option } from "commander";
+import { checkOutputFile } from "./outputs";
 
 function int(name: string, min = 1) {
   return (v: string) => {
@@ -115,6 +116,7 @@ export function register(program: Command): void {
       .requiredOption("--out <file>", "output samples.jsonl"),
     "throw",
   ).action(async (p: string, o) => {
+    checkOutputFile("--out", o.out, [{ flag: "<path>", path: p }]);
     const ds = loadDataset(loadOptions(o.format, p, o));
     const r = await exportSamples(ds, o.out);
     reportSkipped(r.skipped, ds.filtered);

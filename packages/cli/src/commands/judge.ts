@@ -4,6 +4,7 @@ import { writeFileAtomic } from "@rarl/core";
 import { APPENDIX_B_PROMPT_VERSION, type JudgePrompt, runJudge } from "@rarl/judge";
 import type { Command } from "commander";
 import { intArg, numArg } from "./args";
+import { checkOutputFile } from "./outputs";
 
 /** `rarl judge`: LLM-as-judge scoring of a predictions JSONL file (logic in @rarl/judge's runJudge). */
 export function register(program: Command): void {
@@ -32,6 +33,8 @@ export function register(program: Command): void {
     .option("--summary <file>", "also write the run summary (counts, failures, requests, retries, tokens, cost) as JSON")
     .option("--quiet", "no progress lines")
     .action(async (o) => {
+      checkOutputFile("--out", o.out, [{ flag: "--predictions", path: o.predictions }]);
+      if (o.summary) checkOutputFile("--summary", o.summary, [{ flag: "--predictions", path: o.predictions }, { flag: "--out", path: o.out }]);
       let prompt: JudgePrompt | undefined;
       if (o.promptFile) {
         if (!o.promptVersion) throw new Error("--prompt-file needs --prompt-version (it goes into the cache key)");

@@ -1,5 +1,6 @@
 import { scoreFile } from "@rarl/rewards";
 import type { Command } from "commander";
+import { checkOutputFile } from "./outputs";
 
 /** `rarl reward`: scores existing completions offline with a rewards config (logic in @rarl/rewards' scoreFile). */
 export function register(program: Command): void {
@@ -11,6 +12,7 @@ export function register(program: Command): void {
     .option("--out <file>", "scored JSONL (written atomically); default: stdout")
     .option("--quiet", "no summary on stderr")
     .action(async (o) => {
+      if (o.out) checkOutputFile("--out", o.out, [{ flag: "--input", path: o.input }]);
       const res = await scoreFile(o.config, o.input, o.out, {
         onProgress: o.quiet ? undefined : (done, total) => process.stderr.write(`rarl reward: ${done}/${total}\n`),
       });
