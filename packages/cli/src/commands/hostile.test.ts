@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { type FaultServer, startFaultServer } from "../../../judge/src/testing/fault-server";
 import { runCli } from "../program";
 
 let dir: string;
@@ -81,5 +82,43 @@ describe("outputs that are inputs or folders", () => {
     const r2 = await capture(["data", "export", "--format", "jsonl", path.join(ds, "s.jsonl"), "--verify-images", "none", "--out", folder]);
     expect(r2.code).toBe(1);
     expect(r2.err).toContain(`--out ${folder} is a folder; expected a file path`);
+  });
+});
+
+describe("rarl judge exit codes", () => {
+  let srv: FaultServer;
+  beforeAll(async () => {
+    srv = await startFaultServer({ defaultRetryAfter: "0" });
+  });
+  afterAll(async () => srv.close());
+
+  it("exits non-zero and prints the count when samples end failed; --allow-failures relaxes it", async () => {
+    const preds = path.join(dir, "allfail.jsonl");
+    // the fault server counts attempts per question text: a fresh tag per run gives fresh faults
+    let tag = 0;
+    const q = (i: number, f: string) => JSON.stringify({ id: `f${i}`, dataset: "Ours", question: `run${tag} q${i} #fault=${f}`, reference: "yes", prediction: "yes" });
+    const write = (...faults: string[]) => {
+      tag++;
+      fs.writeFileSync(preds, `${faults.map((f, i) => q(i, f)).join("\n")}\n`);
+    };
+    write("401", "401", "401");
+    const args = ["judge", "--predictions", preds, "--judge", "openai:gpt-4o-mini", "--base-url", `${srv.url}/v1`, "--api-key-env", "RARL_HOSTILE_KEY", "--no-cache", "--quiet", "--max-attempts", "1"];
+    process.env.RARL_HOSTILE_KEY = "sk-test";
+    try {
+      const r = await capture([...args, "--out", path.join(dir, "allfail-out.jsonl")]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain("rarl judge: 3 of 3 samples ended without a score (3 failed, 0 lost); exit 2");
+      write("401", "401", "401");
+      const ok = await capture([...args, "--out", path.join(dir, "allfail-out2.jsonl"), "--allow-failures"]);
+      expect(ok.code).toBe(0);
+      expect(ok.err).toContain("3 of 3 samples ended without a score");
+      // one failure among successes is enough
+      write("ok", "401");
+      const one = await capture([...args, "--out", path.join(dir, "onefail-out.jsonl")]);
+      expect(one.code).toBe(2);
+      expect(one.err).toContain("1 of 2 samples ended without a score");
+    } finally {
+      delete process.env.RARL_HOSTILE_KEY;
+    }
   });
 });
