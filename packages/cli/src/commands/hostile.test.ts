@@ -122,3 +122,22 @@ describe("rarl judge exit codes", () => {
     }
   });
 });
+
+describe("messages", () => {
+  it("a bad --set value is blamed on the --set argument, not on the config file", async () => {
+    const cfgFile = path.join(dir, "set.json");
+    fs.writeFileSync(cfgFile, JSON.stringify({ trainer: "grpo", beta: 0.04, model: { type: "toy" }, data: { format: "rarl", path: "." }, rewards: { rewards: [{ use: "format" }] } }));
+    const r = await capture(["train", "--config", cfgFile, "--set", 'beta="abc"', "--set", "numGenerations=-3", "--set", "model.lora.r=8", "--dry-run"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('--set beta="abc": beta must be number');
+    expect(r.err).toContain("--set numGenerations=-3: numGenerations must be >= 2");
+    expect(r.err).toContain('--set model.lora.r=8: unknown field "model.lora"');
+    expect(r.err).not.toContain(`${cfgFile}: beta`);
+    // an error that is the file's own stays on the file
+    fs.writeFileSync(cfgFile, JSON.stringify({ trainer: "grpo", beta: "x", model: { type: "toy" }, data: { format: "rarl", path: "." }, rewards: { rewards: [{ use: "format" }] } }));
+    const f = await capture(["train", "--config", cfgFile, "--set", "numGenerations=4", "--dry-run"]);
+    expect(f.code).toBe(1);
+    expect(f.err).toContain(`${cfgFile}: beta must be number`);
+    expect(f.err).not.toContain("--set numGenerations=4:");
+  });
+});
