@@ -17,3 +17,9 @@ export class GenerationBackendError extends RarlError {}
 
 /** Shapes or values passed to the GRPO math do not fit together (`details` names the input). */
 export class GrpoInputError extends RarlError {}
+
+/**
+ * RUN_DIR already holds a run and neither `resume` nor `overwrite` was given (RUN_EXISTS), or both were
+ * (RUN_BAD_OPTIONS). `details.runDir` names the folder and `details.found` what is in it.
+ */
+export class RunDirError extends RarlError {}

@@ -6,7 +6,7 @@ import { loadQwen2VL } from "@rarl/model";
 import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, TemplateSampler, TRAINING_TEMPLATES, type Template } from "@rarl/prompts";
 import { buildRewards, type RewardConfig, type RewardSet, resolveRewardConfig } from "@rarl/rewards";
 import { type GRPOConfig, resolveTrainConfig, type SFTConfig, type TrainConfig } from "./config";
-import { TrainConfigError } from "./errors";
+import { RunDirError, TrainConfigError } from "./errors";
 import { GRPOTrainer } from "./grpo-trainer";
 import type { TrainResult } from "./loop";
 import type { Policy, PreparedPrompt, RewardScorer } from "./policy";
@@ -44,12 +44,62 @@ export interface RunTrainOptions {
   maxSteps?: number;
   /** Continue from the newest checkpoint in RUN_DIR. */
   resume?: boolean;
+  /**
+   * RUN_DIR already holds a run (metrics.jsonl, checkpoints/ or adapter/): delete that run's files and start over.
+   * Without it (and without `resume`) such a RUN_DIR is refused with RunDirError RUN_EXISTS, so two runs never mix.
+   */
+  overwrite?: boolean;
   /** Passed to the trainer (tests). */
   onStep?: (record: Record<string, unknown>) => void;
   handleSigint?: boolean;
 }
 
 const SECTIONS = ["model", "data", "prompts", "rewards", "out"] as const;
+
+/** Files and folders whose presence means RUN_DIR holds a run. */
+export const RUN_MARKERS = ["metrics.jsonl", "checkpoints", "adapter"] as const;
+/** What a run writes into RUN_DIR (deleted by `overwrite`), besides its `.tmp-*` leftovers. */
+const RUN_FILES = [...RUN_MARKERS, "samples.jsonl", "config.json"];
+
+/** The run markers present in `runDir` (empty when it holds no run or does not exist). */
+export function existingRun(runDir: string): string[] {
+  return RUN_MARKERS.filter((m) => fs.existsSync(path.join(runDir, m)));
+}
+
+/**
+ * Deletes the run in `runDir` (only what a run writes: metrics, samples, config.json, checkpoints/, adapter/ and
+ * `.tmp-*` leftovers; other files stay). Everything is first renamed into one `.tmp-overwrite-*` folder, so an
+ * interrupted overwrite leaves either the old run's files or none of them under their names, never a mix.
+ */
+export function clearRun(runDir: string): void {
+  if (existingRun(runDir).length === 0) return;
+  const trash = path.join(runDir, `.tmp-overwrite-${process.pid}-${Date.now()}`);
+  fs.mkdirSync(trash);
+  const names = [...RUN_FILES, ...fs.readdirSync(runDir).filter((n) => n.startsWith(".tmp-") && path.join(runDir, n) !== trash)];
+  for (const n of names) if (fs.existsSync(path.join(runDir, n))) fs.renameSync(path.join(runDir, n), path.join(trash, n));
+  fs.rmSync(trash, { recursive: true, force: true });
+}
+
+/** Refuses to start a fresh run into a RUN_DIR that holds one, unless `overwrite` (then clears it). */
+export function prepareRunDir(runDir: string, o: { resume?: boolean; overwrite?: boolean }): void {
+  if (o.resume && o.overwrite) {
+    throw new RunDirError("--resume and --overwrite exclude each other: continue the run in RUN_DIR, or delete it and start over", { code: "RUN_BAD_OPTIONS", details: { runDir } });
+  }
+  if (fs.existsSync(runDir) && !fs.statSync(runDir).isDirectory()) {
+    throw new RunDirError(`RUN_DIR ${runDir} is a file; expected a folder for metrics.jsonl, checkpoints/ and adapter/`, { code: "RUN_NOT_DIR", details: { runDir } });
+  }
+  if (o.resume) return;
+  const found = existingRun(runDir);
+  if (found.length === 0) return;
+  if (!o.overwrite) {
+    throw new RunDirError(
+      `RUN_DIR ${runDir} already holds a run (${found.join(", ")}); pass --resume to continue it, --overwrite to delete it and start over, or choose another --out`,
+      { code: "RUN_EXISTS", details: { runDir, found } },
+    );
+  }
+  log.warn("overwrite: deleting the previous run", { runDir, found });
+  clearRun(runDir);
+}
 
 /** A policy built from a config's `model` section; `dispose` frees it. */
 export interface BuiltPolicy {
@@ -147,6 +197,7 @@ export async function runTrain(o: RunTrainOptions): Promise<TrainResult> {
   if (!sections.model || typeof sections.model !== "object") throw new TrainConfigError('config: "model" section is required', { code: "CONFIG_INVALID", details: { field: "model" } });
   if (!sections.data || typeof sections.data !== "object") throw new TrainConfigError('config: "data" section is required', { code: "CONFIG_INVALID", details: { field: "data" } });
   const runDir = path.resolve(o.out ?? (sections.out ? path.resolve(configDir, sections.out) : path.join("runs", cfg.trainer)));
+  prepareRunDir(runDir, o);
   await initBackend();
 
   const { limit, split, ...loadOpts } = sections.data;

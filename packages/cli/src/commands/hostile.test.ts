@@ -4,7 +4,9 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type FaultServer, startFaultServer } from "../../../judge/src/testing/fault-server";
+import { synthesize } from "@rarl/datasets";
 import { runCli } from "../program";
+import { readJsonl } from "../report/io";
 
 let dir: string;
 beforeAll(() => {
@@ -139,5 +141,61 @@ describe("messages", () => {
     expect(f.code).toBe(1);
     expect(f.err).toContain(`${cfgFile}: beta must be number`);
     expect(f.err).not.toContain("--set numGenerations=4:");
+  });
+});
+
+/** A toy GRPO config over a small synthetic set (written once per file). */
+async function toyConfig(extra: Record<string, unknown> = {}): Promise<string> {
+  const synth = path.join(dir, "synth");
+  if (!fs.existsSync(path.join(synth, "samples.jsonl"))) await synthesize(synth, { n: 8, size: 32, seed: 3 });
+  const cfg = {
+    trainer: "grpo",
+    numGenerations: 2,
+    maxCompletionLength: 4,
+    saveSteps: 2,
+    progress: false,
+    model: { type: "toy", vocab: 16 },
+    data: { format: "rarl", path: "synth/samples.jsonl", split: "train", limit: 4 },
+    rewards: { rewards: [{ use: "format" }], scorer: "lexical-f1" },
+    ...extra,
+  };
+  const f = path.join(dir, `toy-${Object.keys(extra).join("-") || "base"}.json`);
+  fs.writeFileSync(f, JSON.stringify(cfg));
+  return f;
+}
+
+describe("rarl train into an existing run folder", () => {
+  it("is refused without --resume or --overwrite (nothing touched); --overwrite clears the old run; both flags are refused", async () => {
+    const cfg = await toyConfig();
+    const out = path.join(dir, "run-exists");
+    expect((await capture(["train", "--config", cfg, "--out", out, "--max-steps", "3"])).code).toBe(0);
+    fs.writeFileSync(path.join(out, "notes.txt"), "mine");
+    const snapshot = () => ({
+      metrics: fs.readFileSync(path.join(out, "metrics.jsonl"), "utf8"),
+      ckpts: fs.readdirSync(path.join(out, "checkpoints")).sort(),
+      adapter: fs.readFileSync(path.join(out, "adapter", "adapter_model.safetensors")),
+    });
+    const before = snapshot();
+    expect(before.ckpts).toEqual(["checkpoint-000002", "checkpoint-000003"]);
+
+    const r = await capture(["train", "--config", cfg, "--out", out, "--max-steps", "1"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`RUN_DIR ${out} already holds a run (metrics.jsonl, checkpoints, adapter); pass --resume to continue it, --overwrite`);
+    expect(snapshot()).toEqual(before);
+
+    const both = await capture(["train", "--config", cfg, "--out", out, "--resume", "--overwrite"]);
+    expect(both.code).toBe(1);
+    expect(both.err).toMatch(/--resume and --overwrite exclude each other/);
+    expect(snapshot()).toEqual(before);
+
+    const o = await capture(["train", "--config", cfg, "--out", out, "--max-steps", "1", "--overwrite"]);
+    expect(o.code).toBe(0);
+    expect(readJsonl<any>(path.join(out, "metrics.jsonl")).map((x) => x.step)).toEqual([1]);
+    expect(fs.readdirSync(path.join(out, "checkpoints"))).toEqual(["checkpoint-000001"]); // old checkpoint-000002/3 gone
+    expect(fs.readFileSync(path.join(out, "notes.txt"), "utf8")).toBe("mine"); // not a run file: kept
+    expect(fs.readdirSync(out).filter((n) => n.startsWith(".tmp-"))).toEqual([]);
+    // a later --resume continues the new run, not the old one
+    expect((await capture(["train", "--config", cfg, "--out", out, "--max-steps", "2", "--resume"])).code).toBe(0);
+    expect(readJsonl<any>(path.join(out, "metrics.jsonl")).map((x) => x.step)).toEqual([1, 2]);
   });
 });

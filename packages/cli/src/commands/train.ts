@@ -15,10 +15,11 @@ export function register(program: Command): void {
       return n;
     })
     .option("--resume", "continue from the newest checkpoint in RUN_DIR")
+    .option("--overwrite", "RUN_DIR holds a run: delete it and start over (without --resume or --overwrite such a RUN_DIR is refused)")
     .option("--set <key=value>", "override a config field (repeatable; JSON values), e.g. --set beta=0.02 --set model.lora.r=16", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--dry-run", "validate the config, the model folder and every data file, then estimate memory and time; no training")
     .option("--gflops <n>", "--dry-run: matmul rate in GFLOP/s for the time estimate (default: measured on this backend)", Number)
-    .action(async (o: { config: string; out?: string; maxSteps?: number; resume?: boolean; set: string[]; dryRun?: boolean; gflops?: number }) => {
+    .action(async (o: { config: string; out?: string; maxSteps?: number; resume?: boolean; overwrite?: boolean; set: string[]; dryRun?: boolean; gflops?: number }) => {
       // Validation against the shipped schema and path checks run before any heavy import (fails in well under a second).
       const { config, configDir } = loadTrainConfig(o.config, o.set);
       checkConfigPaths(config, configDir, { evalData: o.dryRun });
@@ -28,7 +29,7 @@ export function register(program: Command): void {
         return;
       }
       const { runTrain } = await import("@rarl/grpo");
-      const res = await runTrain({ config: trainerInput(config), configDir, out: o.out, maxSteps: o.maxSteps, resume: o.resume });
+      const res = await runTrain({ config: trainerInput(config), configDir, out: o.out, maxSteps: o.maxSteps, resume: o.resume, overwrite: o.overwrite });
       if (res.reason === "interrupted") {
         process.stderr.write(`rarl train: interrupted at step ${res.steps}/${res.totalSteps}; checkpoint ${res.lastCheckpoint} (continue with --resume)\n`);
         process.exitCode = 130;
