@@ -27,6 +27,8 @@ export interface TrainResult {
   steps: number;
   totalSteps: number;
   reason: "completed" | "interrupted";
+  /** The signal that interrupted the run (SIGINT: Ctrl-C; SIGTERM: docker stop, Slurm, kill); absent after requestStop(). */
+  signal?: "SIGINT" | "SIGTERM";
   runDir: string;
   /** RUN_DIR/adapter (final PEFT adapter); null when interrupted. */
   adapterDir: string | null;
@@ -36,7 +38,10 @@ export interface TrainResult {
 export interface TrainOptions {
   /** Continue from the newest checkpoint in RUN_DIR/checkpoints. */
   resume?: boolean;
-  /** Install a SIGINT handler that checkpoints and stops after the current step. Default true. */
+  /**
+   * Install SIGINT and SIGTERM handlers that checkpoint and stop after the current step (docker stop and Slurm send
+   * SIGTERM before killing). A second signal of either kind exits at once with 128 + its number. Default true.
+   */
   handleSigint?: boolean;
   /** Called after every step with its metrics record (tests, UIs). */
   onStep?: (record: Record<string, unknown>) => void;
@@ -49,7 +54,7 @@ export interface HasId {
 
 /**
  * The part the GRPO and SFT trainers share: data order and cursor, AdamW + LR schedule + clipping,
- * checkpoints and exact resume, SIGINT, NaN guard, metrics and progress.
+ * checkpoints and exact resume, SIGINT/SIGTERM, NaN guard, metrics and progress.
  */
 export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
   protected optimizer: AdamW | null = null;
@@ -82,7 +87,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
   /** Runs one step on `micro` (micro-batches of examples, with their epoch). */
   protected abstract runStep(micro: Array<Array<{ example: E; epoch: number }>>): Promise<StepReport>;
 
-  /** Asks the loop to checkpoint and stop after the current step (what SIGINT does). */
+  /** Asks the loop to checkpoint and stop after the current step (what SIGINT and SIGTERM do). */
   requestStop(): void {
     this.stopRequested = true;
   }
@@ -201,11 +206,18 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
       this.restore();
       metrics.truncateAfter(this.step);
     }
-    const onSigint = () => {
-      log.warn("SIGINT: checkpointing after the current step");
+    let signal: TrainResult["signal"];
+    const onSignal = (sig: "SIGINT" | "SIGTERM") => {
+      if (signal) {
+        log.warn(`${sig} again: exiting now without a checkpoint`);
+        process.exit(128 + (sig === "SIGINT" ? 2 : 15));
+      }
+      signal = sig;
+      log.warn(`${sig}: checkpointing after the current step`);
       this.requestStop();
     };
-    if (opts.handleSigint !== false) process.on("SIGINT", onSigint);
+    const handlers = { SIGINT: () => onSignal("SIGINT"), SIGTERM: () => onSignal("SIGTERM") };
+    if (opts.handleSigint !== false) for (const [sig, h] of Object.entries(handlers)) process.on(sig, h);
     const progress: Progress = createProgress({ total: this.totalSteps, label: this.cfg.trainer, enabled: this.cfg.progress });
     progress.update(this.step);
     let lastCheckpoint: string | null = null;
@@ -238,6 +250,9 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
         }
         opts.onStep?.(record);
         progress.update(this.step, { loss: rep.loss, reward: record.reward as number | undefined });
+        // Let pending signals (SIGINT/SIGTERM) run their handlers: a step whose awaits all resolve at once (a fast or
+        // synchronous policy) would otherwise never give the event loop a turn, and the stop request would never land.
+        await new Promise((r) => setImmediate(r));
         const atEnd = this.step >= this.totalSteps;
         if (this.step % this.cfg.saveSteps === 0 || atEnd || this.stopRequested) lastCheckpoint = this.saveCheckpointNow();
         if (this.stopRequested && !atEnd) {
@@ -247,7 +262,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
       }
     } finally {
       progress.stop();
-      if (opts.handleSigint !== false) process.removeListener("SIGINT", onSigint);
+      if (opts.handleSigint !== false) for (const [sig, h] of Object.entries(handlers)) process.removeListener(sig, h);
     }
     let adapterDir: string | null = null;
     if (reason === "completed") {
@@ -260,6 +275,6 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
       fs.renameSync(tmp, adapterDir);
     }
     this.optimizer.dispose();
-    return { steps: this.step, totalSteps: this.totalSteps, reason, runDir: this.runDir, adapterDir, lastCheckpoint };
+    return { steps: this.step, totalSteps: this.totalSteps, reason, ...(signal ? { signal } : {}), runDir: this.runDir, adapterDir, lastCheckpoint };
   }
 }

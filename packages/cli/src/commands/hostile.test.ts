@@ -1,7 +1,9 @@
 // Issue 16, item 6: hostile input to the CLI, each case reproduced as a user would type it.
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type FaultServer, startFaultServer } from "../../../judge/src/testing/fault-server";
 import { synthesize } from "@rarl/datasets";
@@ -198,4 +200,42 @@ describe("rarl train into an existing run folder", () => {
     expect((await capture(["train", "--config", cfg, "--out", out, "--max-steps", "2", "--resume"])).code).toBe(0);
     expect(readJsonl<any>(path.join(out, "metrics.jsonl")).map((x) => x.step)).toEqual([1, 2]);
   });
+});
+
+describe("SIGTERM during rarl train (docker stop, Slurm)", () => {
+  it.each([
+    ["SIGTERM", 143],
+    ["SIGINT", 130],
+  ] as const)("%s checkpoints after the current step and exits %i; --resume continues", async (sig, exitCode) => {
+    const cfg = await toyConfig({ saveSteps: 1000000 });
+    const out = path.join(dir, `run-${sig}`);
+    const cliDir = fileURLToPath(new URL("../..", import.meta.url));
+    const child = spawn(process.execPath, ["--import", "tsx", "src/bin.ts", "train", "--config", cfg, "--out", out, "--max-steps", "1000000"], {
+      cwd: cliDir,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    try {
+      let stderr = "";
+      child.stderr!.on("data", (d) => (stderr += d));
+      const done = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+      const metrics = path.join(out, "metrics.jsonl");
+      const t0 = Date.now();
+      while (!(fs.existsSync(metrics) && fs.readFileSync(metrics, "utf8").split("\n").length > 3)) {
+        if (Date.now() - t0 > 60_000) throw new Error(`no training steps within 60 s: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      child.kill(sig);
+      const code = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r("still running 30 s after the signal"), 30_000))]);
+      expect(stderr).toMatch(new RegExp(`rarl train: interrupted by ${sig} at step \\d+/1000000; checkpoint .*checkpoint-\\d+ \\(continue with --resume\\)`));
+      expect(code).toBe(exitCode);
+      const steps = readJsonl<any>(metrics).map((x) => x.step);
+      const last = steps[steps.length - 1];
+      expect(fs.readdirSync(path.join(out, "checkpoints"))).toEqual([`checkpoint-${String(last).padStart(6, "0")}`]);
+      const r = await capture(["train", "--config", cfg, "--out", out, "--max-steps", String(last + 1), "--resume"]);
+      expect(r.code).toBe(0);
+      expect(readJsonl<any>(metrics).map((x) => x.step)).toEqual([...steps, last + 1]);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  }, 120_000);
 });

@@ -31,8 +31,10 @@ export function register(program: Command): void {
       const { runTrain } = await import("@rarl/grpo");
       const res = await runTrain({ config: trainerInput(config), configDir, out: o.out, maxSteps: o.maxSteps, resume: o.resume, overwrite: o.overwrite });
       if (res.reason === "interrupted") {
-        process.stderr.write(`rarl train: interrupted at step ${res.steps}/${res.totalSteps}; checkpoint ${res.lastCheckpoint} (continue with --resume)\n`);
-        process.exitCode = 130;
+        process.stderr.write(
+          `rarl train: interrupted${res.signal ? ` by ${res.signal}` : ""} at step ${res.steps}/${res.totalSteps}; checkpoint ${res.lastCheckpoint} (continue with --resume)\n`,
+        );
+        process.exitCode = res.signal === "SIGTERM" ? 143 : 130; // 128 + the signal's number, as a shell reports it
         return;
       }
       process.stderr.write(`rarl train: ${res.steps} steps done; adapter in ${res.adapterDir}, metrics in ${path.join(res.runDir, "metrics.jsonl")}\n`);
