@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createProgress, getLogger, type Progress, Rng } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
-import { type DataCursor, latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from "./checkpoint";
+import { type DataCursor, type LoadedCheckpoint, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, type TrainerState } from "./checkpoint";
 import type { CommonTrainConfig } from "./config";
 import { CheckpointError, NonFiniteError } from "./errors";
 import { MetricsWriter } from "./metrics";
@@ -172,10 +172,40 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
     return this.saveCheckpointNow({ ...this.state(), step: s.step, cursor: s.cursor, rng: s.rng, extra: { updates: this.updates, nonFinite: true } });
   }
 
+  /**
+   * Loads the newest checkpoint that reads back whole. A newer one that does not (truncated or corrupt files, bad
+   * trainer_state.json) is renamed to `checkpoint-NNNNNN.corrupt` (kept for inspection, never picked up again) with a
+   * warning, and the previous one is tried. Throws CKPT_MISSING when there is none, CKPT_CORRUPT when none reads.
+   */
+  private loadNewestValid(): { dir: string; loaded: LoadedCheckpoint } {
+    const all = listCheckpoints(this.checkpointsDir).reverse();
+    if (!all.length) throw new CheckpointError(`--resume: no checkpoint in ${this.checkpointsDir}`, { code: "CKPT_MISSING", details: { dir: this.checkpointsDir } });
+    const failures: string[] = [];
+    for (const { dir } of all) {
+      try {
+        return { dir, loaded: loadCheckpoint(dir, this.variables, this.variableNames) };
+      } catch (e) {
+        // a checkpoint of another model shape is not corrupt: the run's config changed; say so and touch nothing
+        if (e instanceof CheckpointError && (e.code === "CKPT_VARIABLE" || e.code === "CKPT_SHAPE")) throw e;
+        const reason = (e as Error).message;
+        failures.push(`${dir}: ${reason}`);
+        const aside = `${dir}.corrupt`;
+        fs.rmSync(aside, { recursive: true, force: true });
+        fs.renameSync(dir, aside);
+        log.warn("--resume: checkpoint unreadable, set aside; falling back to the previous one", { checkpoint: dir, setAside: aside, reason });
+      }
+    }
+    throw new CheckpointError(`--resume: no readable checkpoint in ${this.checkpointsDir}:\n  ${failures.join("\n  ")}`, {
+      code: "CKPT_CORRUPT",
+      details: { dir: this.checkpointsDir, failures },
+    });
+  }
+
   private restore(): void {
-    const dir = latestCheckpoint(this.checkpointsDir);
-    if (!dir) throw new CheckpointError(`--resume: no checkpoint in ${this.checkpointsDir}`, { code: "CKPT_MISSING", details: { dir: this.checkpointsDir } });
-    const { state, optimizer } = loadCheckpoint(dir, this.variables, this.variableNames);
+    const {
+      dir,
+      loaded: { state, optimizer },
+    } = this.loadNewestValid();
     if (state.config.trainer !== this.cfg.trainer) {
       throw new CheckpointError(`checkpoint ${dir} is from a "${state.config.trainer}" run, this run is "${this.cfg.trainer}"`, { code: "CKPT_MISMATCH", details: { dir } });
     }
@@ -201,6 +231,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
     this.rng = { sampling: new Rng(this.cfg.seed) };
     this.totalSteps = this.computeTotalSteps();
     fs.mkdirSync(this.runDir, { recursive: true });
+    for (const stale of [...removeStaleTemps(this.checkpointsDir), ...removeStaleTemps(this.runDir)]) log.warn("removed a temp folder left by an interrupted write", { path: stale });
     const metrics = new MetricsWriter(this.runDir);
     if (opts.resume) {
       this.restore();
