@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type FaultServer, startFaultServer } from "../../../judge/src/testing/fault-server";
+import { fixturesDir } from "@rarl/core";
 import { synthesize } from "@rarl/datasets";
 import { runCli } from "../program";
 import { readJsonl } from "../report/io";
@@ -238,4 +239,51 @@ describe("SIGTERM during rarl train (docker stop, Slurm)", () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     }
   }, 120_000);
+});
+
+describe("rarl train --dry-run refuses sizes that cannot fit", () => {
+  async function qwenConfig(): Promise<string> {
+    await toyConfig(); // writes the synthetic set
+    const f = path.join(dir, "qwen-dry.json");
+    const cfg = {
+      trainer: "grpo",
+      numGenerations: 2,
+      maxCompletionLength: 8,
+      model: { type: "qwen2vl", path: path.join(fixturesDir(), "qwen2vl-tiny") },
+      data: { format: "rarl", path: "synth/samples.jsonl", split: "train" },
+      rewards: { rewards: [{ use: "format" }], scorer: "lexical-f1" },
+    };
+    fs.writeFileSync(f, JSON.stringify(cfg));
+    return f;
+  }
+
+  it("--set numGenerations=1000000000 fails (estimate above this machine's memory); a stated --memory-gib is honoured", async () => {
+    const cfg = await qwenConfig();
+    const ok = await capture(["train", "--config", cfg, "--dry-run", "--gflops", "10"]);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/config OK/);
+    expect(ok.out).toMatch(/peak +\d+\.\d+ GiB \(limit \d+\.\d+ GiB: this machine's \(os\.totalmem\)\)/);
+
+    const huge = await capture(["train", "--config", cfg, "--dry-run", "--gflops", "10", "--set", "numGenerations=1000000000"]);
+    expect(huge.code).toBe(1);
+    expect(huge.out).not.toMatch(/config OK/);
+    expect(huge.out).toMatch(/problem memory: the estimated peak \d+\.\d+ GiB exceeds this machine's \(os\.totalmem\) memory/);
+    expect(huge.err).toMatch(/rarl: dry run: training would fail:\n {2}memory: /);
+
+    const small = await capture(["train", "--config", cfg, "--dry-run", "--gflops", "10", "--memory-gib", "0.001"]);
+    expect(small.code).toBe(1);
+    expect(small.out).toMatch(/exceeds stated \(--memory-gib\) memory 0\.00 GiB/);
+  });
+
+  it("fails when a data row would stop training, naming it", async () => {
+    const cfg = await qwenConfig();
+    const bad = path.join(dir, "synth", "bad.jsonl");
+    const lines = fs.readFileSync(path.join(dir, "synth", "samples.jsonl"), "utf8").trim().split("\n");
+    const row = JSON.parse(lines[1]);
+    fs.writeFileSync(bad, `${JSON.stringify({ ...JSON.parse(lines[0]), split: "train" })}\n${JSON.stringify({ ...row, id: "bad-1", split: "train", image: "images/none.png" })}\n`);
+    const r = await capture(["train", "--config", cfg, "--dry-run", "--gflops", "10", "--set", `data.path="${bad}"`, "--set", 'data.split="train"']);
+    expect(r.err).toMatch(/training would fail/);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/problem data: 1 bad row\(s\) would stop training \(first: .*bad\.jsonl, row 2: image file not found/);
+  });
 });
