@@ -73,11 +73,17 @@ export class DatasetStream implements AsyncIterable<Sample> {
   /** Samples yielded by the last iteration. */
   count = 0;
   private rootValue?: string;
+  private readonly origins = new Map<string, { file: string; row: number }>();
 
   constructor(
     private readonly open: () => FormatRows,
     private readonly opts: PipelineOptions = {},
   ) {}
+
+  /** The file and row a sample of the last iteration came from (for errors found later that must name the row). */
+  originOf(id: string): { file: string; row: number } | undefined {
+    return this.origins.get(id);
+  }
 
   /** Dataset root (known once iteration has started). */
   get root(): string | undefined {
@@ -88,6 +94,7 @@ export class DatasetStream implements AsyncIterable<Sample> {
     this.skipped.length = 0;
     this.filtered = 0;
     this.count = 0;
+    this.origins.clear();
     const { root, candidates, filtered } = this.open();
     this.rootValue = root;
     const seen = new Map<string, string>();
@@ -107,6 +114,7 @@ export class DatasetStream implements AsyncIterable<Sample> {
         continue;
       }
       this.count++;
+      this.origins.set(c.sample!.id, { file: c.file, row: c.row });
       yield c.sample!;
       if (this.count >= limit) break;
     }

@@ -23,3 +23,9 @@ export class GrpoInputError extends RarlError {}
  * (RUN_BAD_OPTIONS). `details.runDir` names the folder and `details.found` what is in it.
  */
 export class RunDirError extends RarlError {}
+
+/**
+ * Training data that cannot be trained on, found when the data is loaded (DATA_PROMPT_TOO_LONG: a prompt longer than
+ * the model's positions). The message names each row (file, row, sample id); `details.rows` lists them.
+ */
+export class TrainDataError extends RarlError {}

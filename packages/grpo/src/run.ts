@@ -6,7 +6,7 @@ import { loadQwen2VL } from "@rarl/model";
 import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, TemplateSampler, TRAINING_TEMPLATES, type Template } from "@rarl/prompts";
 import { buildRewards, type RewardConfig, type RewardSet, resolveRewardConfig } from "@rarl/rewards";
 import { type GRPOConfig, resolveTrainConfig, type SFTConfig, type TrainConfig } from "./config";
-import { RunDirError, TrainConfigError } from "./errors";
+import { RunDirError, TrainConfigError, TrainDataError } from "./errors";
 import { GRPOTrainer } from "./grpo-trainer";
 import type { TrainResult } from "./loop";
 import type { Policy, PreparedPrompt, RewardScorer } from "./policy";
@@ -104,7 +104,55 @@ export function prepareRunDir(runDir: string, o: { resume?: boolean; overwrite?:
 /** A policy built from a config's `model` section; `dispose` frees it. */
 export interface BuiltPolicy {
   policy: Policy<{ messages: ChatMessage[]; sample: Sample; root: string }, PreparedPrompt>;
+  /** The longest sequence (prompt + completion, in tokens) the model takes; prompts are checked against it at load. */
+  maxPositions?: number;
   dispose(): void;
+}
+
+/** The text of a prompt's messages (what the tokenizer sees, without the chat template's few special tokens and the image). */
+export function promptText(messages: ChatMessage[]): string {
+  return messages.map((m) => (typeof m.content === "string" ? m.content : m.content.map((p) => ("text" in p ? p.text : "")).join(""))).join("\n");
+}
+
+/** Tokens kept free for the chat template's markers (role tags, image start/end) in the prompt-length check. */
+const TEMPLATE_TOKENS = 32;
+
+/**
+ * Checks, when the data is loaded, that every prompt fits the model: its text tokens + the template's markers +
+ * maxCompletionLength <= maxPositions (image tokens are not counted: they depend on the decoded image size). A
+ * prompt whose UTF-8 length already fits is not tokenized (a byte-level BPE token is at least one byte); a longer
+ * one is tokenized up to 16 characters per allowed token. Throws one TrainDataError naming every row that does not
+ * fit (file, row, sample id, its tokens and the limit), instead of a nameless failure in the middle of training.
+ */
+export async function checkPromptLengths(
+  examples: readonly Sample[],
+  o: {
+    maxPositions: number;
+    maxCompletionLength: number;
+    render: (s: Sample) => string;
+    encode: (text: string) => number[] | Promise<number[]>;
+    origin?: (id: string) => { file: string; row: number } | undefined;
+  },
+): Promise<void> {
+  const budget = o.maxPositions - o.maxCompletionLength - TEMPLATE_TOKENS;
+  const rows: Array<{ file?: string; row?: number; id: string; tokens: string }> = [];
+  for (const s of examples) {
+    const text = o.render(s);
+    if (Buffer.byteLength(text, "utf8") <= budget) continue;
+    const cap = 16 * Math.max(budget + 1, 1);
+    const n = (await o.encode(text.slice(0, cap))).length;
+    if (n <= budget && text.length <= cap) continue;
+    const where = o.origin?.(s.id);
+    rows.push({ ...where, id: s.id, tokens: text.length > cap ? `more than ${n} tokens (${text.length} characters)` : `${n} tokens` });
+  }
+  if (!rows.length) return;
+  const name = (r: (typeof rows)[number]) => `${r.file !== undefined ? `${r.file}, row ${r.row}, ` : ""}sample ${JSON.stringify(r.id)}`;
+  const listed = rows.slice(0, 10).map((r) => `${name(r)}: prompt of ${r.tokens}`);
+  if (rows.length > 10) listed.push(`... and ${rows.length - 10} more`);
+  throw new TrainDataError(
+    `data: ${rows.length} prompt(s) do not fit the model: at most ${budget} prompt tokens (maxPositions ${o.maxPositions} - maxCompletionLength ${o.maxCompletionLength} - ${TEMPLATE_TOKENS} for the template), then the image tokens:\n  ${listed.join("\n  ")}`,
+    { code: "DATA_PROMPT_TOO_LONG", details: { rows, maxPositions: o.maxPositions, budget } },
+  );
 }
 
 /** Factories for `model.type`; the Qwen2-VL adapter registers itself here when @rarl/model provides what it needs. */
@@ -151,6 +199,7 @@ export const POLICY_FACTORIES: Record<string, (model: TrainFileSections["model"]
     };
     return {
       policy,
+      maxPositions: model.config.maxPositionEmbeddings,
       dispose: () => {
         q.dispose();
         model.dispose();
@@ -216,6 +265,20 @@ export async function runTrain(o: RunTrainOptions): Promise<TrainResult> {
   const built = await factory(sections.model, { configDir, cfg });
   const sampler = new TemplateSampler(templatesFrom(sections.prompts?.templates), { seed: cfg.seed, weights: sections.prompts?.weights });
   const buildP = (s: Sample, epoch: number) => ({ messages: buildPrompt(s, sampler.assign(epoch, s.id), { system: sections.prompts?.system }), sample: s, root });
+  if (built.maxPositions !== undefined) {
+    try {
+      await checkPromptLengths(examples, {
+        maxPositions: built.maxPositions,
+        maxCompletionLength: cfg.maxCompletionLength,
+        render: (s) => promptText(buildP(s, 0).messages),
+        encode: (t) => built.policy.encode!(t),
+        origin: (id) => stream.originOf(id),
+      });
+    } catch (e) {
+      built.dispose();
+      throw e;
+    }
+  }
 
   let rewardSet: RewardSet | null = null;
   try {
