@@ -275,6 +275,18 @@ describe("rarl train --dry-run refuses sizes that cannot fit", () => {
     expect(small.out).toMatch(/exceeds stated \(--memory-gib\) memory 0\.00 GiB/);
   });
 
+  it("fails when a prompt is longer than the model takes, naming the file, row and sample id", async () => {
+    const cfg = await qwenConfig();
+    const lines = fs.readFileSync(path.join(dir, "synth", "samples.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const huge = path.join(dir, "synth", "huge.jsonl");
+    const rows = lines.map((r, i) => ({ ...r, split: "train", ...(i === 1 ? { id: "huge-q", question: "Is there a lesion? ".repeat(110_000) } : {}) }));
+    fs.writeFileSync(huge, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    const r = await capture(["train", "--config", cfg, "--dry-run", "--gflops", "10", "--set", `data.path="${huge}"`, "--set", 'data.split="train"']);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/problem data: 1 prompt\(s\) do not fit the model: .*maxPositions 32768/);
+    expect(r.out).toMatch(/huge\.jsonl, row 2, sample "huge-q": prompt of more than \d+ tokens/);
+  });
+
   it("fails when a data row would stop training, naming it", async () => {
     const cfg = await qwenConfig();
     const bad = path.join(dir, "synth", "bad.jsonl");

@@ -4,7 +4,7 @@ import path from "node:path";
 import { initBackend, openCheckpoint, RarlError } from "@rarl/core";
 import type { GRPOConfig, SFTConfig, TrainConfig } from "@rarl/grpo";
 import { expectedWeights, loadQwen2VLConfig, normalizeKey, type Qwen2VLConfig } from "@rarl/model";
-import type { LoadOptions } from "@rarl/datasets";
+import type { LoadOptions, Sample } from "@rarl/datasets";
 import type { TrainFileConfig } from "./train-schema";
 
 /** The model folder does not match its config.json (missing tensors, wrong shapes, no tokenizer...). */
@@ -321,21 +321,43 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
     const bySplit: Record<string, number> = {};
     let rows = 0;
     let inSplit = 0;
+    const samples: Sample[] = [];
     for await (const s of stream) {
       rows++;
       const sp = s.split ?? "(none)";
       bySplit[sp] = (bySplit[sp] ?? 0) + 1;
-      if (!split || s.split === split) inSplit++;
+      if (!split || s.split === split) {
+        inSplit++;
+        if (!limit || samples.length < limit) samples.push(s);
+      }
     }
     const used = limit ? Math.min(limit, inSplit) : inSplit;
     const skippedExamples = stream.skipped.slice(0, 5).map((s) => `${s.file}:${s.row}: ${s.reason}`);
-    return { dataPath, bySplit, rows, inSplit, used, skipped: stream.skipped.length, skippedExamples };
+    return { dataPath, bySplit, rows, inSplit, used, skipped: stream.skipped.length, skippedExamples, samples, origin: (id: string) => stream.originOf(id) };
   };
   const { limit, split } = config.data;
-  const { dataPath, bySplit, rows, inSplit, used, skipped, skippedExamples } = await read(config.data);
+  const { dataPath, bySplit, rows, inSplit, used, skipped, skippedExamples, samples, origin } = await read(config.data);
   const problems: string[] = [];
   if (skipped && config.data.onError !== "skip") {
     problems.push(`data: ${skipped} bad row(s) would stop training (first: ${skippedExamples[0]}); fix them, or set data.onError "skip" to leave them out`);
+  }
+  // Prompts longer than the model takes stop training at load: the same check, with the model folder's tokenizer.
+  if (m) {
+    const { Qwen2Tokenizer } = await import("@rarl/model");
+    const { checkPromptLengths, promptText, TrainDataError } = await import("@rarl/grpo");
+    const { BUILTIN_TEMPLATES, buildPrompt, TRAINING_TEMPLATES } = await import("@rarl/prompts");
+    const prompts = (config.prompts ?? {}) as { templates?: string[]; system?: string | null };
+    const templates = prompts.templates ? prompts.templates.map((n) => BUILTIN_TEMPLATES[n]).filter(Boolean) : [...TRAINING_TEMPLATES];
+    const tok = Qwen2Tokenizer.fromFile(path.join(path.resolve(configDir, String(config.model.path)), "tokenizer.json"));
+    // the longest rendering over the templates the run may draw
+    const render = (s: Sample) =>
+      templates.map((t) => promptText(buildPrompt(s, t, { system: prompts.system }))).reduce((a, b) => (b.length > a.length ? b : a), "");
+    try {
+      await checkPromptLengths(samples, { maxPositions: m.cfg.maxPositionEmbeddings, maxCompletionLength: train.maxCompletionLength, render, encode: (t) => tok.encode(t), origin });
+    } catch (e) {
+      if (!(e instanceof TrainDataError)) throw e;
+      problems.push(e.message);
+    }
   }
   const evalData: DryRunReport["evalData"] = [];
   for (const e of config.evalData ?? []) {
