@@ -1,3 +1,4 @@
+import path from "node:path";
 import { fixturesDir } from "@rarl/core";
 import type { RewardDefinition, RewardFn, TextSimilarity } from "@rarl/rewards";
 import { describe, expect, it } from "vitest";
