@@ -41,14 +41,19 @@ describe("checkPromptLengths", () => {
 });
 
 describe("runTrain with a 2 MB question (tiny Qwen2-VL)", () => {
-  it("fails at load with an error naming the file, row and sample id, before any step", async () => {
+  it("fails when the data is loaded, before the model loads, with an error naming the file, row and sample id", async () => {
     const src = path.join(tmp, "synth", "samples.jsonl");
     const lines = fs.readFileSync(src, "utf8").trim().split("\n").map((l) => JSON.parse(l));
     const rows = lines.map((r, i) => ({ ...r, split: "train", ...(i === 2 ? { id: "huge-q", question: "Is there a lesion? ".repeat(110_000) } : {}) }));
     const file = path.join(tmp, "synth", "huge.jsonl");
     fs.writeFileSync(file, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    // the tiny model's config and tokenizer over a weights file that does not load: the check must come first
+    const model = path.join(tmp, "model-bad-weights");
+    fs.mkdirSync(model);
+    for (const f of fs.readdirSync(FIXTURE)) if (f !== "model.safetensors") fs.symlinkSync(path.join(FIXTURE, f), path.join(model, f));
+    fs.writeFileSync(path.join(model, "model.safetensors"), "not a safetensors file");
     const cfg = JSON.parse(fs.readFileSync(path.join(EXAMPLES, "grpo-tiny.json"), "utf8"));
-    cfg.model.path = FIXTURE;
+    cfg.model.path = model;
     cfg.data = { format: "rarl", path: file };
     cfg.progress = false;
     if (cfg.rewards?.tokenizer) cfg.rewards.tokenizer = path.join(FIXTURE, "tokenizer.json");

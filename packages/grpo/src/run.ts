@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { getLogger, initBackend } from "@rarl/core";
 import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
-import { loadQwen2VL } from "@rarl/model";
+import { loadQwen2VL, loadQwen2VLConfig, Qwen2Tokenizer } from "@rarl/model";
 import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, TemplateSampler, TRAINING_TEMPLATES, type Template } from "@rarl/prompts";
 import { buildRewards, type RewardConfig, type RewardSet, resolveRewardConfig } from "@rarl/rewards";
 import { type GRPOConfig, resolveTrainConfig, type SFTConfig, type TrainConfig } from "./config";
@@ -208,6 +208,19 @@ export const POLICY_FACTORIES: Record<string, (model: TrainFileSections["model"]
   },
 };
 
+/**
+ * For `model.type`s whose position limit and tokenizer can be read from the model folder without loading weights:
+ * lets runTrain check prompt lengths before the model loads (a too-long row then costs no model load).
+ */
+export const PROMPT_LIMITS: Record<string, (model: TrainFileSections["model"], ctx: { configDir: string }) => { maxPositions: number; encode: (text: string) => Promise<number[]> }> = {
+  qwen2vl: (m, { configDir }) => {
+    if (typeof m.path !== "string") throw new TrainConfigError('model.path (a Hugging Face Qwen2-VL folder) is required for model.type "qwen2vl"', { code: "CONFIG_INVALID", details: { field: "model.path" } });
+    const dir = path.resolve(configDir, m.path);
+    const tok = Qwen2Tokenizer.fromFile(path.join(dir, "tokenizer.json"));
+    return { maxPositions: loadQwen2VLConfig(dir).maxPositionEmbeddings, encode: (t) => tok.encode(t) };
+  },
+};
+
 function templatesFrom(names?: string[]): Template[] {
   if (!names) return [...TRAINING_TEMPLATES];
   return names.map((n) => {
@@ -262,18 +275,25 @@ export async function runTrain(o: RunTrainOptions): Promise<TrainResult> {
   if (!factory) {
     throw new TrainConfigError(`model.type "${sections.model.type}" is not available (known: ${Object.keys(POLICY_FACTORIES).join(", ")})`, { code: "CONFIG_INVALID", details: { field: "model.type" } });
   }
-  const built = await factory(sections.model, { configDir, cfg });
   const sampler = new TemplateSampler(templatesFrom(sections.prompts?.templates), { seed: cfg.seed, weights: sections.prompts?.weights });
   const buildP = (s: Sample, epoch: number) => ({ messages: buildPrompt(s, sampler.assign(epoch, s.id), { system: sections.prompts?.system }), sample: s, root });
-  if (built.maxPositions !== undefined) {
+  const checkPrompts = (maxPositions: number, encode: (t: string) => number[] | Promise<number[]>) =>
+    checkPromptLengths(examples, {
+      maxPositions,
+      maxCompletionLength: cfg.maxCompletionLength,
+      // the longest rendering over the templates any epoch may draw for the sample
+      render: (s) => sampler.templates.map((t) => promptText(buildPrompt(s, t, { system: sections.prompts?.system }))).reduce((a, b) => (b.length > a.length ? b : a), ""),
+      encode,
+      origin: (id) => stream.originOf(id),
+    });
+  // Prompt lengths: before the model loads where the folder tells the limit, else once the policy is built.
+  const limits = PROMPT_LIMITS[sections.model.type]?.(sections.model, { configDir });
+  if (limits) await checkPrompts(limits.maxPositions, limits.encode);
+  const built = await factory(sections.model, { configDir, cfg });
+  if (!limits && built.maxPositions !== undefined && built.policy.encode) {
+    const encode = built.policy.encode.bind(built.policy);
     try {
-      await checkPromptLengths(examples, {
-        maxPositions: built.maxPositions,
-        maxCompletionLength: cfg.maxCompletionLength,
-        render: (s) => promptText(buildP(s, 0).messages),
-        encode: (t) => built.policy.encode!(t),
-        origin: (id) => stream.originOf(id),
-      });
+      await checkPrompts(built.maxPositions, encode);
     } catch (e) {
       built.dispose();
       throw e;
