@@ -77,3 +77,29 @@ describe("image paths through symbolic links", () => {
     expect(imageInput({ ...sample, image: { path: "images/ok.png" } }, ds)).toBe(fs.realpathSync(path.join(ds, "images", "ok.png")));
   });
 });
+
+describe("export never writes through a symbolic link in its output folder", () => {
+  it("replaces a link planted at an image's place; refuses a linked folder that leads out", async () => {
+    const top = tmpDir("rarl-ds-outlink-");
+    const ds = path.join(top, "DS");
+    await writePng(path.join(ds, "images", "ok.png"));
+    writeText(path.join(ds, "s.jsonl"), `${JSON.stringify({ id: "good", image: "images/ok.png", question: "q?", answer: "yes" })}\n`);
+    const victim = path.join(top, "victim.txt");
+    fs.writeFileSync(victim, "precious");
+    const out = path.join(top, "out");
+    fs.mkdirSync(path.join(out, "images", "images"), { recursive: true });
+    fs.symlinkSync(victim, path.join(out, "images", "images", "ok.png"));
+    await exportSamples(loadDataset({ format: "jsonl", path: path.join(ds, "s.jsonl") }), path.join(out, "s.jsonl"));
+    expect(fs.readFileSync(victim, "utf8")).toBe("precious");
+    expect(fs.lstatSync(path.join(out, "images", "images", "ok.png")).isSymbolicLink()).toBe(false);
+    expect(fs.readFileSync(path.join(out, "images", "images", "ok.png"))).toEqual(fs.readFileSync(path.join(ds, "images", "ok.png")));
+
+    const out2 = path.join(top, "out2");
+    const elsewhere = path.join(top, "elsewhere");
+    fs.mkdirSync(elsewhere);
+    fs.mkdirSync(out2);
+    fs.symlinkSync(elsewhere, path.join(out2, "images"));
+    await expect(exportSamples(loadDataset({ format: "jsonl", path: path.join(ds, "s.jsonl") }), path.join(out2, "s.jsonl"))).rejects.toThrow(/outside the export folder/);
+    expect(fs.readdirSync(elsewhere)).toEqual([]);
+  });
+});
