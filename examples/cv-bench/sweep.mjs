@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { cliEnv, option, rarlRunner, repo } from "../lib/rarl-cli.mjs";
+import { cliEnv, continueFlags, option, rarlRunner, repo } from "../lib/rarl-cli.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -31,8 +31,7 @@ for (const method of METHODS) {
       continue;
     }
     if (fs.existsSync(path.join(here, out, "adapter", "adapter_config.json")) && fs.existsSync(path.join(here, out, "DONE"))) continue;
-    const resume = fs.existsSync(path.join(here, out, "checkpoints"));
-    rarl([...train, ...(resume ? ["--resume"] : [])]);
+    rarl([...train, ...continueFlags(path.join(here, out))]);
     fs.writeFileSync(path.join(here, out, "DONE"), "");
   }
 }

@@ -12,7 +12,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { tsImport } from "tsx/esm/api";
-import { cliEnv, repo } from "../lib/rarl-cli.mjs";
+import { cliEnv, continueFlags, repo } from "../lib/rarl-cli.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -71,8 +71,7 @@ const skip = (label) => process.stderr.write(`\n== ${label}: done already, skipp
 // through overrides when it is not the default.
 function trainStage(label, config, outDir, doneFile, extra = []) {
   if (exists(outDir, "adapter", doneFile)) return skip(label);
-  const resume = exists(outDir, "checkpoints") && fs.readdirSync(path.join(runs, outDir, "checkpoints")).length > 0;
-  run(label, ["train", "--config", rel(path.join(runs, "configs", config)), ...(resume ? ["--resume"] : []), ...extra]);
+  run(label, ["train", "--config", rel(path.join(runs, "configs", config)), ...continueFlags(path.join(runs, outDir)), ...extra]);
 }
 
 // The configs with this run folder's paths (and the quick sizes) written into runs/configs/.

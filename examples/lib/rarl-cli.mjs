@@ -1,6 +1,7 @@
 // Shared by the example scripts (cv-bench/sweep.mjs, medical-rarl/run.mjs, demo/run.mjs): run the `rarl` CLI from
 // source (through tsx: no build step) in the repository root, and read `--name value` options.
 import { spawnSync } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -29,4 +30,15 @@ export function rarlRunner(label, hint) {
       process.exit(r.status ?? 1);
     }
   };
+}
+
+/**
+ * The flags that let `rarl train` go on in `runDir`: `--resume` when it holds a checkpoint, `--overwrite` when it
+ * holds an unfinished run without one (rarl train refuses an existing run folder without either), none when fresh.
+ */
+export function continueFlags(runDir) {
+  const ck = path.join(runDir, "checkpoints");
+  if (fs.existsSync(ck) && fs.readdirSync(ck).some((n) => n.startsWith("checkpoint-"))) return ["--resume"];
+  if (["metrics.jsonl", "checkpoints", "adapter"].some((m) => fs.existsSync(path.join(runDir, m)))) return ["--overwrite"];
+  return [];
 }

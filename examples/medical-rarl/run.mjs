@@ -11,7 +11,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { option, rarlRunner, repo } from "../lib/rarl-cli.mjs";
+import { continueFlags, option, rarlRunner, repo } from "../lib/rarl-cli.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -35,7 +35,7 @@ for (const r of RUNS) {
     continue;
   }
   if (fs.existsSync(path.join(r.out, "DONE"))) continue;
-  rarl(["train", "--config", rel(r.config), ...(fs.existsSync(path.join(r.out, "checkpoints")) ? ["--resume"] : [])]);
+  rarl(["train", "--config", rel(r.config), ...continueFlags(r.out)]);
   fs.writeFileSync(path.join(r.out, "DONE"), "");
 }
 if (dry) process.exit(0);

@@ -13,10 +13,16 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI with the given argv (without node and script). Returns the exit code. */
+/**
+ * Runs the CLI with the given argv (without node and script). Returns the exit code. A command sets a non-zero
+ * code through `process.exitCode`; runCli returns it and puts the previous value back, so one in-process run does
+ * not change the code of the next (bin.ts sets process.exitCode from the return value).
+ */
 export async function runCli(argv: string[]): Promise<number> {
   const program = buildProgram();
   program.exitOverride();
+  const saved = process.exitCode;
+  process.exitCode = undefined;
   try {
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
@@ -25,5 +31,7 @@ export async function runCli(argv: string[]): Promise<number> {
     if (typeof err?.exitCode === "number" && String(err?.code ?? "").startsWith("commander.")) return err.exitCode;
     process.stderr.write(`rarl: ${err?.message ?? err}\n`);
     return 1;
+  } finally {
+    process.exitCode = saved;
   }
 }

@@ -1,7 +1,6 @@
-import fs from "node:fs";
 import sharp from "sharp";
 import { DatasetError } from "./errors";
-import { checkRelativeImagePath, resolveImage } from "./paths";
+import { checkRelativeImagePath, realImagePath, resolveImage } from "./paths";
 import type { Sample } from "./types";
 
 /** A decoded 8-bit RGB image, row-major HWC (`data.length === width * height * 3`). */
@@ -18,9 +17,9 @@ export interface DecodedImage {
 export function imageInput(sample: Sample, root: string): string | Uint8Array {
   if ("bytes" in sample.image) return sample.image.bytes;
   const rel = checkRelativeImagePath(sample.image.path, { file: `sample ${sample.id}`, row: 0 });
-  const abs = resolveImage(root, rel);
-  if (!fs.existsSync(abs)) {
-    throw new DatasetError(`sample ${JSON.stringify(sample.id)}: image file not found: ${abs}`, {
+  const abs = realImagePath(root, rel, { file: `sample ${sample.id}` });
+  if (abs === null) {
+    throw new DatasetError(`sample ${JSON.stringify(sample.id)}: image file not found: ${resolveImage(root, rel)}`, {
       code: "DATASET_MISSING_IMAGE",
       details: { id: sample.id, image: sample.image.path },
     });

@@ -7,7 +7,7 @@ export type { ColumnMapping } from "./formats/generic";
 export { shortAnswerFromExplanation } from "./formats/silvar";
 export { choiceLetter, cvBenchScore, type CvBenchResult, type CvBenchScore, type CvBenchSource } from "./formats/parquet";
 export { inferAnswerType, isYesNo } from "./fields";
-export { checkRelativeImagePath } from "./paths";
+export { checkRelativeImagePath, realImagePath } from "./paths";
 export { decodeImage, imageInput, type DecodedImage } from "./image";
 export {
   largestRemainder,

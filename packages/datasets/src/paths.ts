@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import path from "node:path";
 import { DatasetError } from "./errors";
 import type { RowRef } from "./fields";
@@ -27,9 +28,45 @@ export function checkRelativeImagePath(p: string, at: RowRef): string {
   return norm;
 }
 
-/** Joins a checked relative image path onto the dataset root. */
+/** Joins a checked relative image path onto the dataset root (text only: use {@link realImagePath} before reading the file). */
 export function resolveImage(root: string, rel: string): string {
   return path.join(root, ...rel.split("/"));
+}
+
+/** True when `p` is `dir` or lies under it (both absolute and normalised). */
+function isWithin(dir: string, p: string): boolean {
+  const r = path.relative(dir, p);
+  return r === "" || (!r.startsWith("..") && !path.isAbsolute(r));
+}
+
+/**
+ * The real location of an image on disk: `rel` joined onto `root` with every symbolic link (of the file and of
+ * the folders on the way) followed. Throws DATASET_PATH_ESCAPE when that real path lies outside the real dataset
+ * root, e.g. `images/evil.png -> /etc/passwd`. Returns null when the file (or a link's target) does not exist;
+ * callers report that as a missing image. Read images only through this path, never through the joined text.
+ */
+export function realImagePath(root: string, rel: string, at: Partial<RowRef> = {}): string | null {
+  const joined = resolveImage(root, rel);
+  let real: string;
+  try {
+    real = fs.realpathSync(joined);
+  } catch {
+    return null;
+  }
+  let realRoot: string;
+  try {
+    realRoot = fs.realpathSync(root);
+  } catch {
+    realRoot = path.resolve(root);
+  }
+  if (!isWithin(realRoot, real)) {
+    throw new DatasetError(`image path ${JSON.stringify(rel)} resolves to ${real}, outside the dataset root ${realRoot} (through a symbolic link); images must stay inside the root`, {
+      code: "DATASET_PATH_ESCAPE",
+      ...at,
+      details: { image: rel, realPath: real, root: realRoot },
+    });
+  }
+  return real;
 }
 
 /** `dir/name` in posix form, skipping an empty dir. */

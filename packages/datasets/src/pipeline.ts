@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import sharp from "sharp";
 import { DatasetError, isSkippable } from "./errors";
-import { resolveImage } from "./paths";
+import { realImagePath, resolveImage } from "./paths";
 import { sampleProblem } from "./schema";
 import type { RowRef } from "./fields";
 import type { RawRow } from "./io";
@@ -73,11 +73,17 @@ export class DatasetStream implements AsyncIterable<Sample> {
   /** Samples yielded by the last iteration. */
   count = 0;
   private rootValue?: string;
+  private readonly origins = new Map<string, { file: string; row: number }>();
 
   constructor(
     private readonly open: () => FormatRows,
     private readonly opts: PipelineOptions = {},
   ) {}
+
+  /** The file and row a sample of the last iteration came from (for errors found later that must name the row). */
+  originOf(id: string): { file: string; row: number } | undefined {
+    return this.origins.get(id);
+  }
 
   /** Dataset root (known once iteration has started). */
   get root(): string | undefined {
@@ -88,6 +94,7 @@ export class DatasetStream implements AsyncIterable<Sample> {
     this.skipped.length = 0;
     this.filtered = 0;
     this.count = 0;
+    this.origins.clear();
     const { root, candidates, filtered } = this.open();
     this.rootValue = root;
     const seen = new Map<string, string>();
@@ -107,6 +114,7 @@ export class DatasetStream implements AsyncIterable<Sample> {
         continue;
       }
       this.count++;
+      this.origins.set(c.sample!.id, { file: c.file, row: c.row });
       yield c.sample!;
       if (this.count >= limit) break;
     }
@@ -137,10 +145,17 @@ async function checkSample(c: Candidate, root: string, seen: Map<string, string>
   seen.set(s.id, `${c.file}, row ${c.row}`);
   if (verify === "none") return undefined;
   if ("path" in s.image) {
-    const abs = resolveImage(root, s.image.path);
+    let real: string | null;
+    try {
+      real = realImagePath(root, s.image.path, at);
+    } catch (e) {
+      if (e instanceof DatasetError) return e;
+      throw e;
+    }
+    const abs = real ?? resolveImage(root, s.image.path);
     let ok = false;
     try {
-      ok = fs.statSync(abs).isFile();
+      ok = real !== null && fs.statSync(real).isFile();
     } catch {
       ok = false;
     }

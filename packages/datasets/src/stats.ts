@@ -3,7 +3,8 @@ import path from "node:path";
 import { writeFileAtomic } from "@rarl/core";
 import sharp from "sharp";
 import type { DatasetStream } from "./pipeline";
-import { resolveImage } from "./paths";
+import { DatasetError } from "./errors";
+import { realImagePath, resolveImage } from "./paths";
 import type { Sample, SkippedRow } from "./types";
 
 /** Counts of a dataset, as `rarl data stats --json` prints them. */
@@ -46,6 +47,32 @@ export async function datasetStats(ds: DatasetStream): Promise<{ stats: DatasetS
   return { stats: st, skippedRows: [...ds.skipped], filtered: ds.filtered };
 }
 
+/**
+ * Makes `dst` safe to write in the export folder (call before creating its folders): its folder must really lie
+ * inside `outDir` (no linked folder that leads elsewhere), and a symbolic link already at `dst` is removed rather
+ * than written through.
+ */
+function writableInside(outDir: string, dst: string, id: string): void {
+  fs.mkdirSync(outDir, { recursive: true });
+  const realOut = fs.realpathSync(outDir);
+  // the deepest folder of dst that exists already (the ones below it are created inside it)
+  let dir = path.dirname(dst);
+  while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  const realDir = fs.realpathSync(dir);
+  const r = path.relative(realOut, realDir);
+  if (r.startsWith("..") || path.isAbsolute(r)) {
+    throw new DatasetError(`sample ${JSON.stringify(id)}: export path ${dst} leads to ${realDir}, outside the export folder ${realOut} (through a symbolic link)`, {
+      code: "DATASET_PATH_ESCAPE",
+      details: { id, image: dst },
+    });
+  }
+  try {
+    if (fs.lstatSync(dst).isSymbolicLink()) fs.unlinkSync(dst);
+  } catch {
+    /* absent */
+  }
+}
+
 function safeName(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 120);
 }
@@ -64,9 +91,23 @@ export async function exportSamples(ds: DatasetStream, outFile: string): Promise
     let rel: string;
     if ("path" in s.image) {
       rel = `images/${s.image.path}`;
-      const src = resolveImage(ds.root!, s.image.path);
+      // Follow links and refuse images outside the root whatever verifyImages was (a link to /etc/passwd is not copied).
+      const src = realImagePath(ds.root!, s.image.path, { file: `sample ${s.id}` });
+      if (src === null) {
+        throw new DatasetError(`sample ${JSON.stringify(s.id)}: image file not found: ${resolveImage(ds.root!, s.image.path)}`, {
+          code: "DATASET_MISSING_IMAGE",
+          details: { id: s.id, image: s.image.path },
+        });
+      }
       const dst = resolveImage(outDir, rel);
-      if (path.resolve(src) !== path.resolve(dst)) {
+      let same = false;
+      try {
+        same = fs.realpathSync(dst) === src; // exporting next to the data: the image is already in place
+      } catch {
+        same = false;
+      }
+      if (!same) {
+        writableInside(outDir, dst, s.id);
         fs.mkdirSync(path.dirname(dst), { recursive: true });
         fs.copyFileSync(src, dst);
       }
@@ -82,6 +123,7 @@ export async function exportSamples(ds: DatasetStream, outFile: string): Promise
       usedNames.add(name);
       rel = `images/${name}`;
       const dst = resolveImage(outDir, rel);
+      writableInside(outDir, dst, s.id);
       fs.mkdirSync(path.dirname(dst), { recursive: true });
       writeFileAtomic(dst, s.image.bytes);
     }

@@ -47,6 +47,37 @@ export function listCheckpoints(checkpointsDir: string): Array<{ step: number; d
     .sort((a, b) => a.step - b.step);
 }
 
+/** True when a process with this id runs (EPERM: it runs under another user). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Deletes the `.tmp-<what>-<pid>-...` folders in `dir` that a crashed writer left behind (an interrupted checkpoint or
+ * adapter write): those whose writer process no longer runs, or that are this process's own from an earlier run.
+ * Returns the deleted paths.
+ */
+export function removeStaleTemps(dir: string, prefixes: readonly string[] = [`.tmp-${PREFIX}`, ".tmp-adapter-"]): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const removed: string[] = [];
+  for (const n of fs.readdirSync(dir)) {
+    const prefix = prefixes.find((p) => n.startsWith(p));
+    if (!prefix) continue;
+    // .tmp-checkpoint-000005-<pid>-<time> / .tmp-adapter-<pid>
+    const m = /^(?:\d+-)?(\d+)(?:-\d+)?$/.exec(n.slice(prefix.length));
+    const pid = m ? Number(m[1]) : Number.NaN;
+    if (Number.isFinite(pid) && pid !== process.pid && pidAlive(pid)) continue; // another live writer's
+    fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+    removed.push(path.join(dir, n));
+  }
+  return removed;
+}
+
 export function latestCheckpoint(checkpointsDir: string): string | null {
   const all = listCheckpoints(checkpointsDir);
   return all.length ? all[all.length - 1].dir : null;

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createProgress, getLogger, type Progress, Rng } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
-import { type DataCursor, latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from "./checkpoint";
+import { type DataCursor, type LoadedCheckpoint, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, type TrainerState } from "./checkpoint";
 import type { CommonTrainConfig } from "./config";
 import { CheckpointError, GenerationBackendError, NonFiniteError } from "./errors";
 import { MetricsWriter } from "./metrics";
@@ -29,6 +29,8 @@ export interface TrainResult {
   steps: number;
   totalSteps: number;
   reason: "completed" | "interrupted";
+  /** The signal that interrupted the run (SIGINT: Ctrl-C; SIGTERM: docker stop, Slurm, kill); absent after requestStop(). */
+  signal?: "SIGINT" | "SIGTERM";
   runDir: string;
   /** RUN_DIR/adapter (final PEFT adapter); null when interrupted. */
   adapterDir: string | null;
@@ -38,7 +40,10 @@ export interface TrainResult {
 export interface TrainOptions {
   /** Continue from the newest checkpoint in RUN_DIR/checkpoints. */
   resume?: boolean;
-  /** Install a SIGINT handler that checkpoints and stops after the current step. Default true. */
+  /**
+   * Install SIGINT and SIGTERM handlers that checkpoint and stop after the current step (docker stop and Slurm send
+   * SIGTERM before killing). A second signal of either kind exits at once with 128 + its number. Default true.
+   */
   handleSigint?: boolean;
   /** Called after every step with its metrics record (tests, UIs). */
   onStep?: (record: Record<string, unknown>) => void;
@@ -51,7 +56,7 @@ export interface HasId {
 
 /**
  * The part the GRPO and SFT trainers share: data order and cursor, AdamW + LR schedule + clipping,
- * checkpoints and exact resume, SIGINT, NaN guard, metrics and progress.
+ * checkpoints and exact resume, SIGINT/SIGTERM, NaN guard, metrics and progress.
  */
 export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
   protected optimizer: AdamW | null = null;
@@ -93,7 +98,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
   /** Called once the run's state is ready (after a resume), before the first step. */
   protected async onTrainStart(): Promise<void> {}
 
-  /** Asks the loop to checkpoint and stop after the current step (what SIGINT does). */
+  /** Asks the loop to checkpoint and stop after the current step (what SIGINT and SIGTERM do). */
   requestStop(): void {
     this.stopRequested = true;
   }
@@ -178,10 +183,40 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
     return this.saveCheckpointNow({ ...this.state(), step: s.step, cursor: s.cursor, rng: s.rng, extra: { updates: this.updates, nonFinite: true } });
   }
 
+  /**
+   * Loads the newest checkpoint that reads back whole. A newer one that does not (truncated or corrupt files, bad
+   * trainer_state.json) is renamed to `checkpoint-NNNNNN.corrupt` (kept for inspection, never picked up again) with a
+   * warning, and the previous one is tried. Throws CKPT_MISSING when there is none, CKPT_CORRUPT when none reads.
+   */
+  private loadNewestValid(): { dir: string; loaded: LoadedCheckpoint } {
+    const all = listCheckpoints(this.checkpointsDir).reverse();
+    if (!all.length) throw new CheckpointError(`--resume: no checkpoint in ${this.checkpointsDir}`, { code: "CKPT_MISSING", details: { dir: this.checkpointsDir } });
+    const failures: string[] = [];
+    for (const { dir } of all) {
+      try {
+        return { dir, loaded: loadCheckpoint(dir, this.variables, this.variableNames) };
+      } catch (e) {
+        // a checkpoint of another model shape is not corrupt: the run's config changed; say so and touch nothing
+        if (e instanceof CheckpointError && (e.code === "CKPT_VARIABLE" || e.code === "CKPT_SHAPE")) throw e;
+        const reason = (e as Error).message;
+        failures.push(`${dir}: ${reason}`);
+        const aside = `${dir}.corrupt`;
+        fs.rmSync(aside, { recursive: true, force: true });
+        fs.renameSync(dir, aside);
+        log.warn("--resume: checkpoint unreadable, set aside; falling back to the previous one", { checkpoint: dir, setAside: aside, reason });
+      }
+    }
+    throw new CheckpointError(`--resume: no readable checkpoint in ${this.checkpointsDir}:\n  ${failures.join("\n  ")}`, {
+      code: "CKPT_CORRUPT",
+      details: { dir: this.checkpointsDir, failures },
+    });
+  }
+
   private restore(): void {
-    const dir = latestCheckpoint(this.checkpointsDir);
-    if (!dir) throw new CheckpointError(`--resume: no checkpoint in ${this.checkpointsDir}`, { code: "CKPT_MISSING", details: { dir: this.checkpointsDir } });
-    const { state, optimizer } = loadCheckpoint(dir, this.variables, this.variableNames);
+    const {
+      dir,
+      loaded: { state, optimizer },
+    } = this.loadNewestValid();
     if (state.config.trainer !== this.cfg.trainer) {
       throw new CheckpointError(`checkpoint ${dir} is from a "${state.config.trainer}" run, this run is "${this.cfg.trainer}"`, { code: "CKPT_MISMATCH", details: { dir } });
     }
@@ -207,16 +242,24 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
     this.rng = { sampling: new Rng(this.cfg.seed) };
     this.totalSteps = this.computeTotalSteps();
     fs.mkdirSync(this.runDir, { recursive: true });
+    for (const stale of [...removeStaleTemps(this.checkpointsDir), ...removeStaleTemps(this.runDir)]) log.warn("removed a temp folder left by an interrupted write", { path: stale });
     const metrics = new MetricsWriter(this.runDir);
     if (opts.resume) {
       this.restore();
       metrics.truncateAfter(this.step);
     }
-    const onSigint = () => {
-      log.warn("SIGINT: checkpointing after the current step");
+    let signal: TrainResult["signal"];
+    const onSignal = (sig: "SIGINT" | "SIGTERM") => {
+      if (signal) {
+        log.warn(`${sig} again: exiting now without a checkpoint`);
+        process.exit(128 + (sig === "SIGINT" ? 2 : 15));
+      }
+      signal = sig;
+      log.warn(`${sig}: checkpointing after the current step`);
       this.requestStop();
     };
-    if (opts.handleSigint !== false) process.on("SIGINT", onSigint);
+    const handlers = { SIGINT: () => onSignal("SIGINT"), SIGTERM: () => onSignal("SIGTERM") };
+    if (opts.handleSigint !== false) for (const [sig, h] of Object.entries(handlers)) process.on(sig, h);
     await this.onTrainStart();
     const progress: Progress = createProgress({ total: this.totalSteps, label: this.cfg.trainer, enabled: this.cfg.progress });
     progress.update(this.step);
@@ -266,6 +309,9 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
         }
         opts.onStep?.(record);
         progress.update(this.step, { loss: rep.loss, reward: record.reward as number | undefined });
+        // Let pending signals (SIGINT/SIGTERM) run their handlers: a step whose awaits all resolve at once (a fast or
+        // synchronous policy) would otherwise never give the event loop a turn, and the stop request would never land.
+        await new Promise((r) => setImmediate(r));
         const atEnd = this.step >= this.totalSteps;
         if (this.step % this.cfg.saveSteps === 0 || atEnd || this.stopRequested || this.fatalAfterStep) lastCheckpoint = this.saveCheckpointNow();
         if (this.fatalAfterStep) {
@@ -286,7 +332,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
     } finally {
       progress.stop();
       metrics.close();
-      if (opts.handleSigint !== false) process.removeListener("SIGINT", onSigint);
+      if (opts.handleSigint !== false) for (const [sig, h] of Object.entries(handlers)) process.removeListener(sig, h);
     }
     let adapterDir: string | null = null;
     if (reason === "completed") {
@@ -299,6 +345,6 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
       fs.renameSync(tmp, adapterDir);
     }
     this.optimizer.dispose();
-    return { steps: this.step, totalSteps: this.totalSteps, reason, runDir: this.runDir, adapterDir, lastCheckpoint };
+    return { steps: this.step, totalSteps: this.totalSteps, reason, ...(signal ? { signal } : {}), runDir: this.runDir, adapterDir, lastCheckpoint };
   }
 }

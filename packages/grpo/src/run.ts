@@ -2,11 +2,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { getLogger, initBackend, withOutputLock, writeFileAtomic } from "@rarl/core";
 import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
-import { loadQwen2VL } from "@rarl/model";
+import { loadQwen2VL, loadQwen2VLConfig, Qwen2Tokenizer } from "@rarl/model";
 import { BUILTIN_TEMPLATES, buildPrompt, type ChatMessage, type Template, TemplateSampler, TRAINING_TEMPLATES } from "@rarl/prompts";
 import { buildRewards, type RewardConfig, RewardRegistry, type RewardSet, resolveRewardConfig } from "@rarl/rewards";
 import { closestName, type GRPOConfig, resolveRewardWeights, resolveTrainConfig, type SFTConfig, type TrainConfig } from "./config";
-import { TrainConfigError } from "./errors";
+import { RunDirError, TrainConfigError, TrainDataError } from "./errors";
 import { GRPOTrainer } from "./grpo-trainer";
 import type { TrainResult } from "./loop";
 import type { Policy, PreparedPrompt, RewardScorer } from "./policy";
@@ -71,6 +71,11 @@ export interface RunTrainOptions {
   maxSteps?: number;
   /** Continue from the newest checkpoint in RUN_DIR. */
   resume?: boolean;
+  /**
+   * RUN_DIR already holds a run (metrics.jsonl, checkpoints/ or adapter/): delete that run's files and start over.
+   * Without it (and without `resume`) such a RUN_DIR is refused with RunDirError RUN_EXISTS, so two runs never mix.
+   */
+  overwrite?: boolean;
   /** Passed to the trainer (tests). */
   onStep?: (record: Record<string, unknown>) => void;
   handleSigint?: boolean;
@@ -111,10 +116,103 @@ export async function rewardNames(rc: RewardConfig, baseDir: string): Promise<st
   return out;
 }
 
+/** Files and folders whose presence means RUN_DIR holds a run. */
+export const RUN_MARKERS = ["metrics.jsonl", "checkpoints", "adapter"] as const;
+/** What a run writes into RUN_DIR (deleted by `overwrite`), besides its `.tmp-*` leftovers. */
+const RUN_FILES = [...RUN_MARKERS, "samples.jsonl", "config.json"];
+
+/** The run markers present in `runDir` (empty when it holds no run or does not exist). */
+export function existingRun(runDir: string): string[] {
+  return RUN_MARKERS.filter((m) => fs.existsSync(path.join(runDir, m)));
+}
+
+/**
+ * Deletes the run in `runDir` (only what a run writes: metrics, samples, config.json, checkpoints/, adapter/ and
+ * `.tmp-*` leftovers; other files stay). Everything is first renamed into one `.tmp-overwrite-*` folder, so an
+ * interrupted overwrite leaves either the old run's files or none of them under their names, never a mix.
+ */
+export function clearRun(runDir: string): void {
+  if (existingRun(runDir).length === 0) return;
+  const trash = path.join(runDir, `.tmp-overwrite-${process.pid}-${Date.now()}`);
+  fs.mkdirSync(trash);
+  const names = [...RUN_FILES, ...fs.readdirSync(runDir).filter((n) => n.startsWith(".tmp-") && path.join(runDir, n) !== trash)];
+  for (const n of names) if (fs.existsSync(path.join(runDir, n))) fs.renameSync(path.join(runDir, n), path.join(trash, n));
+  fs.rmSync(trash, { recursive: true, force: true });
+}
+
+/** Refuses to start a fresh run into a RUN_DIR that holds one, unless `overwrite` (then clears it). */
+export function prepareRunDir(runDir: string, o: { resume?: boolean; overwrite?: boolean }): void {
+  if (o.resume && o.overwrite) {
+    throw new RunDirError("--resume and --overwrite exclude each other: continue the run in RUN_DIR, or delete it and start over", { code: "RUN_BAD_OPTIONS", details: { runDir } });
+  }
+  if (fs.existsSync(runDir) && !fs.statSync(runDir).isDirectory()) {
+    throw new RunDirError(`RUN_DIR ${runDir} is a file; expected a folder for metrics.jsonl, checkpoints/ and adapter/`, { code: "RUN_NOT_DIR", details: { runDir } });
+  }
+  if (o.resume) return;
+  const found = existingRun(runDir);
+  if (found.length === 0) return;
+  if (!o.overwrite) {
+    throw new RunDirError(
+      `RUN_DIR ${runDir} already holds a run (${found.join(", ")}); pass --resume to continue it, --overwrite to delete it and start over, or choose another --out`,
+      { code: "RUN_EXISTS", details: { runDir, found } },
+    );
+  }
+  log.warn("overwrite: deleting the previous run", { runDir, found });
+  clearRun(runDir);
+}
+
 /** A policy built from a config's `model` section; `dispose` frees it. */
 export interface BuiltPolicy {
   policy: Policy<{ messages: ChatMessage[]; sample: Sample; root: string }, PreparedPrompt>;
+  /** The longest sequence (prompt + completion, in tokens) the model takes; prompts are checked against it at load. */
+  maxPositions?: number;
   dispose(): void;
+}
+
+/** The text of a prompt's messages (what the tokenizer sees, without the chat template's few special tokens and the image). */
+export function promptText(messages: ChatMessage[]): string {
+  return messages.map((m) => (typeof m.content === "string" ? m.content : m.content.map((p) => ("text" in p ? p.text : "")).join(""))).join("\n");
+}
+
+/** Tokens kept free for the chat template's markers (role tags, image start/end) in the prompt-length check. */
+const TEMPLATE_TOKENS = 32;
+
+/**
+ * Checks, when the data is loaded, that every prompt fits the model: its text tokens + the template's markers +
+ * maxCompletionLength <= maxPositions (image tokens are not counted: they depend on the decoded image size). A
+ * prompt whose UTF-8 length already fits is not tokenized (a byte-level BPE token is at least one byte); a longer
+ * one is tokenized up to 16 characters per allowed token. Throws one TrainDataError naming every row that does not
+ * fit (file, row, sample id, its tokens and the limit), instead of a nameless failure in the middle of training.
+ */
+export async function checkPromptLengths(
+  examples: readonly Sample[],
+  o: {
+    maxPositions: number;
+    maxCompletionLength: number;
+    render: (s: Sample) => string;
+    encode: (text: string) => number[] | Promise<number[]>;
+    origin?: (id: string) => { file: string; row: number } | undefined;
+  },
+): Promise<void> {
+  const budget = o.maxPositions - o.maxCompletionLength - TEMPLATE_TOKENS;
+  const rows: Array<{ file?: string; row?: number; id: string; tokens: string }> = [];
+  for (const s of examples) {
+    const text = o.render(s);
+    if (Buffer.byteLength(text, "utf8") <= budget) continue;
+    const cap = 16 * Math.max(budget + 1, 1);
+    const n = (await o.encode(text.slice(0, cap))).length;
+    if (n <= budget && text.length <= cap) continue;
+    const where = o.origin?.(s.id);
+    rows.push({ ...where, id: s.id, tokens: text.length > cap ? `more than ${n} tokens (${text.length} characters)` : `${n} tokens` });
+  }
+  if (!rows.length) return;
+  const name = (r: (typeof rows)[number]) => `${r.file !== undefined ? `${r.file}, row ${r.row}, ` : ""}sample ${JSON.stringify(r.id)}`;
+  const listed = rows.slice(0, 10).map((r) => `${name(r)}: prompt of ${r.tokens}`);
+  if (rows.length > 10) listed.push(`... and ${rows.length - 10} more`);
+  throw new TrainDataError(
+    `data: ${rows.length} prompt(s) do not fit the model: at most ${budget} prompt tokens (maxPositions ${o.maxPositions} - maxCompletionLength ${o.maxCompletionLength} - ${TEMPLATE_TOKENS} for the template), then the image tokens:\n  ${listed.join("\n  ")}`,
+    { code: "DATA_PROMPT_TOO_LONG", details: { rows, maxPositions: o.maxPositions, budget } },
+  );
 }
 
 /** Factories for `model.type`; the Qwen2-VL adapter registers itself here when @rarl/model provides what it needs. */
@@ -163,11 +261,25 @@ export const POLICY_FACTORIES: Record<string, (model: TrainFileSections["model"]
     };
     return {
       policy,
+      maxPositions: model.config.maxPositionEmbeddings,
       dispose: () => {
         q.dispose();
         model.dispose();
       },
     };
+  },
+};
+
+/**
+ * For `model.type`s whose position limit and tokenizer can be read from the model folder without loading weights:
+ * lets runTrain check prompt lengths before the model loads (a too-long row then costs no model load).
+ */
+export const PROMPT_LIMITS: Record<string, (model: TrainFileSections["model"], ctx: { configDir: string }) => { maxPositions: number; encode: (text: string) => Promise<number[]> }> = {
+  qwen2vl: (m, { configDir }) => {
+    if (typeof m.path !== "string") throw new TrainConfigError('model.path (a Hugging Face Qwen2-VL folder) is required for model.type "qwen2vl"', { code: "CONFIG_INVALID", details: { field: "model.path" } });
+    const dir = path.resolve(configDir, m.path);
+    const tok = Qwen2Tokenizer.fromFile(path.join(dir, "tokenizer.json"));
+    return { maxPositions: loadQwen2VLConfig(dir).maxPositionEmbeddings, encode: (t) => tok.encode(t) };
   },
 };
 
@@ -247,6 +359,7 @@ async function trainInto(
     rewardsResolved: RewardsResolved | null;
   },
 ): Promise<TrainResult> {
+  prepareRunDir(runDir, o);
   await initBackend();
 
   const { limit, split, ...loadOpts } = sections.data;
@@ -262,9 +375,30 @@ async function trainInto(
   if (!factory) {
     throw new TrainConfigError(`model.type "${sections.model.type}" is not available (known: ${Object.keys(POLICY_FACTORIES).join(", ")})`, { code: "CONFIG_INVALID", details: { field: "model.type" } });
   }
-  const built = await factory(sections.model, { configDir, cfg });
   const sampler = new TemplateSampler(templatesFrom(sections.prompts?.templates), { seed: cfg.seed, weights: sections.prompts?.weights });
   const buildP = (s: Sample, epoch: number) => ({ messages: buildPrompt(s, sampler.assign(epoch, s.id), { system: sections.prompts?.system }), sample: s, root });
+  const checkPrompts = (maxPositions: number, encode: (t: string) => number[] | Promise<number[]>) =>
+    checkPromptLengths(examples, {
+      maxPositions,
+      maxCompletionLength: cfg.maxCompletionLength,
+      // the longest rendering over the templates any epoch may draw for the sample
+      render: (s) => sampler.templates.map((t) => promptText(buildPrompt(s, t, { system: sections.prompts?.system }))).reduce((a, b) => (b.length > a.length ? b : a), ""),
+      encode,
+      origin: (id) => stream.originOf(id),
+    });
+  // Prompt lengths: before the model loads where the folder tells the limit, else once the policy is built.
+  const limits = PROMPT_LIMITS[sections.model.type]?.(sections.model, { configDir });
+  if (limits) await checkPrompts(limits.maxPositions, limits.encode);
+  const built = await factory(sections.model, { configDir, cfg });
+  if (!limits && built.maxPositions !== undefined && built.policy.encode) {
+    const encode = built.policy.encode.bind(built.policy);
+    try {
+      await checkPrompts(built.maxPositions, encode);
+    } catch (e) {
+      built.dispose();
+      throw e;
+    }
+  }
 
   let rewardSet: RewardSet | null = null;
   try {

@@ -3,14 +3,26 @@ import { JsonlWriter, splitTornTail, warnTornTail } from "@rarl/core";
 import { JudgeInputError } from "./errors";
 import type { PredictionRecord, ResultRecord } from "./types";
 
+/** One problem found in an input file, for errors that list them all. */
+export interface InputProblem {
+  line: number;
+  code: string;
+  message: string;
+}
+
 /**
- * Parses JSONL rows. A torn last line (text after the last newline that is not JSON: a write cut off by a crash)
- * is ignored with a warning; any other bad line is an error naming the file and line.
+ * Calls `onRow` for every JSON object line. A torn last line (text after the last newline that is not JSON: a write
+ * cut off by a crash) is ignored with a warning. Any other bad line throws a JudgeInputError naming the file and
+ * line, or, when `problems` is given, is recorded there and skipped so that the caller can report every bad line.
  */
-function parseLines(file: string, text: string, onRow: (v: any, line: number) => void) {
+function parseLines(file: string, text: string, onRow: (v: any, line: number) => void, problems?: InputProblem[]) {
   const { complete, torn } = splitTornTail(text);
   const lines = complete.split("\n");
   if (torn !== null) warnTornTail(file, torn, lines.length);
+  const bad = (line: number, code: string, message: string) => {
+    if (!problems) throw new JudgeInputError(message, { code, details: { file, line } });
+    problems.push({ line, code, message });
+  };
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i].trim();
     if (raw === "") continue;
@@ -18,13 +30,28 @@ function parseLines(file: string, text: string, onRow: (v: any, line: number) =>
     try {
       v = JSON.parse(raw);
     } catch {
-      throw new JudgeInputError(`${file}:${i + 1}: not valid JSON`, { code: "JUDGE_BAD_JSON", details: { file, line: i + 1 } });
+      bad(i + 1, "JUDGE_BAD_JSON", `${file}:${i + 1}: not valid JSON`);
+      continue;
     }
     if (v === null || typeof v !== "object" || Array.isArray(v)) {
-      throw new JudgeInputError(`${file}:${i + 1}: expected a JSON object`, { code: "JUDGE_BAD_ROW", details: { file, line: i + 1 } });
+      bad(i + 1, "JUDGE_BAD_ROW", `${file}:${i + 1}: expected a JSON object`);
+      continue;
     }
     onRow(v, i + 1);
   }
+}
+
+/** Most problems listed in one error message (all of them are in `details.problems`). */
+const MAX_LISTED = 200;
+
+/** One JudgeInputError listing every problem (sorted by line); its code and `details.line` are the first problem's. */
+function problemsError(file: string, problems: InputProblem[]): JudgeInputError {
+  const sorted = [...problems].sort((a, b) => a.line - b.line);
+  const first = sorted[0];
+  const listed = sorted.slice(0, MAX_LISTED).map((p) => p.message);
+  if (sorted.length > MAX_LISTED) listed.push(`... and ${sorted.length - MAX_LISTED} more`);
+  const head = sorted.length === 1 ? "" : `${file}: ${sorted.length} problems:\n  `;
+  return new JudgeInputError(`${head}${listed.join("\n  ")}`, { code: first.code, details: { file, line: first.line, problems: sorted } });
 }
 
 const REQUIRED = ["id", "dataset", "question", "reference", "prediction"] as const;
@@ -33,45 +60,42 @@ const OPTIONAL = ["reference_reasoning", "prediction_reasoning"] as const;
 /**
  * Validates predictions (parsed rows with their line numbers): every required field present
  * (id a string or number, the rest strings), optional reasoning fields strings, ids unique.
- * Throws a {@link JudgeInputError} naming the file and line.
+ * Throws one {@link JudgeInputError} listing every problem with its file and line (`details.problems`).
  */
-export function validatePredictions(file: string, rows: Array<{ value: any; line: number }>): PredictionRecord[] {
+export function validatePredictions(file: string, rows: Array<{ value: any; line: number }>, earlier: InputProblem[] = []): PredictionRecord[] {
+  const problems: InputProblem[] = [...earlier];
+  const records = collectPredictions(file, rows, problems);
+  if (problems.length) throw problemsError(file, problems);
+  return records;
+}
+
+function collectPredictions(file: string, rows: Array<{ value: any; line: number }>, problems: InputProblem[]): PredictionRecord[] {
   const seen = new Map<string, number>();
   const out: PredictionRecord[] = [];
   for (const { value: v, line } of rows) {
+    const before = problems.length;
     for (const f of REQUIRED) {
       const x = v[f];
       const ok = f === "id" ? typeof x === "string" || typeof x === "number" : typeof x === "string";
       if (x === undefined || x === null) {
-        throw new JudgeInputError(`${file}:${line}: missing field "${f}" (expected ${f === "id" ? "a string or number" : "a string"})`, {
-          code: "JUDGE_MISSING_FIELD",
-          details: { file, line, field: f },
-        });
-      }
-      if (!ok) {
-        throw new JudgeInputError(`${file}:${line}: field "${f}" must be ${f === "id" ? "a string or number" : "a string"}, got ${typeof x}`, {
-          code: "JUDGE_BAD_FIELD",
-          details: { file, line, field: f },
-        });
+        problems.push({ line, code: "JUDGE_MISSING_FIELD", message: `${file}:${line}: missing field "${f}" (expected ${f === "id" ? "a string or number" : "a string"})` });
+      } else if (!ok) {
+        problems.push({ line, code: "JUDGE_BAD_FIELD", message: `${file}:${line}: field "${f}" must be ${f === "id" ? "a string or number" : "a string"}, got ${typeof x}` });
       }
     }
     for (const f of OPTIONAL) {
       if (v[f] !== undefined && v[f] !== null && typeof v[f] !== "string") {
-        throw new JudgeInputError(`${file}:${line}: field "${f}" must be a string when present, got ${typeof v[f]}`, {
-          code: "JUDGE_BAD_FIELD",
-          details: { file, line, field: f },
-        });
+        problems.push({ line, code: "JUDGE_BAD_FIELD", message: `${file}:${line}: field "${f}" must be a string when present, got ${typeof v[f]}` });
       }
     }
-    const id = String(v.id);
-    const prev = seen.get(id);
-    if (prev !== undefined) {
-      throw new JudgeInputError(`${file}:${line}: duplicate id "${id}" (first seen on line ${prev})`, {
-        code: "JUDGE_DUPLICATE_ID",
-        details: { file, line, id, firstLine: prev },
-      });
+    if (typeof v.id === "string" || typeof v.id === "number") {
+      const id = String(v.id);
+      const prev = seen.get(id);
+      if (prev !== undefined) problems.push({ line, code: "JUDGE_DUPLICATE_ID", message: `${file}:${line}: duplicate id "${id}" (first seen on line ${prev})` });
+      else seen.set(id, line);
     }
-    seen.set(id, line);
+    if (problems.length > before) continue;
+    const id = String(v.id);
     const rec: PredictionRecord = { id, dataset: v.dataset, question: v.question, reference: v.reference, prediction: v.prediction };
     if (typeof v.reference_reasoning === "string") rec.reference_reasoning = v.reference_reasoning;
     if (typeof v.prediction_reasoning === "string") rec.prediction_reasoning = v.prediction_reasoning;
@@ -89,9 +113,10 @@ export function readPredictions(file: string): PredictionRecord[] {
     throw new JudgeInputError(`cannot read predictions file ${file}: ${e?.code ?? e}`, { code: "JUDGE_NO_FILE", details: { file }, cause: e });
   }
   const rows: Array<{ value: any; line: number }> = [];
-  parseLines(file, text, (value, line) => rows.push({ value, line }));
-  if (rows.length === 0) throw new JudgeInputError(`${file}: no predictions`, { code: "JUDGE_EMPTY", details: { file } });
-  return validatePredictions(file, rows);
+  const problems: InputProblem[] = [];
+  parseLines(file, text, (value, line) => rows.push({ value, line }), problems);
+  if (rows.length === 0 && problems.length === 0) throw new JudgeInputError(`${file}: no predictions`, { code: "JUDGE_EMPTY", details: { file } });
+  return validatePredictions(file, rows, problems);
 }
 
 /** Reads a results JSONL file. A torn last line (crash while writing) is ignored with a warning. */

@@ -73,6 +73,21 @@ describe("rarl data", () => {
     expect(JSON.parse(back.out)).toMatchObject({ total: 2, skipped: 0, by_modality: { CT: 2 } });
   });
 
+  it("export refuses an image that is a symbolic link out of the dataset root (ln -s /etc/passwd DS/images/evil.png)", async () => {
+    const ds = path.join(dir, "linkds");
+    fs.mkdirSync(path.join(ds, "images"), { recursive: true });
+    const secret = path.join(dir, "passwd");
+    fs.writeFileSync(secret, "root:x:0:0:SECRET\n");
+    fs.symlinkSync(secret, path.join(ds, "images", "evil.png"));
+    fs.writeFileSync(path.join(ds, "samples.jsonl"), `${JSON.stringify({ id: "e", image: "images/evil.png", question: "q?", answer: "yes" })}\n`);
+    const out = path.join(dir, "link-export", "samples.jsonl");
+    const r = await capture(["data", "export", "--format", "jsonl", path.join(ds, "samples.jsonl"), "--verify-images", "exists", "--out", out]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/samples\.jsonl, row 1: image path "images\/evil\.png" resolves to .*outside the dataset root/);
+    expect(fs.existsSync(path.join(dir, "link-export", "images", "images", "evil.png"))).toBe(false);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
   it("rejects an unknown format", async () => {
     const r = await capture(["data", "stats", "--format", "nope", dir]);
     expect(r.code).not.toBe(0);

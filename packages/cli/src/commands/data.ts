@@ -12,6 +12,7 @@ import {
   synthesize,
 } from "@rarl/datasets";
 import { type Command, Option } from "commander";
+import { checkOutputFile } from "./outputs";
 
 function int(name: string, min = 1) {
   return (v: string) => {
@@ -116,6 +117,7 @@ export function register(program: Command): void {
       .requiredOption("--out <file>", "output samples.jsonl"),
     "throw",
   ).action(async (p: string, o) => {
+    checkOutputFile("--out", o.out, [{ flag: "<path>", path: p }]);
     const ds = loadDataset(loadOptions(o.format, p, o));
     // One writer per export (a second one is refused naming this process's PID).
     const r = await withOutputLock(o.out, () => exportSamples(ds, o.out), { command: "rarl data export" });

@@ -3,6 +3,7 @@ import { runJudge } from "@rarl/judge";
 import type { Command } from "commander";
 import { runEval } from "../eval/run-eval";
 import { intArg, numArg } from "./args";
+import { checkOutputFile } from "./outputs";
 import { judgeResultsReport } from "./report";
 
 /** `rarl eval`: answers a dataset with a model (+ adapter) and writes the judge's predictions JSONL; `--judge` scores it. */
@@ -29,6 +30,8 @@ export function register(program: Command): void {
     .option("--api-key-env <name>", "--judge: environment variable holding the API key (default OPENAI_API_KEY, or GEMINI_API_KEY / GOOGLE_API_KEY)")
     .option("--quiet", "no progress lines")
     .action(async (o) => {
+      checkOutputFile("--out", o.out, [{ flag: "--data", path: String(o.data).replace(/^[^:]*:/, "") }]);
+      if (o.judgeOut) checkOutputFile("--judge-out", o.judgeOut, [{ flag: "--out", path: o.out }]);
       const t0 = performance.now();
       let last = -1;
       const recs = await runEval({

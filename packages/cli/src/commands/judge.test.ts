@@ -133,7 +133,8 @@ describe("rarl judge (spawned CLI)", () => {
       (process.stderr as any).write = origErr;
       delete process.env.OPENAI_API_KEY;
     }
-    expect(r4.code).toBe(0);
+    expect(r4.code).toBe(2); // some samples failed: non-zero exit, count printed
+    expect(r4.stderr).toContain("4 of 5 samples ended without a score (4 failed, 0 lost)");
     const rows2 = lines(out2);
     expect(rows2.map((r) => r.status).sort()).toEqual(["failed", "failed", "failed", "failed", "scored"]);
     expect(rows2.filter((r) => r.status === "failed").every((r) => typeof r.error === "string" && r.error.length > 0)).toBe(true);

@@ -4,6 +4,7 @@ import { writeFileAtomic } from "@rarl/core";
 import { APPENDIX_B_PROMPT_VERSION, type JudgePrompt, runJudge } from "@rarl/judge";
 import type { Command } from "commander";
 import { intArg, numArg } from "./args";
+import { checkOutputFile } from "./outputs";
 
 /** `rarl judge`: LLM-as-judge scoring of a predictions JSONL file (logic in @rarl/judge's runJudge). */
 export function register(program: Command): void {
@@ -31,7 +32,10 @@ export function register(program: Command): void {
     .option("--encoder <dir>", "offline judge: BERT/RoBERTa folder for BERTScore (default: lexical F1)")
     .option("--summary <file>", "also write the run summary (counts, failures, requests, retries, tokens, cost) as JSON")
     .option("--quiet", "no progress lines")
+    .option("--allow-failures", "exit 0 even when some samples end failed (default: exit 2 and print the count)")
     .action(async (o) => {
+      checkOutputFile("--out", o.out, [{ flag: "--predictions", path: o.predictions }]);
+      if (o.summary) checkOutputFile("--summary", o.summary, [{ flag: "--predictions", path: o.predictions }, { flag: "--out", path: o.out }]);
       let prompt: JudgePrompt | undefined;
       if (o.promptFile) {
         if (!o.promptVersion) throw new Error("--prompt-file needs --prompt-version (it goes into the cache key)");
@@ -80,5 +84,13 @@ export function register(program: Command): void {
       for (const f of summary.failedItems.slice(0, 20)) lines.push(`    ${f.id}: ${f.error}`);
       if (summary.failedItems.length > 20) lines.push(`    ... ${summary.failedItems.length - 20} more (see status "failed" in ${summary.out})`);
       process.stderr.write(`${lines.join("\n")}\n`);
+      const unscored = summary.failed + summary.lost;
+      if (unscored > 0) {
+        process.stderr.write(
+          `rarl judge: ${unscored} of ${summary.total} samples ended without a score (${summary.failed} failed, ${summary.lost} lost)` +
+            `${o.allowFailures ? " (--allow-failures: exit 0)" : "; exit 2 (re-run to retry them, or pass --allow-failures)"}\n`,
+        );
+        if (!o.allowFailures) process.exitCode = 2;
+      }
     });
 }

@@ -1,6 +1,7 @@
 import { lockOutput } from "@rarl/core";
 import { scoreFile } from "@rarl/rewards";
 import type { Command } from "commander";
+import { checkOutputFile } from "./outputs";
 
 /** `rarl reward`: scores existing completions offline with a rewards config (logic in @rarl/rewards' scoreFile). */
 export function register(program: Command): void {
@@ -12,6 +13,7 @@ export function register(program: Command): void {
     .option("--out <file>", "scored JSONL (written atomically); default: stdout")
     .option("--quiet", "no summary on stderr")
     .action(async (o) => {
+      if (o.out) checkOutputFile("--out", o.out, [{ flag: "--input", path: o.input }]);
       // One writer per output file (a second one is refused naming this process's PID).
       const lock = o.out ? lockOutput(o.out, { command: "rarl reward" }) : undefined;
       let res: Awaited<ReturnType<typeof scoreFile>>;

@@ -1,13 +1,20 @@
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { initBackend, openCheckpoint, RarlError } from "@rarl/core";
 import type { GRPOConfig, SFTConfig, TrainConfig } from "@rarl/grpo";
 import { expectedWeights, loadQwen2VLConfig, normalizeKey, type Qwen2VLConfig } from "@rarl/model";
-import type { LoadOptions } from "@rarl/datasets";
+import type { LoadOptions, Sample } from "@rarl/datasets";
 import type { TrainFileConfig } from "./train-schema";
 
 /** The model folder does not match its config.json (missing tensors, wrong shapes, no tokenizer...). */
 export class ModelFolderError extends RarlError {}
+
+/**
+ * The dry run found that training would fail: the memory estimate exceeds the memory available, or data rows would
+ * stop training (`details.problems` lists each; code DRY_RUN_FAILED).
+ */
+export class DryRunError extends RarlError {}
 
 /** Options of {@link dryRun}. */
 export interface DryRunOptions {
@@ -23,6 +30,11 @@ export interface DryRunOptions {
   imageTokens?: number;
   /** Text tokens of a prompt (chat template, instruction, question). Default 96. */
   promptTextTokens?: number;
+  /**
+   * Memory the training may use, in bytes: the device's (e.g. a GPU's, stated with `--memory-gib`), since tfjs does
+   * not report it. Default: this machine's total memory (os.totalmem()). A peak estimate above it is a problem.
+   */
+  memoryBytes?: number;
 }
 
 /** What a dry run found and estimated. Sizes in bytes. */
@@ -60,6 +72,10 @@ export interface DryRunReport {
   time: { steps: number; flopsPerStep: number; gflops: number; gflopsSource: "stated" | "measured"; secondsPerStep: number; totalSeconds: number };
   assumptions: string[];
   warnings: string[];
+  /** Memory the estimate is compared with (bytes) and where that number comes from. */
+  memoryLimit: { bytes: number; source: string };
+  /** Why training would fail (empty: config OK). `rarl train --dry-run` exits 1 when there is any. */
+  problems: string[];
 }
 
 const product = (s: number[]) => s.reduce((a, b) => a * b, 1);
@@ -310,20 +326,43 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
     const bySplit: Record<string, number> = {};
     let rows = 0;
     let inSplit = 0;
+    const samples: Sample[] = [];
     for await (const s of stream) {
       rows++;
       const sp = s.split ?? "(none)";
       bySplit[sp] = (bySplit[sp] ?? 0) + 1;
-      if (!split || s.split === split) inSplit++;
+      if (!split || s.split === split) {
+        inSplit++;
+        if (!limit || samples.length < limit) samples.push(s);
+      }
     }
     const used = limit ? Math.min(limit, inSplit) : inSplit;
     const skippedExamples = stream.skipped.slice(0, 5).map((s) => `${s.file}:${s.row}: ${s.reason}`);
-    return { dataPath, bySplit, rows, inSplit, used, skipped: stream.skipped.length, skippedExamples };
+    return { dataPath, bySplit, rows, inSplit, used, skipped: stream.skipped.length, skippedExamples, samples, origin: (id: string) => stream.originOf(id) };
   };
   const { limit, split } = config.data;
-  const { dataPath, bySplit, rows, inSplit, used, skipped, skippedExamples } = await read(config.data);
+  const { dataPath, bySplit, rows, inSplit, used, skipped, skippedExamples, samples, origin } = await read(config.data);
+  const problems: string[] = [];
   if (skipped && config.data.onError !== "skip") {
-    warnings.push(`data: ${skipped} bad row(s) would stop training (set data.onError "skip" to leave them out)`);
+    problems.push(`data: ${skipped} bad row(s) would stop training (first: ${skippedExamples[0]}); fix them, or set data.onError "skip" to leave them out`);
+  }
+  // Prompts longer than the model takes stop training at load: the same check, with the model folder's tokenizer.
+  if (m) {
+    const { Qwen2Tokenizer } = await import("@rarl/model");
+    const { checkPromptLengths, promptText, TrainDataError } = await import("@rarl/grpo");
+    const { BUILTIN_TEMPLATES, buildPrompt, TRAINING_TEMPLATES } = await import("@rarl/prompts");
+    const prompts = (config.prompts ?? {}) as { templates?: string[]; system?: string | null };
+    const templates = prompts.templates ? prompts.templates.map((n) => BUILTIN_TEMPLATES[n]).filter(Boolean) : [...TRAINING_TEMPLATES];
+    const tok = Qwen2Tokenizer.fromFile(path.join(path.resolve(configDir, String(config.model.path)), "tokenizer.json"));
+    // the longest rendering over the templates the run may draw
+    const render = (s: Sample) =>
+      templates.map((t) => promptText(buildPrompt(s, t, { system: prompts.system }))).reduce((a, b) => (b.length > a.length ? b : a), "");
+    try {
+      await checkPromptLengths(samples, { maxPositions: m.cfg.maxPositionEmbeddings, maxCompletionLength: train.maxCompletionLength, render, encode: (t) => tok.encode(t), origin });
+    } catch (e) {
+      if (!(e instanceof TrainDataError)) throw e;
+      problems.push(e.message);
+    }
   }
   const evalData: DryRunReport["evalData"] = [];
   for (const e of config.evalData ?? []) {
@@ -371,6 +410,17 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
   if (!o.gflops && estimate) gflops = await measureMatmulGflops();
   const flopsPerStep = estimate?.flopsPerStep ?? 0;
   const secondsPerStep = gflops > 0 ? flopsPerStep / (gflops * 1e9) : 0;
+  const memoryLimit = o.memoryBytes !== undefined ? { bytes: o.memoryBytes, source: "stated (--memory-gib)" } : { bytes: os.totalmem(), source: "this machine's (os.totalmem)" };
+  if (estimate && !(estimate.memory.peak <= memoryLimit.bytes)) {
+    const mem = estimate.memory;
+    const terms = Object.entries({ weights: mem.weightsFp32, "LoRA + grads + AdamW": mem.lora + mem.gradients + mem.optimizer, activations: mem.activations, "KV cache": mem.kvCache })
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${gib(v)}`)
+      .join(", ");
+    problems.push(
+      `memory: the estimated peak ${gib(mem.peak)} exceeds ${memoryLimit.source} memory ${gib(memoryLimit.bytes)} (${terms}); lower numGenerations, promptsPerStep/batchSize or maxCompletionLength, or set backwardBatchSize`,
+    );
+  }
   return {
     trainer: train.trainer,
     config: train,
@@ -400,6 +450,8 @@ export async function dryRun(o: DryRunOptions): Promise<DryRunReport> {
     time: { steps, flopsPerStep, gflops, gflopsSource, secondsPerStep, totalSeconds: secondsPerStep * steps },
     assumptions: estimate?.assumptions ?? [],
     warnings,
+    memoryLimit,
+    problems,
   };
 }
 
@@ -415,7 +467,9 @@ function duration(s: number): string {
 export function formatDryRun(r: DryRunReport): string {
   const m = r.model;
   const lines = [
-    `rarl train --dry-run: config OK (trainer ${r.trainer})`,
+    r.problems.length
+      ? `rarl train --dry-run: ${r.problems.length} problem(s), training would fail (trainer ${r.trainer})`
+      : `rarl train --dry-run: config OK (trainer ${r.trainer})`,
     m.type === "qwen2vl"
       ? `model   ${m.path}: ${m.tensors} tensors (${Object.entries(m.dtypes)
           .map(([k, v]) => `${v} ${k}`)
@@ -438,19 +492,23 @@ export function formatDryRun(r: DryRunReport): string {
           `  LoRA + grads + AdamW ${gib(r.memory.lora + r.memory.gradients + r.memory.optimizer)}`,
           `  activations        ${gib(r.memory.activations)} (one micro-batch, training)`,
           `  KV cache           ${gib(r.memory.kvCache)} (G samples, generation)`,
-          `  peak               ${gib(r.memory.peak)}`,
+          `  peak               ${gib(r.memory.peak)} (limit ${gib(r.memoryLimit.bytes)}: ${r.memoryLimit.source})`,
           `time    ${r.time.steps} steps x ${(r.time.flopsPerStep / 1e12).toFixed(2)} TFLOP at ${r.time.gflops.toFixed(1)} GFLOP/s (${r.time.gflopsSource}) = ${duration(r.time.secondsPerStep)}/step, ${duration(r.time.totalSeconds)} in all (lower bound)`,
           ...r.assumptions.map((a) => `  assumes ${a}`),
         ]
       : []),
     ...r.warnings.map((w) => `warning ${w}`),
+    ...r.problems.map((p) => `problem ${p}`),
   ];
   return `${lines.filter(Boolean).join("\n")}\n`;
 }
 
-/** Runs the dry run and prints it to stdout. */
+/** Runs the dry run and prints it to stdout; throws DryRunError (exit 1) when it found problems. */
 export async function dryRunCommand(o: DryRunOptions): Promise<DryRunReport> {
   const r = await dryRun(o);
   process.stdout.write(formatDryRun(r));
+  if (r.problems.length) {
+    throw new DryRunError(`dry run: training would fail:\n  ${r.problems.join("\n  ")}`, { code: "DRY_RUN_FAILED", details: { problems: r.problems } });
+  }
   return r;
 }

@@ -51,7 +51,11 @@ describe("examples/medical-rarl", () => {
     const cfg = copyExampleConfig("medical-rarl", "config.json", dir);
     linkModels(dir);
     await writeMedicalData(path.join(dir, "data"));
-    const r = await cli(["train", "--config", cfg, "--dry-run", "--gflops", "100"]);
+    // the training file's bad row (a missing image) would stop training: the dry run fails and names it
+    const bad = await cli(["train", "--config", cfg, "--dry-run", "--gflops", "100", "--memory-gib", "1000"]);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toMatch(/problem data: 1 bad row\(s\) would stop training \(first: .*rarl-split\.jsonl:7: .*missing\.png/);
+    const r = await cli(["train", "--config", cfg, "--dry-run", "--gflops", "100", "--memory-gib", "1000", "--set", 'data.onError="skip"']);
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/config OK \(trainer grpo\)/);
@@ -82,7 +86,7 @@ describe("examples/medical-rarl", () => {
     // 4 samples x 5 epochs / 1 prompt per step
     expect(rep.time.steps).toBe(20);
     expect(rep.time.secondsPerStep).toBeCloseTo(rep.time.flopsPerStep / 100e9, 6);
-    expect(rep.warnings.join("\n")).toMatch(/1 bad row\(s\) would stop training/);
+    expect(rep.problems.join("\n")).toMatch(/1 bad row\(s\) would stop training/); // a problem now: the dry run fails
   });
 
   it("an incompatible checkpoint fails naming the tensor and the file; a missing data file names the field", async () => {
@@ -139,7 +143,7 @@ describe("examples/cv-bench", () => {
     for (const f of ["rl-lora.json", "sft.json"]) {
       const cfg = copyExampleConfig("cv-bench", f, dir);
       for (const n of [5, 10]) {
-        const r = await cli(["train", "--config", cfg, "--dry-run", "--gflops", "100", "--set", `data.limit=${n}`]);
+        const r = await cli(["train", "--config", cfg, "--dry-run", "--gflops", "100", "--memory-gib", "1000", "--set", `data.limit=${n}`]);
         expect(r.err).toBe("");
         expect(r.out).toMatch(new RegExp(`cv-bench .*train\\.jsonl: 12 samples read .*, ${n} used for training, 0 skipped`));
         expect(r.out).toMatch(/eval {4}CV-Bench .* 4 samples read, 4 evaluated, 0 skipped/);

@@ -49,9 +49,16 @@ function schemaAt(schema: any, instancePath: string): any {
   return s;
 }
 
-/** Turns ajv errors into readable lines with a path and, for unknown keys, a suggestion. */
-export function describeErrors(errors: ErrorObject[], schema: any, file: string): string[] {
+/**
+ * Where a value at a dotted path came from, for error messages: e.g. `--set beta=abc` for a field a command-line
+ * override set. Return undefined to blame the config file.
+ */
+export type BlameFn = (dotted: string, kind: "value" | "unknown-field") => string | undefined;
+
+/** Turns ajv errors into readable lines with a path and, for unknown keys, a suggestion. Each line starts with its source: `blame(path)` or the file. */
+export function describeErrors(errors: ErrorObject[], schema: any, file: string, blame: BlameFn = () => undefined): string[] {
   const lines: string[] = [];
+  const src = (dotted: string, kind: "value" | "unknown-field" = "value") => blame(dotted, kind) ?? file;
   for (const e of errors) {
     const at = e.instancePath ? e.instancePath.slice(1).replaceAll("/", ".") : "(root)";
     if (e.keyword === "additionalProperties") {
@@ -59,20 +66,20 @@ export function describeErrors(errors: ErrorObject[], schema: any, file: string)
       const known = Object.keys(schemaAt(schema, e.instancePath)?.properties ?? {});
       const s = suggest(key, known);
       const where = e.instancePath ? `${at}.${key}` : key;
-      lines.push(`${file}: unknown field "${where}"${s ? ` (did you mean "${s}"?)` : ""}`);
+      lines.push(`${src(where, "unknown-field")}: unknown field "${where}"${s ? ` (did you mean "${s}"?)` : ""}`);
     } else if (e.keyword === "false schema") {
-      lines.push(`${file}: unknown field "${at}" here (it belongs to another trainer or model type)`);
+      lines.push(`${src(at, "unknown-field")}: unknown field "${at}" here (it belongs to another trainer or model type)`);
     } else if (e.keyword === "if") {
       // the failing then/else branch is reported by its own errors
     } else if (e.keyword === "enum") {
       const allowed = (e.params as any).allowedValues as unknown[];
       const s = typeof e.data === "string" ? suggest(e.data, allowed.filter((v): v is string => typeof v === "string")) : undefined;
-      lines.push(`${file}: ${at} must be one of ${JSON.stringify(allowed)}${s ? ` (did you mean "${s}"?)` : ""}`);
+      lines.push(`${src(at)}: ${at} must be one of ${JSON.stringify(allowed)}${s ? ` (did you mean "${s}"?)` : ""}`);
     } else {
       // A range or type error: name the field's default as the fallback to write.
       const d = e.instancePath ? schemaAt(schema, e.instancePath) : undefined;
       const hint = d && "default" in d ? ` (default ${JSON.stringify(d.default)})` : "";
-      lines.push(`${file}: ${at} ${e.message}${hint}`);
+      lines.push(`${src(at)}: ${at} ${e.message}${hint}`);
     }
   }
   return [...new Set(lines)];
@@ -141,8 +148,8 @@ export function loadConfig<T>(file: string, schema: object, opts: LoadConfigOpti
 
 const ajvCache = new WeakMap<object, ReturnType<Ajv["compile"]>>();
 
-/** Validates (and fills defaults into) a config object; errors name the path and suggest fixes. */
-export function validateConfig<T>(data: unknown, schema: object, file = "config"): T {
+/** Validates (and fills defaults into) a config object; errors name the path, its source (`blame` or the file) and suggest fixes. */
+export function validateConfig<T>(data: unknown, schema: object, file = "config", blame?: BlameFn): T {
   let validate = ajvCache.get(schema);
   if (!validate) {
     const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
@@ -150,7 +157,7 @@ export function validateConfig<T>(data: unknown, schema: object, file = "config"
     ajvCache.set(schema, validate);
   }
   if (!validate(data)) {
-    const lines = describeErrors(validate.errors ?? [], schema, file);
+    const lines = describeErrors(validate.errors ?? [], schema, file, blame);
     throw new ConfigError(`invalid config:\n  ${lines.join("\n  ")}`, { details: { file, errors: lines } });
   }
   return data as T;

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import schemaJson from "../../schema/rarl.config.schema.json";
-import { ConfigError, parseConfigText, parseOverride, setPath, validateConfig } from "./load";
+import { type BlameFn, ConfigError, parseConfigText, parseOverride, setPath, validateConfig } from "./load";
 
 /**
  * The JSON Schema of a `rarl train` config (shipped as @rarl/cli/schema.json, i.e. schema/rarl.config.schema.json).
@@ -43,17 +43,18 @@ export function trainerInput(config: TrainFileConfig): Record<string, unknown> {
  * Validates a parsed train config against the shipped schema without changing it (defaults stay with the trainer).
  * Unknown or mistyped keys throw a ConfigError whose message names the path and suggests the closest field.
  */
-export function validateTrainConfig(config: unknown, file = "config"): TrainFileConfig {
-  validateConfig(structuredClone(config), TRAIN_CONFIG_SCHEMA, file);
+export function validateTrainConfig(config: unknown, file = "config", blame?: BlameFn): TrainFileConfig {
+  validateConfig(structuredClone(config), TRAIN_CONFIG_SCHEMA, file, blame);
   return config as TrainFileConfig;
 }
 
 /**
  * Turns `--set key=value` flags into dotted overrides. The trainer fields live at the top level of the file, so
  * `grpo.beta=0.02` / `sft.batchSize=4` are accepted as aliases of `beta` / `batchSize` (the prefix must match the
- * config's trainer).
+ * config's trainer). Returns the dotted key each flag set (without the alias prefix) and its flag text, in order.
  */
-export function applySetFlags(config: Record<string, unknown>, sets: string[] = []): void {
+export function applySetFlags(config: Record<string, unknown>, sets: string[] = []): Array<{ key: string; expr: string }> {
+  const applied: Array<{ key: string; expr: string }> = [];
   for (const expr of sets) {
     let [key, value] = parseOverride(expr);
     const m = /^(grpo|sft)\.(.+)$/.exec(key);
@@ -64,7 +65,24 @@ export function applySetFlags(config: Record<string, unknown>, sets: string[] = 
     }
     if (key === "$schema") continue;
     setPath(config, key, value);
+    applied.push({ key, expr });
   }
+  return applied;
+}
+
+/**
+ * Blames a config error on the `--set` flag that set the field (the last one wins, as in applySetFlags) when the
+ * error's path is that field or lies under it, or (unknown fields) when the flag created the unknown object on its
+ * way (`--set model.lora.r=8` with a toy model); otherwise on the file.
+ */
+export function blameSetFlags(applied: Array<{ key: string; expr: string }>): BlameFn {
+  return (dotted, kind) => {
+    for (let i = applied.length - 1; i >= 0; i--) {
+      const { key, expr } = applied[i];
+      if (dotted === key || dotted.startsWith(`${key}.`) || (kind === "unknown-field" && key.startsWith(`${dotted}.`))) return `--set ${expr}`;
+    }
+    return undefined;
+  };
 }
 
 /**
@@ -83,8 +101,8 @@ export function loadTrainConfig(file: string, sets: string[] = []): { config: Tr
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     throw new ConfigError(`${abs}: the config must be an object at the top level`, { code: "CONFIG_INVALID", details: { file: abs } });
   }
-  applySetFlags(data as Record<string, unknown>, sets);
-  const config = validateTrainConfig(data, abs);
+  const applied = applySetFlags(data as Record<string, unknown>, sets);
+  const config = validateTrainConfig(data, abs, blameSetFlags(applied));
   delete (config as Record<string, unknown>).$schema;
   return { config, configDir: path.dirname(abs), file: abs };
 }
