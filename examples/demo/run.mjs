@@ -88,13 +88,13 @@ const cfgDir = path.join(runs, "configs");
 fs.mkdirSync(cfgDir, { recursive: true });
 const read = (name) => JSON.parse(fs.readFileSync(path.join(here, name), "utf8"));
 const inRuns = (p) => p.replace(/^runs\//, "../");
-function writeConfig(name, c) {
+function writeConfig(name, c, train = true) {
   if (c.model?.path) c.model.path = inRuns(c.model.path);
   if (c.data?.path) c.data.path = inRuns(c.data.path);
   if (c.out) c.out = inRuns(c.out);
   if (typeof c.tokenizer === "string") c.tokenizer = path.relative(cfgDir, path.resolve(here, c.tokenizer));
-  c.progress = false;
-  if (quick) {
+  if (train) c.progress = false;
+  if (train && quick) {
     if (c.maxSteps) c.maxSteps = 2;
     else c.numEpochs = 1;
     c.saveSteps = 1;
@@ -103,7 +103,7 @@ function writeConfig(name, c) {
   fs.writeFileSync(path.join(cfgDir, name), `${JSON.stringify(c, null, 2)}\n`);
   return rel(path.join(cfgDir, name));
 }
-writeConfig("rewards.json", read("rewards.json"));
+writeConfig("rewards.json", read("rewards.json"), false);
 const baseCfg = writeConfig("base.json", read("base.json"));
 const armCfg = {};
 for (const s of SEEDS)
