@@ -48,6 +48,7 @@ const G = 4; // GRPO's numGenerations, also the headroom's G
 
 const env = { ...cliEnv, RARL_LOG_LEVEL: process.env.RARL_LOG_LEVEL ?? "warn" };
 const t0 = performance.now();
+const loadAtStart = os.loadavg()[0];
 const timings = [];
 const rel = (p) => path.relative(repo, p);
 const exists = (...p) => fs.existsSync(path.join(runs, ...p));
@@ -172,7 +173,7 @@ const facts = {
   data_seed: DATA_SEED,
   splits: SPLITS,
   judge: "offline judge, structured facts (modality, lesion, side, size); not an LLM judge",
-  load_average_at_start: os.loadavg()[0],
+  load_average_at_start: loadAtStart,
 };
 await run("results", ["steps", "results", path.join(runs, "eval"), headroom, path.join(runs, "results.json"), SEEDS.join(","), JSON.stringify(facts)]);
 await run("HTML report", ["report", "--run", rel(path.join(runs, `rarl-seed${SEEDS[0]}`)), "--evals", rel(path.join(runs, "results.json")), "--html", rel(path.join(runs, "report.html")), "--title", "RARL-TS demo: RARL vs SFT from a family-O base"]);
