@@ -75,7 +75,7 @@ describe("rarl report --run --html", () => {
     expect(html).toMatch(/consistent with Table 3 \(because\)/);
     expect(html).toMatch(/pass@G 60\.0% \(G 4\)/);
     expect(html).toMatch(/flippable 21\.0%/);
-    expect(html).toMatch(/RARL − SFT, out-of-distribution/);
+    expect(html).toMatch(/RARL − SFT, out-of-distribution<\/dt><dd>5\.0 points, 95% CI \[1\.0, 9\.0\]/);
   });
 
   it("names the missing metrics file, a half-given option pair and a bad evals row", async () => {

@@ -62,7 +62,8 @@ export function experimentFacts(file: string): Record<string, string> {
   if (Array.isArray(j.paired))
     for (const p of j.paired as Array<Record<string, unknown>>) {
       if (p.difference !== "rarl-sft" || p.prompting !== "reasoning" || !Array.isArray(p.ci95)) continue;
-      out[`RARL − SFT, ${p.split}`] = `${pc(p.mean)} points, 95% CI [${pc(p.ci95[0])}, ${pc(p.ci95[1])}]`;
+      const pts = (x: unknown) => (typeof x === "number" ? (100 * x).toFixed(1) : "?");
+      out[`RARL − SFT, ${p.split}`] = `${pts(p.mean)} points, 95% CI [${pts(p.ci95[0])}, ${pts(p.ci95[1])}]`;
     }
   return out;
 }
