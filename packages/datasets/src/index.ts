@@ -18,5 +18,5 @@ export {
   type SplitOptions,
   type SplitResult,
 } from "./split";
-export { synthesize, synthSpec, synthSvg, synthQuestions, synthReasoning, type SynthOptions, type SynthImageSpec, type SynthModality, type SynthResult } from "./synth";
+export { synthesize, synthSpec, synthSvg, synthQuestions, synthReasoning, type SynthOptions, type SynthImageSpec, type SynthModality, type SynthResult, type SynthSplit, type SynthStyle, type SynthQuestion, type QuestionFamily } from "./synth";
 export { countSamples, datasetStats, exportSamples, type DatasetStats } from "./stats";

@@ -66,7 +66,49 @@ describe("synthetic medical VQA", () => {
     }
   });
 
+  it("named splits: disjoint images, one question family each, style-shifted images", async () => {
+    const d = tmpDir();
+    const res = await synthesize(d, {
+      seed: 5,
+      size: 48,
+      splits: [
+        { name: "base", images: 12, family: "O" },
+        { name: "val", images: 6, family: "T" },
+        { name: "shift", images: 6, family: "T", style: { lesionIntensity: 170, gamma: 1.6, grain: 0.3 } },
+      ],
+    });
+    expect(res.images).toHaveLength(24);
+    const imagesOf = (sp: string) => new Set(res.samples.filter((s) => s.split === sp).map((s) => (s.extra as { image_id: string }).image_id));
+    const base = imagesOf("base");
+    const val = imagesOf("val");
+    const shift = imagesOf("shift");
+    expect(base.size + val.size + shift.size).toBe(24);
+    for (const id of val) expect(base.has(id) || shift.has(id)).toBe(false);
+    expect(res.samples).toHaveLength(48);
+    const fam = (sp: string) => new Set(res.samples.filter((s) => s.split === sp).map((s) => (s.extra as { family: string }).family));
+    expect([...fam("base")]).toEqual(["O"]);
+    expect([...fam("val")]).toEqual(["T"]);
+    const tTypes = new Set(res.samples.filter((s) => s.split !== "base").map((s) => (s.extra as { qtype: string }).qtype));
+    for (const q of tTypes) expect(["abnormal", "healthy", "lesion-on-side"]).toContain(q);
+    for (const s of res.samples.filter((x) => x.split !== "base")) expect(s.answer === "Yes" || s.answer === "No").toBe(true);
+    for (const s of res.samples.filter((x) => (x.extra as { qtype: string }).qtype === "is-modality")) expect(s.answer).toBe(s.question.includes(` ${s.modality} `) ? "Yes" : "No");
+    // the shifted style changes the pixels: the same spec drawn in the default style differs
+    const plain = tmpDir();
+    await synthesize(plain, { seed: 5, size: 48, splits: [{ name: "base", images: 12, family: "O" }, { name: "val", images: 6, family: "T" }, { name: "shift", images: 6, family: "T" }] });
+    const first = [...shift][0];
+    const img = (id: string) => ({ id, image: { path: `images/${id}.png` }, question: "", answer: "", answer_type: "open" as const });
+    const a = await decodeImage(img(first) as never, d);
+    const b = await decodeImage(img(first) as never, plain);
+    const mean = (x: { data: Uint8Array }) => x.data.reduce((p, v) => p + v, 0) / x.data.length;
+    expect(mean(a)).toBeLessThan(mean(b)); // gamma 1.6 darkens
+    const firstVal = [...val][0];
+    expect(fs.readFileSync(path.join(d, "images", `${firstVal}.png`))).toEqual(fs.readFileSync(path.join(plain, "images", `${firstVal}.png`)));
+  });
+
   it("rejects bad options", async () => {
+    await expect(synthesize(tmpDir(), { splits: [{ name: "a", images: 2 }, { name: "a", images: 2 }] })).rejects.toThrow(/split name "a" must be unique/);
+    await expect(synthesize(tmpDir(), { style: { gamma: 0 } })).rejects.toThrow(/style\.gamma must be in/);
+    await expect(synthesize(tmpDir(), { splits: [{ name: "a", images: 2, style: { grain: 2 } }] })).rejects.toThrow(/split "a": style\.grain/);
     await expect(synthesize(tmpDir(), { n: 0 })).rejects.toThrow(/n must be a positive integer/);
     await expect(synthesize(tmpDir(), { size: 8 })).rejects.toThrow(/size/);
   });

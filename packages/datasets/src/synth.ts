@@ -9,6 +9,36 @@ import type { Sample } from "./types";
 /** Synthetic modalities, named as in the paper's reasoning set. */
 export type SynthModality = "X-ray" | "CT" | "MRI";
 
+/**
+ * Question families, for experiments that hold a skill out: "O" asks what the image shows (modality, "is this an
+ * MRI?", lesion side, lesion size, "is the lesion large?", describe the abnormality); "T" asks the yes/no diagnostic
+ * questions (abnormal? healthy? a lesion in the left/right lung?). "all" mixes the original pool (without the
+ * modality yes/no question).
+ */
+export type QuestionFamily = "O" | "T" | "all";
+
+/** How the images are drawn; the defaults are the original style. */
+export interface SynthStyle {
+  /** Grey level of the lesion's centre (0-255). Default 235. Lower is fainter. */
+  lesionIntensity?: number;
+  /** Gamma applied to the rendered image (out = 255 (in/255)^gamma). Default 1 (none). */
+  gamma?: number;
+  /** Opacity of the fractal-noise grain layer, in [0, 1]. Default 0.12. */
+  grain?: number;
+}
+
+/** A named split of its own images (no image is shared between splits). */
+export interface SynthSplit {
+  /** Split name written in `split` (e.g. "base", "val", "test-id"). */
+  name: string;
+  /** Number of images; each gets `questionsPerImage` questions. */
+  images: number;
+  /** Question family. Default the option `family`. */
+  family?: QuestionFamily;
+  /** Image style. Default the option `style`. */
+  style?: SynthStyle;
+}
+
 /** Options of the synthetic medical VQA generator. */
 export interface SynthOptions {
   /** Number of samples (questions). Default 1000. */
@@ -25,6 +55,15 @@ export interface SynthOptions {
   lesionProbability?: number;
   /** Relative frequency of each modality. Default the paper's 194 MRI / 143 CT / 529 X-ray. */
   modalityWeights?: Partial<Record<SynthModality, number>>;
+  /** Question family of every image (see {@link QuestionFamily}). Default "all". */
+  family?: QuestionFamily;
+  /** Image style (see {@link SynthStyle}). Default the original style. */
+  style?: SynthStyle;
+  /**
+   * Named splits, each with its own images, family and style, in this order (image ids run on across splits).
+   * When given, `n` and `testFraction` are ignored. Default: the train/test split by `testFraction`.
+   */
+  splits?: SynthSplit[];
 }
 
 /** What one synthetic image shows (the ground truth every question is derived from). */
@@ -91,7 +130,7 @@ function regions(m: SynthModality, S: number): Array<[number, number, number, nu
 }
 
 /** Draws the SVG of one synthetic image (pure; all randomness comes from `rng`). */
-export function synthSvg(spec: SynthImageSpec, S: number, rng: Rng): string {
+export function synthSvg(spec: SynthImageSpec, S: number, rng: Rng, style: SynthStyle = {}): string {
   const j = (a: number) => rng.uniform(-a, a);
   const parts: string[] = [];
   const [L, R] = regions(spec.modality, S);
@@ -122,7 +161,7 @@ export function synthSvg(spec: SynthImageSpec, S: number, rng: Rng): string {
     parts.push(`<line x1="${f(S * 0.5)}" y1="${f(S * 0.1)}" x2="${f(S * 0.5)}" y2="${f(S * 0.9)}" stroke="${g(70)}" stroke-width="${f(S * 0.01)}"/>`);
   }
   if (spec.lesion) {
-    parts.push(`<circle cx="${f(spec.cx!)}" cy="${f(spec.cy!)}" r="${f(spec.r!)}" fill="${g(235 + j(10))}" filter="url(#soft)"/>`);
+    parts.push(`<circle cx="${f(spec.cx!)}" cy="${f(spec.cy!)}" r="${f(spec.r!)}" fill="${g((style.lesionIntensity ?? 235) + j(10))}" filter="url(#soft)"/>`);
   }
   const seed = 1 + rng.int(1000);
   return (
@@ -130,7 +169,7 @@ export function synthSvg(spec: SynthImageSpec, S: number, rng: Rng): string {
     `<defs><filter id="soft" x="-50%" y="-50%" width="200%" height="200%"><feGaussianBlur stdDeviation="${f(S * 0.006)}"/></filter>` +
     `<filter id="grain"><feTurbulence type="fractalNoise" baseFrequency="0.9" numOctaves="1" seed="${seed}"/><feColorMatrix type="saturate" values="0"/></filter></defs>` +
     parts.join("") +
-    `<rect width="${S}" height="${S}" filter="url(#grain)" opacity="0.12"/>` +
+    `<rect width="${S}" height="${S}" filter="url(#grain)" opacity="${style.grain ?? 0.12}"/>` +
     "</svg>"
   );
 }
@@ -169,27 +208,60 @@ export function synthReasoning(spec: SynthImageSpec, S: number): string {
 
 const yn = (b: boolean) => (b ? "Yes" : "No");
 
-/** The questions about one image: [kind, question, answer, answer_type]. */
-export function synthQuestions(spec: SynthImageSpec, rng: Rng, k: number): Array<{ kind: "closed" | "open" | "reasoning"; question: string; answer: string; answer_type: "closed" | "open" }> {
+/** One synthetic question. `qtype` names the question, `family` its {@link QuestionFamily}. */
+export interface SynthQuestion {
+  kind: "closed" | "open" | "reasoning";
+  qtype: string;
+  family: "O" | "T";
+  question: string;
+  answer: string;
+  answer_type: "closed" | "open";
+}
+
+/** The questions about one image (k of the family's pool, shuffled). */
+export function synthQuestions(spec: SynthImageSpec, rng: Rng, k: number, family: QuestionFamily = "all"): SynthQuestion[] {
   const a = ANATOMY[spec.modality];
-  const pool: Array<{ kind: "closed" | "open" | "reasoning"; question: string; answer: string; answer_type: "closed" | "open" }> = [];
+  const pool: SynthQuestion[] = [];
   const askSide = rng.random() < 0.5 ? "left" : "right";
-  pool.push({ kind: "closed", question: `Is there a lesion in the ${a.region(askSide)}?`, answer: yn(spec.lesion && spec.side === askSide), answer_type: "closed" });
-  pool.push({ kind: "closed", question: "Does this image look abnormal?", answer: yn(spec.lesion), answer_type: "closed" });
-  pool.push({ kind: "open", question: "What imaging modality is this?", answer: spec.modality, answer_type: "open" });
-  pool.push({ kind: "reasoning", question: a.healthy, answer: yn(!spec.lesion), answer_type: "closed" });
+  pool.push({ kind: "closed", qtype: "lesion-on-side", family: "T", question: `Is there a lesion in the ${a.region(askSide)}?`, answer: yn(spec.lesion && spec.side === askSide), answer_type: "closed" });
+  pool.push({ kind: "closed", qtype: "abnormal", family: "T", question: "Does this image look abnormal?", answer: yn(spec.lesion), answer_type: "closed" });
+  pool.push({ kind: "open", qtype: "modality", family: "O", question: "What imaging modality is this?", answer: spec.modality, answer_type: "open" });
+  pool.push({ kind: "reasoning", qtype: "healthy", family: "T", question: a.healthy, answer: yn(!spec.lesion), answer_type: "closed" });
   pool.push({
     kind: "reasoning",
+    qtype: "describe",
+    family: "O",
     question: "Describe the abnormality in this image, if any.",
     answer: spec.lesion ? `${spec.lesionSize} lesion in the ${a.region(spec.side!)}` : "no abnormality",
     answer_type: "open",
   });
   if (spec.lesion) {
-    pool.push({ kind: "open", question: "Which side is the lesion on?", answer: spec.side!, answer_type: "open" });
-    pool.push({ kind: "open", question: "What is the size of the lesion?", answer: spec.lesionSize!, answer_type: "open" });
-    pool.push({ kind: "closed", question: "Is the lesion large?", answer: yn(spec.lesionSize === "large"), answer_type: "closed" });
+    pool.push({ kind: "open", qtype: "side", family: "O", question: "Which side is the lesion on?", answer: spec.side!, answer_type: "open" });
+    pool.push({ kind: "open", qtype: "size", family: "O", question: "What is the size of the lesion?", answer: spec.lesionSize!, answer_type: "open" });
+    pool.push({ kind: "closed", qtype: "large", family: "O", question: "Is the lesion large?", answer: yn(spec.lesionSize === "large"), answer_type: "closed" });
   }
-  return rng.shuffle(pool).slice(0, Math.min(k, pool.length));
+  if (family === "O") {
+    // a yes/no perception question, so a family-O model knows the yes/no answer form without the diagnostic questions
+    const asked = MODALITIES[rng.int(MODALITIES.length)];
+    pool.push({ kind: "closed", qtype: "is-modality", family: "O", question: `Is this an ${asked} image?`.replace("an CT", "a CT"), answer: yn(spec.modality === asked), answer_type: "closed" });
+  }
+  const fam = family === "all" ? pool : pool.filter((q) => q.family === family);
+  return rng.shuffle(fam).slice(0, Math.min(k, fam.length));
+}
+
+/** Applies gamma to an 8-bit buffer in place (out = 255 (in/255)^gamma). */
+function applyGamma(buf: Buffer, gamma: number): void {
+  const lut = new Uint8Array(256);
+  for (let v = 0; v < 256; v++) lut[v] = Math.round(255 * (v / 255) ** gamma);
+  for (let i = 0; i < buf.length; i++) buf[i] = lut[buf[i]];
+}
+
+function checkStyle(st: SynthStyle | undefined, where: string): void {
+  if (!st) return;
+  const bad = (f: string, v: unknown, want: string) => new DatasetError(`synth: ${where}style.${f} must be ${want}, got ${v}`, { code: "DATASET_BAD_OPTIONS", details: { field: `style.${f}` } });
+  if (st.lesionIntensity !== undefined && !(st.lesionIntensity >= 0 && st.lesionIntensity <= 255)) throw bad("lesionIntensity", st.lesionIntensity, "in [0, 255]");
+  if (st.gamma !== undefined && !(st.gamma > 0 && st.gamma <= 10)) throw bad("gamma", st.gamma, "in (0, 10]");
+  if (st.grain !== undefined && !(st.grain >= 0 && st.grain <= 1)) throw bad("grain", st.grain, "in [0, 1]");
 }
 
 /** What {@link synthesize} wrote. */
@@ -229,11 +301,42 @@ export async function synthesize(out: string, opts: SynthOptions = {}): Promise<
   const drawRng = root.fork();
   const qRng = root.fork();
   const splitSeed = root.nextU32();
-  const numImages = Math.ceil(n / qpi);
+  checkStyle(opts.style, "");
+  const splits = opts.splits;
+  if (splits !== undefined) {
+    if (splits.length === 0) throw new DatasetError("synth: splits must not be empty", { code: "DATASET_BAD_OPTIONS", details: { field: "splits" } });
+    const names = new Set<string>();
+    for (const sp of splits) {
+      if (!/^[A-Za-z0-9_.-]+$/.test(sp.name) || names.has(sp.name))
+        throw new DatasetError(`synth: split name "${sp.name}" must be unique and of letters, digits, _ . -`, { code: "DATASET_BAD_OPTIONS", details: { field: "splits" } });
+      names.add(sp.name);
+      if (!Number.isInteger(sp.images) || sp.images < 1) throw new DatasetError(`synth: split "${sp.name}": images must be a positive integer, got ${sp.images}`, { code: "DATASET_BAD_OPTIONS", details: { field: "splits" } });
+      checkStyle(sp.style, `split "${sp.name}": `);
+    }
+  }
+  const numImages = splits ? splits.reduce((a, sp) => a + sp.images, 0) : Math.ceil(n / qpi);
   const images: SynthImageSpec[] = [];
   for (let i = 0; i < numImages; i++) images.push(synthSpec(i, specRng.fork(), S, pLesion, weights));
-  const { test } = stratifiedSplit(images, { seed: splitSeed, stratifyBy: (s) => s.modality, testFraction });
-  const testIds = new Set(test.map((s) => s.id));
+  // per image: its split, family and style
+  const splitOf: string[] = [];
+  const familyOf: QuestionFamily[] = [];
+  const styleOf: SynthStyle[] = [];
+  if (splits) {
+    for (const sp of splits)
+      for (let i = 0; i < sp.images; i++) {
+        splitOf.push(sp.name);
+        familyOf.push(sp.family ?? opts.family ?? "all");
+        styleOf.push(sp.style ?? opts.style ?? {});
+      }
+  } else {
+    const { test } = stratifiedSplit(images, { seed: splitSeed, stratifyBy: (s) => s.modality, testFraction });
+    const testIds = new Set(test.map((s) => s.id));
+    for (const im of images) {
+      splitOf.push(testIds.has(im.id) ? "test" : "train");
+      familyOf.push(opts.family ?? "all");
+      styleOf.push(opts.style ?? {});
+    }
+  }
 
   fs.mkdirSync(path.join(out, "images"), { recursive: true });
   const drawRngs = images.map(() => drawRng.fork());
@@ -241,18 +344,27 @@ export async function synthesize(out: string, opts: SynthOptions = {}): Promise<
   for (let i = 0; i < images.length; i += batch) {
     await Promise.all(
       images.slice(i, i + batch).map(async (spec, k) => {
-        const svg = synthSvg(spec, S, drawRngs[i + k]);
-        const png = await sharp(Buffer.from(svg)).grayscale().png({ compressionLevel: 9, adaptiveFiltering: false }).toBuffer();
+        const style = styleOf[i + k];
+        const svg = synthSvg(spec, S, drawRngs[i + k], style);
+        let png: Buffer;
+        if ((style.gamma ?? 1) !== 1) {
+          const raw = await sharp(Buffer.from(svg)).grayscale().raw().toBuffer({ resolveWithObject: true });
+          applyGamma(raw.data, style.gamma!);
+          png = await sharp(raw.data, { raw: { width: raw.info.width, height: raw.info.height, channels: raw.info.channels } })
+            .grayscale()
+            .png({ compressionLevel: 9, adaptiveFiltering: false })
+            .toBuffer();
+        } else png = await sharp(Buffer.from(svg)).grayscale().png({ compressionLevel: 9, adaptiveFiltering: false }).toBuffer();
         writeFileAtomic(path.join(out, "images", `${spec.id}.png`), png);
       }),
     );
   }
   const samples: Sample[] = [];
-  for (const spec of images) {
+  images.forEach((spec, idx) => {
     const reasoning = synthReasoning(spec, S);
-    const qs = synthQuestions(spec, qRng.fork(), Math.min(qpi, n - samples.length));
+    const qs = synthQuestions(spec, qRng.fork(), splits ? qpi : Math.min(qpi, n - samples.length), familyOf[idx]);
     qs.forEach((q, k) => {
-      const extra: Record<string, unknown> = { kind: q.kind, image_id: spec.id, lesion: spec.lesion };
+      const extra: Record<string, unknown> = { kind: q.kind, image_id: spec.id, lesion: spec.lesion, family: q.family, qtype: q.qtype };
       if (spec.lesion) {
         extra.side = spec.side;
         extra.lesion_size = spec.lesionSize;
@@ -266,11 +378,11 @@ export async function synthesize(out: string, opts: SynthOptions = {}): Promise<
         answer_type: q.answer_type,
         modality: spec.modality,
         source: "synth",
-        split: testIds.has(spec.id) ? "test" : "train",
+        split: splitOf[idx],
         extra,
       });
     });
-  }
+  });
   const lines = samples.map((s) =>
     JSON.stringify({
       id: s.id,

@@ -298,7 +298,7 @@ export function compositeScorer(set: RewardSet): RewardScorer<Sample> {
     const scores = await set.composite.scoreBatch(
       items.map((it) => ({
         completion: it.completion,
-        sample: { id: it.example.id, answer: it.example.answer, reasoning: it.example.reasoning ?? null, answer_type: it.example.answer_type, choices: it.example.choices ?? null },
+        sample: { id: it.example.id, answer: it.example.answer, reasoning: it.example.reasoning ?? null, answer_type: it.example.answer_type, choices: it.example.choices ?? null, modality: it.example.modality ?? null, extra: it.example.extra ?? null },
       })),
       set.ctx,
     );

@@ -19,8 +19,33 @@ describe("offline judge (not an LLM judge)", () => {
     expect((await offlineVerdict(s("The Pneumonia", "pneumonia!"))).prediction_score).toBe(1);
     expect((await offlineVerdict(s("right lower lobe pneumonia", "pneumonia in right lower lobe"))).prediction_score).toBe(1);
     expect((await offlineVerdict(s("right lower lobe pneumonia", "cardiomegaly"))).prediction_score).toBe(0);
-    const v = await offlineVerdict(s("left kidney", "kidney stone"));
-    expect(v.evaluation).toMatch(/^offline \(not an LLM judge\): open question, lexical-f1 0\.500/);
+    const v = await offlineVerdict(s("kidney", "kidney stone"));
+    expect(v.evaluation).toMatch(/^offline \(not an LLM judge\): open question, lexical-f1 0\.667/);
+  });
+  it("open findings by structured facts: the side swap is wrong, all facts must agree", async () => {
+    const ref = "large lesion in the left lung";
+    const swap = await offlineVerdict(s(ref, "small lesion in the right lung"));
+    expect(swap.prediction_score).toBe(0);
+    expect(swap.evaluation).toMatch(/structured facts 1\/3/);
+    expect((await offlineVerdict(s(ref, "large lesion in the right lung"))).prediction_score).toBe(0);
+    expect((await offlineVerdict(s(ref, "A large lesion, patient's left lung."))).prediction_score).toBe(1);
+    // with facts off, the old unigram F1 passes the swap (why the default changed)
+    expect((await offlineVerdict(s(ref, "small lesion in the right lung"), { facts: false })).prediction_score).toBe(1);
+  });
+  it('"no abnormality" is not a yes/no reference: "No" alone does not pass', async () => {
+    expect(isClosed("no abnormality")).toBe(false);
+    expect(isClosed("No")).toBe(true);
+    expect((await offlineVerdict(s("no abnormality", "No"))).prediction_score).toBe(0);
+    expect((await offlineVerdict(s("no abnormality", "a lesion in the left lung"))).prediction_score).toBe(0);
+    expect((await offlineVerdict(s("no abnormality", "normal"))).prediction_score).toBe(1);
+  });
+  it("reasoning by structured facts: every fact of the reference reasoning", async () => {
+    const ref = { reference_reasoning: "CT. A large bright spot in the image's right half, the patient's left lung. Abnormal." };
+    const ok = await offlineVerdict(s("Yes", "Yes", { ...ref, prediction_reasoning: "CT. A large bright spot, the patient's left lung. Abnormal." }));
+    expect(ok.reasoning_score).toBe(1);
+    const swapped = await offlineVerdict(s("Yes", "Yes", { ...ref, prediction_reasoning: "CT. A large bright spot in the image's left half, the patient's right lung. Abnormal." }));
+    expect(swapped.reasoning_score).toBe(0);
+    expect(swapped.evaluation).toMatch(/reasoning structured facts 3\/4/);
   });
   it("uses a given similarity scorer (e.g. BERTScore) and threshold", async () => {
     const calls: string[][] = [];
@@ -63,14 +88,14 @@ describe("judge-as-reward adapter", () => {
 describe("offline judge with BERTScore (@rarl/rewards BertScorer on the bertscore-tiny fixture)", () => {
   it("loads the encoder once, scores open answers by BERTScore F1 against the threshold", async () => {
     const encoderDir = path.join(fixturesDir(), "bertscore-tiny");
-    const j = Judge.create({ judge: "offline", offline: { encoderDir, threshold: 0.999 } });
+    const j = Judge.create({ judge: "offline", offline: { encoderDir, threshold: 0.999, facts: false } });
     const same = await j.judge(s("a chest x-ray with pneumonia", "A chest x-ray with pneumonia."));
     const diff = await j.judge(s("a chest x-ray with pneumonia", "the liver looks normal"));
     expect(same.verdict?.prediction_score).toBe(1); // normalised exact match
     expect(diff.verdict?.prediction_score).toBe(0);
     expect(diff.verdict?.evaluation).toMatch(/open question, bertscore 0\.\d{3} vs threshold 0\.999/);
     const f1 = Number(/bertscore (0\.\d+)/.exec(diff.verdict!.evaluation)![1]);
-    const lenient = Judge.create({ judge: "offline", offline: { encoderDir, threshold: f1 - 0.01 } });
+    const lenient = Judge.create({ judge: "offline", offline: { encoderDir, threshold: f1 - 0.01, facts: false } });
     expect((await lenient.judge(s("a chest x-ray with pneumonia", "the liver looks normal"))).verdict?.prediction_score).toBe(1);
     j.close();
     lenient.close();

@@ -1,5 +1,6 @@
 import { NoEncoderError, RewardConfigError } from "./errors";
-import { canonicalYesNo, expandReference, matchChoice, normalizeAnswer } from "./normalize";
+import { factCount, factsSimilarity, sampleFacts } from "./facts";
+import { canonicalYesNo, expandReference, isYesNoReference, matchChoice, normalizeAnswer } from "./normalize";
 import { extractAnswer, extractThink, hasAnyTag, parseExactFormat } from "./tags";
 import type { RewardContext, RewardDefinition, RewardSample, TextSimilarity } from "./types";
 
@@ -52,8 +53,7 @@ function exactMatch(pred: string, refs: string[]): boolean {
   const p = normalizeAnswer(pred);
   const pyn = canonicalYesNo(pred);
   return refs.some((r) => {
-    const ryn = canonicalYesNo(r);
-    if (ryn !== null && normalizeAnswer(r).split(" ").length <= 2) return pyn === ryn;
+    if (isYesNoReference(r)) return pyn === canonicalYesNo(r);
     return p.length > 0 && p === normalizeAnswer(r);
   });
 }
@@ -62,7 +62,7 @@ function exactMatch(pred: string, refs: string[]): boolean {
  * Accuracy reward (RARL §2.2.2). The predicted answer is `extractAnswer(completion)`: the content of the last
  * `<answer>…</answer>` block, else (no `<answer>` tag) the whole completion minus `<think>…</think>` blocks.
  * The reference is expanded VQA-Med-2019 style (`#` alternatives, optional `(…)` parts; best over expansions).
- * - `closed`: 1/0. A yes/no reference (its first word a yes/no synonym, at most two words) matches a prediction with the
+ * - `closed`: 1/0. A yes/no reference (a single yes/no word, see isYesNoReference) matches a prediction with the
  *   same yes/no meaning (YES_WORDS / NO_WORDS); other references need normalised equality (case, punctuation,
  *   articles, accents ignored).
  * - `choice`: 1/0. The prediction and the reference are each mapped to an option (letter "B", "(b)", "B. text", or
@@ -94,7 +94,9 @@ export async function accuracyReward(completion: string, sample: RewardSample, c
 /**
  * Reasoning-aware reward (RARL §2.2.2): similarity (BERTScore F1 by default; ctx.reasoningSimilarity, else
  * ctx.similarity) of the `<think>` content (first `<think>…</think>` pair, trimmed) to the sample's reference
- * reasoning, clamped to [0, 1]. 0 when the completion has no non-empty `<think>…</think>` or the sample has no
+ * reasoning, clamped to [0, 1]. With the structured-facts scorer (`factsSimilarity`) and a sample that has
+ * ground-truth fields (`modality`, `extra.lesion/side/lesion_size`), the share of those facts the `<think>` states
+ * correctly. 0 when the completion has no non-empty `<think>…</think>` or the sample has no
  * reference reasoning. No scorer -> NoEncoderError.
  */
 export async function reasoningReward(completion: string, sample: RewardSample, ctx: RewardContext): Promise<number> {
@@ -102,6 +104,11 @@ export async function reasoningReward(completion: string, sample: RewardSample, 
   const ref = typeof sample.reasoning === "string" ? wellFormed(sample.reasoning).trim() : "";
   if (!think || ref.length === 0) return 0;
   const sim = ctx.reasoningSimilarity ?? ctx.similarity;
+  if (sim && "scoreAgainst" in sim && sim === factsSimilarity) {
+    // structured facts: against the sample's ground-truth fields when it has them, else the reference text's facts
+    const truth = sampleFacts(sample);
+    if (factCount(truth) > 0) return clamp01(factsSimilarity.scoreAgainst(think, truth) ?? 0);
+  }
   if (!sim)
     throw new NoEncoderError('reward "reasoning" needs a similarity scorer: set `encoder` (a BERT/RoBERTa folder) or `"scorer": "lexical-f1"`', {
       code: "REWARD_NO_ENCODER",

@@ -5,6 +5,7 @@ import Ajv, { type ErrorObject } from "ajv";
 import { BertScorer } from "./bertscore/bertscore";
 import { CompositeReward } from "./composite";
 import { RewardConfigError } from "./errors";
+import { factsSimilarity } from "./facts";
 import { lexicalF1 } from "./lexical";
 import { RewardRegistry } from "./registry";
 import { loadTokenCounter } from "./tokenizer";
@@ -37,9 +38,12 @@ export interface RewardConfig {
   /** The policy model's tokenizer.json (for `length`), relative to the config's folder. Required when `length` is used. */
   tokenizer?: string;
   /**
-   * Similarity scorer: "bertscore" (needs `encoder`; default) or "lexical-f1" (token F1, no model; only when named here).
+   * Similarity scorer: "bertscore" (needs `encoder`; default), "lexical-f1" (token F1, no model; only when named here)
+   * or "structured-facts" (modality / lesion / side / size parsed from the texts and compared, `factsSimilarity`; the
+   * reasoning reward compares the `<think>` with the sample's ground-truth fields when it has them; no model). Not in
+   * the paper (it uses BERTScore); TRL has no equivalent.
    */
-  scorer?: "bertscore" | "lexical-f1";
+  scorer?: "bertscore" | "lexical-f1" | "structured-facts";
   /** BERTScore layer (0 = embeddings ... numLayers = last). Default: last. */
   layer?: number;
   /** BERTScore idf weighting over the references being scored (answers for accuracy, reasonings for reasoning). Default false. */
@@ -74,7 +78,7 @@ export const REWARD_CONFIG_SCHEMA = {
     },
     encoder: { type: "string", minLength: 1 },
     tokenizer: { type: "string", minLength: 1 },
-    scorer: { enum: ["bertscore", "lexical-f1"] },
+    scorer: { enum: ["bertscore", "lexical-f1", "structured-facts"] },
     layer: { type: "integer", minimum: 0 },
     idf: { type: "boolean" },
     baseline: {
@@ -196,6 +200,7 @@ export async function buildRewards(config: RewardConfig, opts: BuildRewardsOptio
     });
   let dispose = () => {};
   if (config.scorer === "lexical-f1") ctx.similarity = lexicalF1;
+  else if (config.scorer === "structured-facts") ctx.similarity = factsSimilarity;
   else if (config.encoder) {
     await initBackend();
     const bopts = { layer: config.layer, baseline: config.baseline, batchSize: config.batchSize };

@@ -1,7 +1,8 @@
 export { EncoderError, NoEncoderError, RewardConfigError, RewardError, RewardInputError, RewardPluginError } from "./errors";
 export type { AnswerType, RewardContext, RewardDefinition, RewardFn, RewardSample, TextSimilarity, TokenCounter } from "./types";
 export { extractAnswer, extractThink, hasAnyTag, parseExactFormat, TAGS } from "./tags";
-export { canonicalYesNo, expandReference, MAX_OPTIONAL_GROUPS, matchChoice, NO_WORDS, normalizeAnswer, YES_WORDS } from "./normalize";
+export { FACT_KEYS, type Facts, factAgreement, factCount, factsSimilarity, parseFacts, sampleFacts } from "./facts";
+export { canonicalYesNo, expandReference, isYesNoReference, MAX_OPTIONAL_GROUPS, matchChoice, NO_WORDS, normalizeAnswer, YES_WORDS } from "./normalize";
 export { lexicalF1, tokenF1 } from "./lexical";
 export { accuracyReward, BUILTIN_REWARDS, clamp01, formatReward, lengthReward, reasoningReward, wellFormed } from "./builtins";
 export { defineReward, RewardRegistry, runReward } from "./registry";

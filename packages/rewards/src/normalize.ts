@@ -31,6 +31,16 @@ export function canonicalYesNo(s: string): "yes" | "no" | null {
   return null;
 }
 
+/**
+ * True when a reference is a yes/no answer: its normalised text is a single YES_WORDS / NO_WORDS word ("Yes", "no.").
+ * "No abnormality", "None seen" or "Not present" are open answers (a finding), not yes/no: any prediction starting with
+ * "No" must not match them.
+ */
+export function isYesNoReference(ref: string): boolean {
+  const n = normalizeAnswer(ref);
+  return n.length > 0 && !n.includes(" ") && canonicalYesNo(n) !== null;
+}
+
 /** Upper bound on the expansions of one reference (2^MAX_OPTIONAL_GROUPS per alternative). */
 export const MAX_OPTIONAL_GROUPS = 6;
 

@@ -12,6 +12,10 @@ export interface RewardSample {
   answer_type: AnswerType;
   /** Option texts of a multiple-choice question, lettered A, B, C, ... */
   choices?: string[] | null;
+  /** Imaging modality (ground truth; read by the structured-facts reasoning reward). */
+  modality?: string | null;
+  /** Dataset extras; `lesion`, `side`, `lesion_size` (as written by `rarl data synth`) are read by the structured-facts reasoning reward. */
+  extra?: Record<string, unknown> | null;
 }
 
 /** Counts tokens with the policy model's tokenizer (no special tokens added). */

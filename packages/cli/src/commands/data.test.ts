@@ -32,6 +32,22 @@ async function capture(args: string[]): Promise<{ code: number; out: string; err
 }
 
 describe("rarl data", () => {
+  it("synth --splits: named splits of their own images, families and styles; bad specs are rejected", async () => {
+    const out = path.join(dir, "synth-splits");
+    const s = await capture(["data", "synth", "--seed", "2", "--size", "48", "--out", out, "--splits", "base:6:O,val:3:T,shifted:3:T:lesion=170;gamma=1.6;grain=0.3"]);
+    expect(s.code).toBe(0);
+    expect(s.err).toMatch(/wrote 24 samples \(12 base \/ 6 val \/ 6 shifted\) on 12 images/);
+    const rows = fs.readFileSync(path.join(out, "samples.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(new Set(rows.filter((r) => r.split === "base").map((r) => r.extra.family))).toEqual(new Set(["O"]));
+    expect(new Set(rows.filter((r) => r.split !== "base").map((r) => r.extra.family))).toEqual(new Set(["T"]));
+    const bad = await capture(["data", "synth", "--out", path.join(dir, "bad"), "--splits", "a:2:X"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/family must be O, T or all/);
+    const badStyle = await capture(["data", "synth", "--out", path.join(dir, "bad"), "--style", "blur=2"]);
+    expect(badStyle.code).not.toBe(0);
+    expect(badStyle.err).toMatch(/unknown style key "blur"/);
+  });
+
   it("synth writes images + samples.jsonl; stats --json prints exactly one JSON object", async () => {
     const out = path.join(dir, "synth");
     const s = await capture(["data", "synth", "--n", "20", "--seed", "1", "--size", "48", "--out", out]);

@@ -4,11 +4,13 @@ import {
   type ColumnMapping,
   DATASET_FORMATS,
   type DatasetFormat,
-  type LoadOptions,
-  type SkippedRow,
   datasetStats,
   exportSamples,
+  type LoadOptions,
   loadDataset,
+  type SkippedRow,
+  type SynthSplit,
+  type SynthStyle,
   synthesize,
 } from "@rarl/datasets";
 import { type Command, Option } from "commander";
@@ -36,6 +38,39 @@ function collectMap(v: string, prev: ColumnMapping = {}): ColumnMapping {
   const m = v.match(/^([a-z_]+)=(.+)$/);
   if (!m || !MAP_FIELDS.includes(m[1])) throw new Error(`--map expects FIELD=COLUMN with FIELD one of ${MAP_FIELDS.join(", ")}, got "${v}"`);
   return { ...prev, [m[1]]: m[2] };
+}
+
+/**
+ * Parses `--splits`: comma-separated `name:images[:family[:style]]`, family O | T | all, style
+ * `lesion=<0-255>;gamma=<g>;grain=<0-1>` (any subset), e.g. `base:300:O,val:40:T,shifted:60:T:lesion=170;gamma=1.6`.
+ */
+export function parseSynthSplits(v: string): SynthSplit[] {
+  return v.split(",").map((entry) => {
+    const [name, images, family, style] = entry.trim().split(":");
+    const n = Number(images);
+    if (!name || !Number.isInteger(n) || n < 1) throw new Error(`--splits: "${entry}" must be name:images[:family[:style]] with images a positive integer`);
+    const sp: SynthSplit = { name, images: n };
+    if (family) {
+      if (family !== "O" && family !== "T" && family !== "all") throw new Error(`--splits: "${entry}": family must be O, T or all, got "${family}"`);
+      sp.family = family;
+    }
+    if (style) sp.style = parseStyle(style, `--splits "${entry}"`);
+    return sp;
+  });
+}
+
+function parseStyle(v: string, where: string): SynthStyle {
+  const st: SynthStyle = {};
+  for (const kv of v.split(";")) {
+    const [k, x] = kv.split("=");
+    const n = Number(x);
+    if (!Number.isFinite(n)) throw new Error(`${where}: style "${kv}" must be key=number`);
+    if (k === "lesion") st.lesionIntensity = n;
+    else if (k === "gamma") st.gamma = n;
+    else if (k === "grain") st.grain = n;
+    else throw new Error(`${where}: unknown style key "${k}" (lesion, gamma, grain)`);
+  }
+  return st;
 }
 
 /** The loader options shared by `stats` and `export`. */
@@ -134,9 +169,27 @@ export function register(program: Command): void {
     .option("--size <px>", "image side in pixels", int("size", 32), 112)
     .option("--questions-per-image <k>", "questions per image (1-5)", int("questions-per-image"), 2)
     .option("--test-fraction <f>", "fraction of images in the test split", fraction("test-fraction"), 0.2)
+    .addOption(new Option("--family <f>", "question family: O (what the image shows), T (yes/no diagnostic), all").choices(["O", "T", "all"]).default("all"))
+    .option("--style <s>", "image style, e.g. lesion=170;gamma=1.6;grain=0.3 (defaults lesion 235, gamma 1, grain 0.12)")
+    .option("--splits <list>", "named splits with their own images: name:images[:family[:style]],... (replaces --n/--test-fraction)")
     .action(async (o) => {
-      const r = await withOutputLock(o.out, () => synthesize(o.out, { n: o.n, seed: o.seed, size: o.size, questionsPerImage: o.questionsPerImage, testFraction: o.testFraction }), { command: "rarl data synth" });
-      const test = r.samples.filter((s) => s.split === "test").length;
-      process.stderr.write(`wrote ${r.samples.length} samples (${r.samples.length - test} train / ${test} test) on ${r.images.length} images to ${path.resolve(o.out)}\n`);
+      const r = await withOutputLock(
+        o.out,
+        () =>
+          synthesize(o.out, {
+            n: o.n,
+            seed: o.seed,
+            size: o.size,
+            questionsPerImage: o.questionsPerImage,
+            testFraction: o.testFraction,
+            family: o.family,
+            style: o.style ? parseStyle(o.style, "--style") : undefined,
+            splits: o.splits ? parseSynthSplits(o.splits) : undefined,
+          }),
+        { command: "rarl data synth" },
+      );
+      const counts = new Map<string, number>();
+      for (const s of r.samples) counts.set(s.split ?? "", (counts.get(s.split ?? "") ?? 0) + 1);
+      process.stderr.write(`wrote ${r.samples.length} samples (${[...counts].map(([k, v]) => `${v} ${k}`).join(" / ")}) on ${r.images.length} images to ${path.resolve(o.out)}\n`);
     });
 }

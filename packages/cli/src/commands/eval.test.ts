@@ -4,7 +4,7 @@ import path from "node:path";
 import { fixturesDir } from "@rarl/core";
 import { synthesize } from "@rarl/datasets";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { EvalInputError, parseDataSpec, runEval, splitThinkAnswer } from "../eval/run-eval";
+import { EvalInputError, parseDataSpec, runEval, runEvalWithHeadroom, splitThinkAnswer } from "../eval/run-eval";
 import { runCli } from "../program";
 import { readJsonl } from "../report/io";
 
@@ -36,6 +36,26 @@ describe("parseDataSpec", () => {
 });
 
 describe("rarl eval", () => {
+  it("headroom: G samples per question with the sampler options, judged; training-template prompting; bad prompt named", async () => {
+    const data = `rarl:${path.join(tmp, "synth/samples.jsonl")}`;
+    const hOut = path.join(tmp, "headroom.json");
+    const r = await runEvalWithHeadroom({ model: FIXTURE, data, prompt: "explanation-required", split: "test", limit: 2, out: path.join(tmp, "h.jsonl"), maxNewTokens: 3, batchSize: 2, samples: 3, temperature: 1, topK: 5, headroomOut: hOut });
+    expect(r.records).toHaveLength(2);
+    const h = r.headroom!;
+    expect(h).toMatchObject({ n: 2, g: 3 });
+    for (const k of ["greedy", "pass_at_1", "pass_at_g", "maj_at_g", "flippable", "all_equal"] as const) expect(h[k]).toBeGreaterThanOrEqual(0);
+    expect(h.pass_at_g).toBeGreaterThanOrEqual(h.pass_at_1);
+    const written = JSON.parse(fs.readFileSync(hOut, "utf8"));
+    expect(written.metrics).toEqual(h);
+    expect(written.sampler).toMatchObject({ temperature: 1, topK: 5, prompt: "explanation-required" });
+    expect(written.items).toHaveLength(2);
+    expect(written.items[0].answers).toHaveLength(3);
+    // the training template differs from the §3.3 reasoning prompt
+    const reasoning = await runEval({ model: FIXTURE, data, prompt: "reasoning", split: "test", limit: 2, out: path.join(tmp, "h2.jsonl"), maxNewTokens: 3, batchSize: 2 });
+    expect(reasoning).toHaveLength(2);
+    await expect(runEval({ model: FIXTURE, data, prompt: "nope", out: path.join(tmp, "x.jsonl") })).rejects.toThrow(/--prompt must be one of .*explanation-required.*got "nope"/);
+  });
+
   it("answers the test split with the tiny fixture (batched greedy) and writes the judge's predictions format", async () => {
     const out = path.join(tmp, "preds.jsonl");
     const recs = await runEval({ model: FIXTURE, data: `rarl:${path.join(tmp, "synth/samples.jsonl")}`, prompt: "reasoning", split: "test", out, maxNewTokens: 6, batchSize: 2 });

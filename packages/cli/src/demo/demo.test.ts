@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEval } from "../eval/run-eval";
 import { writeRunReport } from "../report/run";
 import { compactReasoning, compactSamplesFile, DemoDataError } from "./data";
+import { evalSuite } from "./experiment";
 import { summarizeDemo } from "./summary";
 import { writeDemoModel } from "./vocab";
 
@@ -80,7 +81,7 @@ describe("demo pipeline (2-step smoke version)", () => {
     before.close();
     after.close();
 
-    // RARL: GRPO + LoRA with the four rewards (lexical F1) and the three templates
+    // RARL: GRPO + LoRA with the four rewards (structured facts, as the demo) and the three templates
     const grpo = await runTrain({
       config: {
         trainer: "grpo",
@@ -92,7 +93,7 @@ describe("demo pipeline (2-step smoke version)", () => {
         progress: false,
         model: { type: "qwen2vl", path: "warmup/adapter", lora: { r: 8, alpha: 16 } },
         data: { format: "rarl", path: "data/compact.jsonl", split: "train", limit: 4 },
-        rewards: { rewards: [{ use: "format" }, { use: "length" }, { use: "accuracy" }, { use: "reasoning" }], scorer: "lexical-f1", tokenizer: path.join(TOKENIZER, "tokenizer.json") },
+        rewards: { rewards: [{ use: "format" }, { use: "length" }, { use: "accuracy" }, { use: "reasoning" }], scorer: "structured-facts", tokenizer: path.join(TOKENIZER, "tokenizer.json") },
       },
       configDir: tmp,
       out: d("grpo"),
@@ -111,6 +112,22 @@ describe("demo pipeline (2-step smoke version)", () => {
     const results = JSON.parse(fs.readFileSync(d("results.json"), "utf8"));
     expect(results.seed).toBe(2);
     expect(results.evals).toHaveLength(1);
+    // the experiment's eval suite: one model load, several (split, prompting) runs, judged by structured facts
+    const judged = await evalSuite({
+      model: d("warmup/adapter"),
+      adapter: d("grpo/adapter"),
+      data: `rarl:${d("data/compact.jsonl")}`,
+      runs: [
+        ["test", "reasoning"],
+        ["test", "explanation-required"],
+      ],
+      out: d("eval/rarl-seed1.json"),
+      maxNewTokens: 6,
+    });
+    const nTest = fs.readFileSync(d("data/compact.jsonl"), "utf8").split("\n").filter((l) => l.includes('"split":"test"')).length;
+    expect(judged).toHaveLength(2 * nTest);
+    expect(JSON.parse(fs.readFileSync(d("eval/rarl-seed1.json"), "utf8")).answers).toEqual(judged);
+    for (const a of judged) expect([0, 1]).toContain(a.correct);
     writeRunReport({ run: d("grpo"), html: d("report.html") });
     const html = fs.readFileSync(d("report.html"), "utf8");
     expect(html).toContain("<svg");

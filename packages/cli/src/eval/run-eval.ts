@@ -2,9 +2,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { initBackend, lockOutput, RarlError, writeFileAtomic } from "@rarl/core";
 import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
-import type { PredictionRecord } from "@rarl/judge";
+import { offlineVerdict, type PredictionRecord } from "@rarl/judge";
 import { generate, loadAdapter, loadGenerationConfig, loadQwen2VL, type Qwen2VLForConditionalGeneration, type Qwen2VLProcessor } from "@rarl/model";
-import { buildPrompt, NON_REASONING, REASONING } from "@rarl/prompts";
+import { BUILTIN_TEMPLATES, buildPrompt } from "@rarl/prompts";
+import { type Headroom, type HeadroomItem, headroomMetrics } from "./headroom";
 
 /** Bad eval input (missing model folder, bad --data spec, empty split). */
 export class EvalInputError extends RarlError {}
@@ -81,8 +82,18 @@ export interface AnswerOptions {
   temperature?: number;
   topP?: number;
   topK?: number;
+  /** Ids never generated (HF `suppress_tokens`); "vision": the model's vision ids ({@link visionTokenIds}). Default none (headroom samples: "vision", as GRPO). */
+  suppressTokens?: number[] | "vision";
   /** Seed of sampling. Default 0. */
   seed?: number;
+}
+
+/** The image/video pad and vision start/end ids of a loaded model (GRPO suppresses them when it samples). */
+export function visionTokenIds(m: EvalModel): number[] {
+  const c = m.model.config;
+  const t = m.processor.tokenizer.specialIds;
+  const ids = [c.imageTokenId, c.videoTokenId, c.visionStartTokenId, c.visionEndTokenId, t?.imagePad, t?.videoPad, t?.visionStart, t?.visionEnd];
+  return [...new Set(ids.filter((x): x is number => typeof x === "number"))];
 }
 
 /** Generates one completion per (messages, image) prompt in batches; returns the texts in order. */
@@ -92,8 +103,19 @@ export async function generateAnswers(
   o: AnswerOptions = {},
   onBatch?: (done: number, total: number) => void,
 ): Promise<string[]> {
+  return (await generateSamples(m, prompts, o, 1, onBatch)).map((r) => r[0]);
+}
+
+/** Generates `g` completions per prompt (sharing one prefill, as GRPO does) in batches; returns them per prompt. */
+export async function generateSamples(
+  m: EvalModel,
+  prompts: Array<{ messages: unknown[]; images?: Array<string | Uint8Array> }>,
+  o: AnswerOptions,
+  g: number,
+  onBatch?: (done: number, total: number) => void,
+): Promise<string[][]> {
   const bs = o.batchSize ?? 16;
-  const out: string[] = [];
+  const out: string[][] = [];
   for (let i = 0; i < prompts.length; i += bs) {
     const batch = prompts.slice(i, i + bs).map((p) => ({ text: m.processor.applyChatTemplate(p.messages as never, { addGenerationPrompt: true }), images: p.images }));
     const res = await generate(m.model, m.processor, {
@@ -103,10 +125,12 @@ export async function generateAnswers(
       temperature: o.temperature,
       topP: o.topP,
       topK: o.topK,
+      suppressTokens: o.suppressTokens === "vision" ? visionTokenIds(m) : o.suppressTokens,
+      numSamples: g,
       seed: (o.seed ?? 0) + i,
       eosTokenIds: m.eosTokenIds,
     });
-    for (const row of res.samples) out.push(row[0].text);
+    for (const row of res.samples) out.push(row.map((x) => x.text));
     onBatch?.(Math.min(i + bs, prompts.length), prompts.length);
   }
   return out;
@@ -120,8 +144,19 @@ export interface RunEvalOptions extends AnswerOptions {
   adapter?: string;
   /** `<format>:<path>` as for `rarl data`. */
   data: string;
-  /** §3.3 inference prompting. */
-  prompt: "reasoning" | "non-reasoning";
+  /**
+   * Prompting: "reasoning" / "non-reasoning" (§3.3 inference prompts) or a training template's name
+   * ("explanation-required", "short-form", "open-ended"; Appendix A), to evaluate with the prompts a model was trained on.
+   */
+  prompt: string;
+  /**
+   * Headroom: also draw this many samples per question (G, at `temperature` / `topK` / `topP`, vision ids suppressed
+   * unless `suppressTokens` is given: GRPO's sampler), judge greedy and samples with the offline judge and return
+   * {@link Headroom} metrics. Default 0 (none).
+   */
+  samples?: number;
+  /** Headroom JSON to write ({metrics, items}); only with `samples`. */
+  headroomOut?: string;
   /** Keep only this split (e.g. "test"); default every sample. */
   split?: string;
   /** First N samples (after the split filter). */
@@ -143,9 +178,17 @@ export interface RunEvalOptions extends AnswerOptions {
  * the output's lock. Returns the records.
  */
 export async function runEval(o: RunEvalOptions): Promise<Array<PredictionRecord & { completion: string }>> {
-  if (o.prompt !== "reasoning" && o.prompt !== "non-reasoning") {
-    throw new EvalInputError(`--prompt must be "reasoning" or "non-reasoning", got "${o.prompt}"`, { code: "EVAL_BAD_OPTION", details: { field: "prompt" } });
+  return (await runEvalWithHeadroom(o)).records;
+}
+
+/** {@link runEval}, also returning the headroom metrics when `samples` > 0. */
+export async function runEvalWithHeadroom(o: RunEvalOptions): Promise<{ records: Array<PredictionRecord & { completion: string }>; headroom?: Headroom }> {
+  const template = BUILTIN_TEMPLATES[o.prompt];
+  if (!template) {
+    throw new EvalInputError(`--prompt must be one of ${Object.keys(BUILTIN_TEMPLATES).join(", ")}, got "${o.prompt}"`, { code: "EVAL_BAD_OPTION", details: { field: "prompt" } });
   }
+  const G = o.samples ?? 0;
+  if (!(Number.isInteger(G) && G >= 0)) throw new EvalInputError(`--samples must be an integer >= 0, got ${G}`, { code: "EVAL_BAD_OPTION", details: { field: "samples" } });
   const spec = parseDataSpec(o.data);
   if (!o.loaded) checkModelPaths(o.model, o.adapter);
   const stream = loadDataset({ format: spec.format as never, path: spec.path });
@@ -154,7 +197,6 @@ export async function runEval(o: RunEvalOptions): Promise<Array<PredictionRecord
   if (o.split) samples = samples.filter((s) => s.split === o.split);
   if (o.limit) samples = samples.slice(0, o.limit);
   if (samples.length === 0) throw new EvalInputError(`${spec.path}: no samples${o.split ? ` in split "${o.split}"` : ""}`, { code: "EVAL_NO_SAMPLES", details: { file: spec.path } });
-  const template = o.prompt === "reasoning" ? REASONING : NON_REASONING;
   const prompts = samples.map((s) => ({ messages: buildPrompt(s, template), images: [imageInput(s, root)] }));
   fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
   // One writer per predictions file: a second `rarl eval --out` on it is refused naming this process's PID.
@@ -184,7 +226,27 @@ export async function runEval(o: RunEvalOptions): Promise<Array<PredictionRecord
     });
     fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
     writeFileAtomic(o.out, records.map((r) => JSON.stringify(r)).join("\n") + "\n");
-    return records;
+    if (G === 0) return { records };
+    const sampled = await generateSamples(m, prompts, { ...o, doSample: true, suppressTokens: o.suppressTokens ?? "vision", seed: (o.seed ?? 0) + 1_000_003 }, G);
+    const items: HeadroomItem[] = [];
+    for (const [i, r] of records.entries()) {
+      const greedy = (await offlineVerdict(r)).prediction_score;
+      const answers: string[] = [];
+      const correct: Array<0 | 1> = [];
+      for (const text of sampled[i]) {
+        const { reasoning, answer } = splitThinkAnswer(text);
+        answers.push(answer);
+        correct.push((await offlineVerdict({ ...r, prediction: answer, prediction_reasoning: reasoning })).prediction_score);
+      }
+      const image = (samples[i].extra as { image_id?: unknown } | undefined)?.image_id;
+      items.push({ id: r.id, image: typeof image === "string" ? image : undefined, greedy, answers, correct });
+    }
+    const headroom = headroomMetrics(items);
+    if (o.headroomOut) {
+      fs.mkdirSync(path.dirname(path.resolve(o.headroomOut)), { recursive: true });
+      writeFileAtomic(o.headroomOut, `${JSON.stringify({ metrics: headroom, sampler: { temperature: o.temperature ?? 1, topK: o.topK ?? null, topP: o.topP ?? null, prompt: o.prompt }, items }, null, 1)}\n`);
+    }
+    return { records, headroom };
   } finally {
     if (!o.loaded) m.dispose();
     lock.release();

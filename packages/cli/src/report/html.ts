@@ -21,6 +21,10 @@ export interface EvalRow {
   n: number;
   /** The judge that scored it (e.g. "offline (not an LLM judge)"). */
   judge?: string;
+  /** Test split (e.g. "in-distribution", "out-of-distribution"); shown as a column when any row has one. */
+  split?: string;
+  /** Standard error of `accuracy` (over seeds, or a bootstrap); shown as ± and as an error bar when given. */
+  se?: number;
 }
 
 /** A sample completion with its rewards. */
@@ -152,15 +156,24 @@ export function lineChartSvg(spec: ChartSpec, rows: Array<Record<string, number>
 <div class="legend">${legend}</div></figure>`;
 }
 
+/** A horizontal bar for an accuracy in [0, 1] with an error bar of ± 2 s.e. (inline SVG). */
+export function errorBarSvg(acc: number, se: number): string {
+  const W = 160;
+  const x = (v: number) => (Math.min(1, Math.max(0, v)) * W).toFixed(1);
+  return `<svg class="eb" width="${W}" height="12" viewBox="0 0 ${W} 12" role="img" aria-label="${(100 * acc).toFixed(1)}% ± ${(200 * se).toFixed(1)}"><rect x="0" y="2" width="${x(acc)}" height="8" fill="#93c5fd"/><line x1="${x(acc - 2 * se)}" x2="${x(acc + 2 * se)}" y1="6" y2="6" stroke="#1e3a8a" stroke-width="1.5"/><line x1="${x(acc - 2 * se)}" x2="${x(acc - 2 * se)}" y1="2" y2="10" stroke="#1e3a8a"/><line x1="${x(acc + 2 * se)}" x2="${x(acc + 2 * se)}" y1="2" y2="10" stroke="#1e3a8a"/></svg>`;
+}
+
 function evalTable(rows: EvalRow[]): string {
   const pct = (x: number | null) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)}%`);
+  const withSplit = rows.some((r) => r.split !== undefined);
+  const withSe = rows.some((r) => typeof r.se === "number");
   const body = rows
     .map(
       (r) =>
-        `<tr><td>${esc(r.model)}</td><td>${esc(r.prompting)}</td><td>${pct(r.accuracy)}</td><td>${pct(r.reasoning)}</td><td>${r.n}</td><td>${esc(r.judge ?? "")}</td></tr>`,
+        `<tr><td>${esc(r.model)}</td>${withSplit ? `<td>${esc(r.split ?? "")}</td>` : ""}<td>${esc(r.prompting)}</td><td>${pct(r.accuracy)}${typeof r.se === "number" ? ` ± ${(100 * r.se).toFixed(1)}` : ""}</td>${withSe ? `<td>${typeof r.se === "number" ? errorBarSvg(r.accuracy, r.se) : ""}</td>` : ""}<td>${pct(r.reasoning)}</td><td>${r.n}</td><td>${esc(r.judge ?? "")}</td></tr>`,
     )
     .join("");
-  return `<table id="eval"><thead><tr><th>model</th><th>prompting</th><th>final answer</th><th>reasoning</th><th>n</th><th>judge</th></tr></thead><tbody>${body}</tbody></table>`;
+  return `<table id="eval"><thead><tr><th>model</th>${withSplit ? "<th>split</th>" : ""}<th>prompting</th><th>final answer${withSe ? " (± s.e.)" : ""}</th>${withSe ? "<th>± 2 s.e.</th>" : ""}<th>reasoning</th><th>n</th><th>judge</th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
 function samplesTable(rows: SampleRow[]): string {

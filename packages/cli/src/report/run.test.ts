@@ -44,6 +44,40 @@ describe("rarl report --run --html", () => {
     ]);
   });
 
+  it("an experiment's results.json: split column, accuracy ± s.e. with an error bar, the headroom and the verdict", async () => {
+    const res = path.join(tmp, "experiment.json");
+    fs.writeFileSync(
+      res,
+      JSON.stringify({
+        evals: [
+          { model: "warmup (base)", split: "in-distribution", prompting: "reasoning", accuracy: 0.3, reasoning: 0.2, n: 100, se: 0.04 },
+          { model: "rarl (GRPO + LoRA)", split: "out-of-distribution", prompting: "reasoning", accuracy: 0.61, reasoning: 0.5, n: 100, se: 0.02 },
+        ],
+        headroom: { greedy: 0.3, pass_at_1: 0.31, pass_at_g: 0.6, g: 4, maj_at_g: 0.33, flippable: 0.21 },
+        paired: [{ difference: "rarl-sft", split: "out-of-distribution", prompting: "reasoning", mean: 0.05, ci95: [0.01, 0.09] }],
+        seeds: [1, 2, 3],
+        verdict: "consistent with Table 3",
+        verdict_why: "because",
+      }),
+    );
+    const out = path.join(tmp, "exp.html");
+    const err = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    try {
+      expect(await runCli(["report", "--run", path.join(tmp, "run"), "--evals", res, "--html", out])).toBe(0);
+    } finally {
+      err.mockRestore();
+    }
+    const html = fs.readFileSync(out, "utf8");
+    expect(html).toContain("<th>split</th>");
+    expect(html).toContain("out-of-distribution");
+    expect(html).toContain("61.0% ± 2.0");
+    expect(html).toContain('aria-label="61.0% ± 4.0"');
+    expect(html).toMatch(/consistent with Table 3 \(because\)/);
+    expect(html).toMatch(/pass@G 60\.0% \(G 4\)/);
+    expect(html).toMatch(/flippable 21\.0%/);
+    expect(html).toMatch(/RARL − SFT, out-of-distribution<\/dt><dd>5\.0 points, 95% CI \[1\.0, 9\.0\]/);
+  });
+
   it("names the missing metrics file, a half-given option pair and a bad evals row", async () => {
     const err = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
     try {

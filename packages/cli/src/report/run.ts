@@ -58,6 +58,34 @@ export function readEvals(file: string): EvalRow[] {
   return rows as EvalRow[];
 }
 
+/**
+ * The experiment summary of a results.json beside its evals (the demo's): the verdict, the headroom and the paired
+ * RARL − SFT differences, as report facts. Missing fields are skipped.
+ */
+export function experimentFacts(file: string): Record<string, string> {
+  let j: Record<string, unknown>;
+  try {
+    j = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch {
+    return {};
+  }
+  if (!j || Array.isArray(j) || typeof j !== "object") return {};
+  const out: Record<string, string> = {};
+  const pc = (x: unknown) => (typeof x === "number" ? `${(100 * x).toFixed(1)}%` : "?");
+  if (typeof j.verdict === "string") out.verdict = `${j.verdict}${typeof j.verdict_why === "string" ? ` (${j.verdict_why})` : ""}`;
+  const h = j.headroom as Record<string, unknown> | undefined;
+  if (h && typeof h === "object")
+    out.headroom = `greedy ${pc(h.greedy)}, pass@1 ${pc(h.pass_at_1)}, pass@G ${pc(h.pass_at_g)} (G ${h.g}), maj@G ${pc(h.maj_at_g)}, flippable ${pc(h.flippable)}`;
+  if (Array.isArray(j.seeds)) out.seeds = j.seeds.join(", ");
+  if (Array.isArray(j.paired))
+    for (const p of j.paired as Array<Record<string, unknown>>) {
+      if (p.difference !== "rarl-sft" || p.prompting !== "reasoning" || !Array.isArray(p.ci95)) continue;
+      const pts = (x: unknown) => (typeof x === "number" ? (100 * x).toFixed(1) : "?");
+      out[`RARL − SFT, ${p.split}`] = `${pts(p.mean)} points, 95% CI [${pts(p.ci95[0])}, ${pts(p.ci95[1])}]`;
+    }
+  return out;
+}
+
 /** Options of {@link writeRunReport}. */
 export interface RunReportOptions {
   /** RUN_DIR of `rarl train` (metrics.jsonl, samples.jsonl, config.json). */
@@ -76,6 +104,7 @@ export function writeRunReport(o: RunReportOptions): string {
   const evalsFile = o.evals ?? path.join(o.run, "evals.json");
   const evals = o.evals || fs.existsSync(evalsFile) ? readEvals(evalsFile) : undefined;
   const facts: Record<string, string | number> = { run: path.resolve(o.run) };
+  if (evals) Object.assign(facts, experimentFacts(evalsFile));
   const cfgFile = path.join(o.run, "config.json");
   if (fs.existsSync(cfgFile)) {
     try {
