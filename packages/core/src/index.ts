@@ -2,6 +2,7 @@ export { RarlError, BackendError, SafetensorsError } from "./errors";
 export { Rng, type RngState } from "./rng";
 export { BACKEND_ORDER, getBackendName, getWasmThreads, initBackend, type BackendName, type InitBackendOptions } from "./backend";
 export { setWasmTransposeFix } from "./wasm-fixes";
+export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS, type WebgpuInfo } from "./webgpu";
 export { writeFileAtomic } from "./fs";
 export * from "./safetensors/index";
 export { getLogger, setLogSink, formatLogLine, type Logger, type LogLevel, type LogFields } from "./logger";
@@ -9,3 +10,5 @@ export { createProgress, type Progress, type ProgressOptions } from "./progress"
 export { gradientsRegistered } from "./gradients";
 /** Test helpers: the repo root, and its `test-fixtures/` folder. */
 export { fixturesDir, repoRoot } from "./testing/fixtures";
+/** Test helper: null when the webgpu backend starts, else why not (throws under RARL_REQUIRE_WEBGPU=1). */
+export { webgpuSkipReason } from "./testing/webgpu";

@@ -1,0 +1,15 @@
+/**
+ * Kernel fixes for @tensorflow/tfjs-backend-webgpu 4.22, registered by @rarl/core when the webgpu backend starts
+ * (the wasm ones are in wasm-fixes.ts). One file per kernel family under webgpu-kernels/, each tested against cpu:
+ *  - softmax.ts: rows masked with -FLT_MAX came out NaN (seed of the running max one ulp too high).
+ */
+import { registerWebgpuSoftmax } from "./webgpu-kernels/softmax";
+
+let applied = false;
+
+/** Registers @rarl/core's webgpu kernels (idempotent; after @tensorflow/tfjs-backend-webgpu has loaded). */
+export function applyWebgpuKernelFixes(): void {
+  if (applied) return;
+  applied = true;
+  registerWebgpuSoftmax();
+}
