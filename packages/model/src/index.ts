@@ -40,7 +40,7 @@ export {
   type PromptInput,
   type TextPrompt,
 } from "./generation/generate";
-export { type CompletionBatch, type CompletionLogprobs, completionLogprobs, completionLogprobsHost } from "./generation/completion";
+export { type CompletionBatch, type CompletionLogprobs, completionLogprobs, completionLogprobsHost, readCompletionLogprobs } from "./generation/completion";
 export { headLogits, lmHeadWeight, releaseTransposedLmHead, transposedLmHead } from "./generation/lm_head";
 export { type ResolvedSamplingParams, type RowChoice, type SamplingParams, resolveSamplingParams, sampleRow, selectToken } from "./generation/sampling";
 export { type FinishReason, type StopConfig, StopTracker } from "./generation/stopping";

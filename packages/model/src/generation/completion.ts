@@ -247,7 +247,23 @@ function hiddenSharedPrompts(model: Qwen2VLForConditionalGeneration, batch: Comp
   }
 }
 
-/** Host version of {@link completionLogprobs}: per row, the log-probs of that completion's tokens (no padding). */
+/**
+ * Async host version of {@link completionLogprobs}: per row, the log-probs of that completion's tokens (no padding).
+ * Works on every backend (webgpu has no synchronous read-back in Node).
+ */
+export async function readCompletionLogprobs(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch): Promise<number[][]> {
+  const r = completionLogprobs(model, batch);
+  try {
+    const lc = r.logprobs.shape[1];
+    const data = await r.logprobs.data();
+    return batch.completions.map((c, b) => Array.from(data.subarray(b * lc, b * lc + c.length)));
+  } finally {
+    r.logprobs.dispose();
+    r.mask.dispose();
+  }
+}
+
+/** Host version of {@link completionLogprobs} (synchronous read: cpu, wasm, tensorflow; on webgpu use {@link readCompletionLogprobs}). */
 export function completionLogprobsHost(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch): number[][] {
   const r = completionLogprobs(model, batch);
   try {

@@ -230,12 +230,12 @@ export function buildBatch(prompts: TokenizedPrompt[], padId: number, completion
  * there (forward with skipLogits, then {@link headLogits}); with `probs`, their softmax instead (computed by the
  * backend: for plain sampling it replaces the host's O(V) max / exp pass per row).
  */
-function lastPositionLogits(
+async function lastPositionLogits(
   model: Qwen2VLForConditionalGeneration,
   args: Parameters<Qwen2VLForConditionalGeneration["forward"]>[0],
   transposed: boolean,
   probs = false,
-): { logits: Float32Array; cache: KVCache | undefined } {
+): Promise<{ logits: Float32Array; cache: KVCache | undefined }> {
   const out = model.forward({ ...args, skipLogits: true, outputHiddenStates: true });
   try {
     const hs = out.hiddenStates!;
@@ -245,9 +245,12 @@ function lastPositionLogits(
       const l = headLogits(model, tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D, transposed);
       return probs ? tf.softmax(l) : l;
     });
-    const host = logits.dataSync() as Float32Array;
-    logits.dispose();
-    return { logits: host, cache: out.pastKeyValues };
+    // An async read: GPU backends (webgpu) have no synchronous read-back in Node.
+    try {
+      return { logits: (await logits.data()) as Float32Array, cache: out.pastKeyValues };
+    } finally {
+      logits.dispose();
+    }
   } finally {
     out.logits.dispose();
     tf.dispose(out.hiddenStates ?? []);
@@ -330,7 +333,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
   let cache: KVCache | undefined;
   let logits: Float32Array;
   try {
-    const out = lastPositionLogits(
+    const out = await lastPositionLogits(
       model,
       { inputIds: batch.inputIds, attentionMask: batch.attentionMask, pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw, useCache: true },
       transposed,
@@ -392,7 +395,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       active = keep.map((a) => active[a]);
       const ids = tf.tensor2d(next, [active.length, 1], "int32");
       try {
-        logits = lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed, plain).logits; // [active, V]
+        logits = (await lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed, plain)).logits; // [active, V]
       } finally {
         ids.dispose();
       }
