@@ -4,6 +4,7 @@ export { BACKEND_ORDER, getBackendName, getWasmThreads, initBackend, type Backen
 export { setWasmTransposeFix } from "./wasm-fixes";
 export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS, type WebgpuInfo } from "./webgpu";
 export { writeFileAtomic } from "./fs";
+export { readToHost } from "./host-read";
 export * from "./safetensors/index";
 export { getLogger, setLogSink, formatLogLine, type Logger, type LogLevel, type LogFields } from "./logger";
 export { createProgress, type Progress, type ProgressOptions } from "./progress";

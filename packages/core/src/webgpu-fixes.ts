@@ -2,7 +2,12 @@
  * Kernel fixes for @tensorflow/tfjs-backend-webgpu 4.22, registered by @rarl/core when the webgpu backend starts
  * (the wasm ones are in wasm-fixes.ts). One file per kernel family under webgpu-kernels/, each tested against cpu:
  *  - softmax.ts: rows masked with -FLT_MAX came out NaN (seed of the running max one ulp too high).
+ *  - matmul.ts: no split-K (float atomics) for long-K products, so runs are exact from run to run (resume).
+ *  - segment_sum.ts: UnsortedSegmentSum (gather's gradient) summed in index order instead of with float atomics.
+ * RARL_WEBGPU_DETERMINISTIC=0 turns the last two off.
  */
+import { registerWebgpuDeterministicMatmul } from "./webgpu-kernels/matmul";
+import { registerWebgpuSegmentSum } from "./webgpu-kernels/segment_sum";
 import { registerWebgpuSoftmax } from "./webgpu-kernels/softmax";
 
 let applied = false;
@@ -12,4 +17,6 @@ export function applyWebgpuKernelFixes(): void {
   if (applied) return;
   applied = true;
   registerWebgpuSoftmax();
+  registerWebgpuDeterministicMatmul();
+  registerWebgpuSegmentSum();
 }
