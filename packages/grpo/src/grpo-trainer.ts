@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { readToHost } from "@rarl/core";
 import type { GRPOConfig } from "./config";
 import { combineRewards, computeAdvantages, summary } from "./math/advantages";
 import { completionMask, grpoLoss, grpoMetricsTensor, readGrpoMetrics } from "./math/loss";
@@ -151,7 +152,7 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
         let t = performance.now();
         for (const r of rollouts) {
           const B = r.items.length;
-          const maskData = r.mask.dataSync();
+          const maskData = await r.mask.data();
           let tokens = 0;
           for (const x of maskData) tokens += x;
           const totals = { sequences: B, tokens };
@@ -183,8 +184,9 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
               });
             }, this.variables);
             if (!whole) tf.dispose([mask, adv, ...(oldLogp ? [oldLogp] : []), ...(refLogp ? [refLogp] : [])]);
-            lossSum += value.dataSync()[0];
+            lossSum += (await value.data())[0];
             value.dispose();
+            await readToHost([metricsT!]);
             const mm = readGrpoMetrics(metricsT!);
             (metricsT as tf.Tensor | null)?.dispose();
             const w = tokens > 0 ? chunkTokens / tokens : n / B;
@@ -207,7 +209,7 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
         timing.backward += performance.now() - t;
         t = performance.now();
         const grads = acc.mean();
-        ({ gradNorm, lr } = this.applyUpdate(grads, lastLoss));
+        ({ gradNorm, lr } = await this.applyUpdate(grads, lastLoss));
         if (this.backend.syncWeights) await this.backend.syncWeights(this.policy, this.updates);
         timing.optimizer += performance.now() - t;
       }
