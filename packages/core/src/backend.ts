@@ -119,9 +119,11 @@ async function tryTensorflow(): Promise<string | null> {
   return errors.join("; ");
 }
 
-async function tryWebgpu(): Promise<string | null> {
+async function tryWebgpu(allowSoftware: boolean): Promise<string | null> {
   try {
-    await prepareWebgpu(importOptional);
+    const info = await prepareWebgpu(importOptional);
+    // A software adapter (mesa's llvmpipe/lavapipe, SwiftShader) is slower than wasm: only used when asked for by name.
+    if (info.software && !allowSoftware) return `only a software adapter (${info.device || info.description}); name webgpu explicitly (RARL_BACKEND=webgpu) to use it`;
   } catch (e) {
     if (e instanceof WebgpuUnavailable) return e.message;
     throw e;
@@ -139,12 +141,12 @@ async function tryWasm(threads?: number): Promise<string | null> {
   }
 }
 
-async function tryBackend(name: BackendName, opts: InitBackendOptions): Promise<string | null> {
+async function tryBackend(name: BackendName, opts: InitBackendOptions, explicit: boolean): Promise<string | null> {
   switch (name) {
     case "tensorflow":
       return tryTensorflow();
     case "webgpu":
-      return tryWebgpu();
+      return tryWebgpu(explicit);
     case "wasm":
       return tryWasm(opts.wasmThreads);
     case "cpu": {
@@ -174,7 +176,7 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
   if (chosen && tf.getBackend() === chosen && (!explicit || order[0] === chosen)) return chosen;
   const failures: string[] = [];
   for (const name of order) {
-    const why = await tryBackend(name, opts);
+    const why = await tryBackend(name, opts, explicit);
     if (why === null) {
       await tf.ready();
       if (chosen !== name) {

@@ -211,9 +211,63 @@ export async function prepareWebgpu(importOptional: (name: string) => Promise<un
         log.info("webgpu adapter", { ...rest, ...limits });
       }
       info = started;
-      return new webgpuMod.WebGPUBackend(device, ai);
+      const backend = new webgpuMod.WebGPUBackend(device, ai);
+      guardBindingSizes(backend as unknown as GuardedBackend, started.limits.maxStorageBufferBindingSize);
+      reportDeviceErrors(device);
+      return backend;
     },
     3,
   );
   return started;
+}
+
+type GuardedBackend = {
+  runWebGPUProgram(program: { shaderKey?: string; variableNames?: string[]; outputShape: number[] }, inputs: tf.TensorInfo[], dtype: tf.DataType, ...rest: unknown[]): tf.TensorInfo;
+};
+
+/**
+ * The binding limit the guard enforces: the device's maxStorageBufferBindingSize, or RARL_WEBGPU_BINDING_LIMIT
+ * (bytes) when that is smaller (tests force a small limit to exercise the error and the chunked paths).
+ */
+export function webgpuBindingLimit(): number {
+  const dev = info?.limits.maxStorageBufferBindingSize ?? Number.POSITIVE_INFINITY;
+  const forced = Number(process.env.RARL_WEBGPU_BINDING_LIMIT ?? Number.NaN);
+  return Number.isFinite(forced) && forced > 0 ? Math.min(forced, dev) : dev;
+}
+
+function bytesOf(shape: number[]): number {
+  return tf.util.sizeFromShape(shape) * 4; // tfjs-backend-webgpu stores float32, int32 and bool as 4 bytes
+}
+
+/**
+ * tfjs-backend-webgpu binds each input and the output of a kernel whole. A buffer larger than the device's
+ * maxStorageBufferBindingSize fails WebGPU validation, which Dawn only reports as an uncaptured error: the kernel's
+ * output is then garbage. This wrapper throws a BackendError first, naming the kernel, the tensor, the bytes asked
+ * for and the limit.
+ */
+function guardBindingSizes(backend: GuardedBackend, deviceLimit: number): void {
+  const run = backend.runWebGPUProgram.bind(backend);
+  backend.runWebGPUProgram = (program, inputs, dtype, ...rest) => {
+    const limit = Math.min(deviceLimit, webgpuBindingLimit());
+    const check = (what: string, shape: number[]) => {
+      const bytes = bytesOf(shape);
+      if (bytes > limit) {
+        throw new BackendError(
+          `webgpu: kernel "${program.shaderKey ?? "?"}" would bind ${what} of shape [${shape}] (${bytes} bytes), above the adapter's maxStorageBufferBindingSize ${limit} bytes; split the tensor (e.g. vocabulary chunks) or use a GPU with a larger limit`,
+          { code: "WEBGPU_BINDING_LIMIT", details: { kernel: program.shaderKey, tensor: what, shape, bytes, limit } },
+        );
+      }
+    };
+    inputs.forEach((t, i) => check(`input "${program.variableNames?.[i] ?? i}"`, t.shape));
+    check("its output", program.outputShape);
+    return run(program, inputs, dtype, ...rest);
+  };
+}
+
+/** Dawn reports validation and out-of-memory errors asynchronously; log each (a kernel result after one is not valid). */
+function reportDeviceErrors(device: unknown): void {
+  const d = device as { addEventListener?: (t: string, f: (e: { error?: { message?: string; constructor?: { name?: string } } }) => void) => void };
+  d.addEventListener?.("uncapturederror", (e) => {
+    log.error("webgpu device error", { kind: e.error?.constructor?.name ?? "GPUError", message: e.error?.message ?? String(e) });
+  });
 }

@@ -5,6 +5,7 @@ import {
   buildBatch,
   generate,
   type LoraAdapter,
+  lmHeadChunks,
   lmHeadWeight,
   type Qwen2VLForConditionalGeneration,
   type Qwen2VLProcessor,
@@ -213,7 +214,13 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
         let h = tf.reshape(tf.slice(hs[hs.length - 1], [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
         // logits / T = (h / T) · Wᵀ: scaling the lm_head input divides the logits by the temperature.
         if (temperature !== 1) h = tf.div(h, temperature);
-        const lp = tf.reshape(tokenLogprobs(h, lmHeadWeight(this.model), tf.tensor1d(tgt, "int32"), undefined, transposedLmHead(this.model)), [B, Lc]);
+        const chunks = lmHeadChunks(this.model);
+        const lp = tf.reshape(
+          chunks
+            ? tokenLogprobs(h, chunks, tf.tensor1d(tgt, "int32"))
+            : tokenLogprobs(h, lmHeadWeight(this.model), tf.tensor1d(tgt, "int32"), undefined, transposedLmHead(this.model)),
+          [B, Lc],
+        );
         if (Lc === T) return lp as tf.Tensor2D;
         if (Lc > T) return tf.slice(lp, [0, 0], [B, T]) as tf.Tensor2D;
         return tf.pad(lp, [

@@ -36,6 +36,22 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
     expect(report.overall).toBe("PASS");
   });
 
+  it("vocabulary chunks (forced: 8 MB chunks, the 39 MB embedding in 5): batch, greedy and LoRA log-prob cases PASS", { timeout: 600_000 }, async () => {
+    const prev = process.env.RARL_VOCAB_CHUNK_BYTES;
+    process.env.RARL_VOCAB_CHUNK_BYTES = "8000000";
+    try {
+      const { model } = await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false });
+      expect(model.model.weights.embedChunks?.chunks.length).toBe(5);
+      expect(model.model.weights.embedTokens.shape[0]).toBe(0);
+      model.dispose();
+      const report = await runParity(tinyFixtureDir(), { cases: ["batch", "greedy", "lora_completion"] });
+      expect(Object.entries(report.cases).map(([k, c]) => `${k}: ${c.status} ${c.reason ?? ""}`)).toEqual(["batch: PASS ", "greedy: PASS ", "lora_completion: PASS "]);
+    } finally {
+      if (prev === undefined) delete process.env.RARL_VOCAB_CHUNK_BYTES;
+      else process.env.RARL_VOCAB_CHUNK_BYTES = prev;
+    }
+  });
+
   describe("LoRA gradients of completion log-probs", () => {
     // One copy of the model and LoRA per backend (tensors are not moved between backends: webgpu reads are async).
     type Setup = { model: Qwen2VLForConditionalGeneration; vars: tf.Variable[] };
@@ -43,16 +59,16 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
     let prompt: TokenizedPrompt;
     let completion: number[];
 
-    async function setup(backend: string): Promise<Setup> {
+    async function setup(backend: string, vocabChunkBytes?: number): Promise<Setup> {
       await tf.setBackend(backend);
-      const model = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false })).model;
+      const model = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false, vocabChunkBytes })).model;
       const rng = new Rng(7);
       const vars: tf.Variable[] = [];
       for (const [name, lin] of model.namedLinears()) {
         if (!/^model\.layers\.0\.self_attn\.[qv]_proj$/.test(name)) continue;
         const rand = (shape: [number, number]) => tf.tensor2d(Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal(0, 0.1)), shape);
-        const A = tf.variable(rand([4, lin.inFeatures]), true, `${backend}.${name}.lora_A`);
-        const B = tf.variable(rand([lin.outFeatures, 4]), true, `${backend}.${name}.lora_B`);
+        const A = tf.variable(rand([4, lin.inFeatures]), true, `${backend}${vocabChunkBytes ?? ""}.${name}.lora_A`);
+        const B = tf.variable(rand([lin.outFeatures, 4]), true, `${backend}${vocabChunkBytes ?? ""}.${name}.lora_B`);
         lin.lora = { A, B, scale: 2, dropout: 0 };
         vars.push(A, B);
       }
@@ -91,7 +107,7 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
       return r;
     }
 
-    it("webgpu autodiff matches cpu autodiff (1e-3 relative) and central finite differences on webgpu (1e-2)", { timeout: 600_000 }, async () => {
+    it("webgpu autodiff matches cpu autodiff (1e-3 relative), the vocabulary-chunked lm_head (1e-4) and central finite differences on webgpu (1e-2)", { timeout: 600_000 }, async () => {
       const onCpu = await setup("cpu");
       const cpu = await grads(onCpu);
       const onGpu = await setup("webgpu");
@@ -106,6 +122,19 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
         }
         expect(scale).toBeGreaterThan(0);
         expect(diff / scale).toBeLessThan(1e-3);
+      }
+      // The vocabulary-chunked lm_head (5 chunks) gives the same gradients.
+      const onChunks = await setup("webgpu", 8_000_000);
+      expect(onChunks.model.model.weights.embedChunks?.chunks.length).toBe(5);
+      const chunked = await grads(onChunks);
+      for (let i = 0; i < gpu.length; i++) {
+        let scale = 0;
+        let diff = 0;
+        for (let j = 0; j < gpu[i].length; j++) {
+          scale = Math.max(scale, Math.abs(gpu[i][j]));
+          diff = Math.max(diff, Math.abs(chunked[i][j] - gpu[i][j]));
+        }
+        expect(diff / scale).toBeLessThan(1e-4);
       }
       const eps = 5e-2;
       for (let i = 0; i < gpu.length; i++) {
