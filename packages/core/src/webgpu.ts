@@ -258,7 +258,9 @@ function guardBindingSizes(backend: GuardedBackend, deviceLimit: number): void {
         );
       }
     };
-    inputs.forEach((t, i) => check(`input "${program.variableNames?.[i] ?? i}"`, t.shape));
+    inputs.forEach((t, i) => {
+      check(`input "${program.variableNames?.[i] ?? i}"`, t.shape);
+    });
     check("its output", program.outputShape);
     return run(program, inputs, dtype, ...rest);
   };
