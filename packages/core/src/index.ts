@@ -2,7 +2,7 @@ export { RarlError, BackendError, SafetensorsError } from "./errors";
 export { Rng, type RngState } from "./rng";
 export { BACKEND_ORDER, getBackendName, getWasmThreads, initBackend, type BackendName, type InitBackendOptions } from "./backend";
 export { setWasmTransposeFix } from "./wasm-fixes";
-export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS, type WebgpuInfo, webgpuBindingLimit } from "./webgpu";
+export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS, type WebgpuInfo, webgpuBindingLimit, webgpuDeviceErrorCount } from "./webgpu";
 export { writeFileAtomic } from "./fs";
 export { readToHost } from "./host-read";
 export * from "./safetensors/index";

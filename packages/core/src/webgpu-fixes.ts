@@ -4,8 +4,10 @@
  *  - softmax.ts: rows masked with -FLT_MAX came out NaN (seed of the running max one ulp too high).
  *  - matmul.ts: no split-K (float atomics) for long-K products, so runs are exact from run to run (resume).
  *  - segment_sum.ts: UnsortedSegmentSum (gather's gradient) summed in index order instead of with float atomics.
- * RARL_WEBGPU_DETERMINISTIC=0 turns the last two off.
+ *  - addn.ts: AddN of more tensors than one shader may bind is added in groups (it failed validation: garbage).
+ * RARL_WEBGPU_DETERMINISTIC=0 turns the matmul and segment-sum ones off.
  */
+import { registerWebgpuAddN } from "./webgpu-kernels/addn";
 import { registerWebgpuDeterministicMatmul } from "./webgpu-kernels/matmul";
 import { registerWebgpuSegmentSum } from "./webgpu-kernels/segment_sum";
 import { registerWebgpuSoftmax } from "./webgpu-kernels/softmax";
@@ -19,4 +21,5 @@ export function applyWebgpuKernelFixes(): void {
   registerWebgpuSoftmax();
   registerWebgpuDeterministicMatmul();
   registerWebgpuSegmentSum();
+  registerWebgpuAddN();
 }

@@ -258,6 +258,13 @@ function guardBindingSizes(backend: GuardedBackend, deviceLimit: number): void {
         );
       }
     };
+    const maxBuffers = (backend as unknown as { device: { limits: Record<string, number> } }).device.limits.maxStorageBuffersPerShaderStage;
+    if (inputs.length + 1 > maxBuffers) {
+      throw new BackendError(
+        `webgpu: kernel "${program.shaderKey ?? "?"}" would bind ${inputs.length} inputs + 1 output as storage buffers, above the adapter's maxStorageBuffersPerShaderStage ${maxBuffers}`,
+        { code: "WEBGPU_BINDING_COUNT", details: { kernel: program.shaderKey, buffers: inputs.length + 1, limit: maxBuffers } },
+      );
+    }
     inputs.forEach((t, i) => {
       check(`input "${program.variableNames?.[i] ?? i}"`, t.shape);
     });
@@ -266,10 +273,18 @@ function guardBindingSizes(backend: GuardedBackend, deviceLimit: number): void {
   };
 }
 
+let deviceErrors = 0;
+
+/** Number of WebGPU device errors (validation, out-of-memory) reported so far; tests assert it stays 0. */
+export function webgpuDeviceErrorCount(): number {
+  return deviceErrors;
+}
+
 /** Dawn reports validation and out-of-memory errors asynchronously; log each (a kernel result after one is not valid). */
 function reportDeviceErrors(device: unknown): void {
   const d = device as { addEventListener?: (t: string, f: (e: { error?: { message?: string; constructor?: { name?: string } } }) => void) => void };
   d.addEventListener?.("uncapturederror", (e) => {
+    deviceErrors++;
     log.error("webgpu device error", { kind: e.error?.constructor?.name ?? "GPUError", message: e.error?.message ?? String(e) });
   });
 }

@@ -6,14 +6,15 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fixturesDir, Rng, webgpuSkipReason } from "@rarl/core";
+import { fixturesDir, Rng, webgpuDeviceErrorCount, webgpuSkipReason } from "@rarl/core";
 import { type LoadedQwen2VL, lmHeadWeight, loadQwen2VL } from "@rarl/model";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GRPO_DEFAULTS } from "./config";
+import { GRPO_DEFAULTS, SFT_DEFAULTS } from "./config";
 import { GRPOTrainer } from "./grpo-trainer";
 import { readMetrics } from "./metrics";
 import { QwenPolicy } from "./qwen-policy";
+import { SFTTrainer } from "./sft-trainer";
 
 const why = await webgpuSkipReason();
 const FIXTURE = path.join(fixturesDir(), "qwen2vl-tiny");
@@ -67,5 +68,39 @@ describe.skipIf(why !== null)(`GRPO on webgpu${why ? ` (skipped: ${why})` : ""}`
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
+  });
+
+  it("SFT steps: step 1's loss is the completion tokens' mean NLL under the initial (B = 0) adapter; the loss falls", { timeout: 600_000 }, async () => {
+    const target = [3838, 374, 220, 19, 13, 151645];
+    const policy = new QwenPolicy(loaded.model, loaded.processor, { seed: 4 });
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "webgpu-sft-"));
+    try {
+      const prepared = await policy.prepare({ inputIds: examples[0].ids });
+      const lp = policy.completionLogprobs([{ prepared, completionIds: target }], target.length);
+      const nll = -Array.from(await lp.data()).reduce((a, b) => a + b, 0) / target.length;
+      lp.dispose();
+      policy.release(prepared);
+      const t = new SFTTrainer({
+        config: { ...SFT_DEFAULTS, maxSteps: 3, learningRate: 0.05, batchSize: 1, progress: false, saveSteps: 100 },
+        policy,
+        examples,
+        buildPrompt: (e) => ({ inputIds: e.ids }),
+        target: () => "x",
+        encodeTarget: () => target,
+        runDir: tmp,
+      });
+      await t.train({ handleSigint: false });
+      const m = readMetrics(tmp).map((r) => r.loss as number);
+      expect(m).toHaveLength(3);
+      expect(m[0]).toBeCloseTo(nll, 4);
+      expect(m[2]).toBeLessThan(m[0]);
+    } finally {
+      policy.dispose();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it("no WebGPU device error (validation, out-of-memory) was reported during these tests", () => {
+    expect(webgpuDeviceErrorCount()).toBe(0);
   });
 });

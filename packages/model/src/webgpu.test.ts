@@ -5,7 +5,7 @@
  * Skipped (with the reason) only where no webgpu adapter can start; .ci/run sets RARL_REQUIRE_WEBGPU=1 so CI fails
  * instead of skipping.
  */
-import { Rng, webgpuSkipReason } from "@rarl/core";
+import { Rng, webgpuDeviceErrorCount, webgpuSkipReason } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { completionLogprobs } from "./generation/completion";
@@ -150,5 +150,9 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
         expect(Math.abs(fd - g[at]) / Math.max(Math.abs(fd), Math.abs(g[at]))).toBeLessThan(1e-2);
       }
     });
+  });
+
+  it("no WebGPU device error (validation, out-of-memory) was reported during these tests", () => {
+    expect(webgpuDeviceErrorCount()).toBe(0);
   });
 });
