@@ -60,14 +60,13 @@ for (const name of packages) {
 
 const m = machine();
 const sections = [];
-for (const name of packages) {
-  const file = path.join(pkgDir, name, "bench", "RESULTS.md");
+for (const [name, file] of packages.flatMap((n) => ["RESULTS.md", "RESULTS-gpu.md"].map((f) => [n, path.join(pkgDir, n, "bench", f)]))) {
   if (!fs.existsSync(file)) continue;
   const body = fs
     .readFileSync(file, "utf8")
     .trim()
     .replace(/^(#+)/gm, "#$1"); // nest the package's headings under its section
-  sections.push(`## packages/${name} (${status.get(name)})\n\nSource: \`packages/${name}/bench/RESULTS.md\`, last modified ${fs.statSync(file).mtime.toISOString()}.\n\n${body}\n`);
+  sections.push(`## packages/${name}${file.endsWith("-gpu.md") ? " on webgpu (npm run bench:gpu)" : ` (${status.get(name)})`}\n\nSource: \`packages/${name}/bench/${path.basename(file)}\`, last modified ${fs.statSync(file).mtime.toISOString()}.\n\n${body}\n`);
 }
 const failed = [...status].filter(([, s]) => s.startsWith("FAILED"));
 const out = `# RARL-TS benchmarks

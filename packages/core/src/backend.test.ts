@@ -144,6 +144,9 @@ describe("optional backends (simulated packages)", () => {
     delete process.env.RARL_BACKEND;
     const { setOptionalImporter } = await import("./backend");
     const hadNavigator = "navigator" in globalThis;
+    // A real navigator.gpu (the webgpu package, started by the tests below at collection) is set aside meanwhile.
+    const realGpu = (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu;
+    if (realGpu) Reflect.deleteProperty((globalThis as { navigator: object }).navigator, "gpu");
     const prev = setOptionalImporter(async (name) => {
       if (name !== "webgpu") throw new Error("no");
       return { create: () => ({ requestAdapter: async () => null }), globals: {} };
@@ -157,6 +160,46 @@ describe("optional backends (simulated packages)", () => {
       const nav = (globalThis as { navigator?: { gpu?: unknown } }).navigator;
       if (!hadNavigator) delete (globalThis as { navigator?: unknown }).navigator;
       else if (nav) Reflect.deleteProperty(nav, "gpu");
+      if (realGpu) Object.defineProperty((globalThis as { navigator: object }).navigator, "gpu", { value: realGpu, configurable: true });
     }
+  });
+});
+
+describe("webgpu start (Dawn through the optional `webgpu` package)", async () => {
+  const { webgpuSkipReason } = await import("./testing/webgpu");
+  const { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS } = await import("./webgpu");
+  const why = await webgpuSkipReason();
+
+  it.skipIf(why !== null)(`starts with the adapter's maximum limits and records the adapter${why ? ` (skipped: ${why})` : ""}`, async () => {
+    const before = tf.getBackend();
+    await tf.setBackend("webgpu");
+    try {
+      const info = getWebgpuInfo();
+      expect(info).not.toBeNull();
+      expect(["vulkan", "metal", "d3d12", "opengles", "browser"]).toContain(info?.backendType);
+      const device = (tf.backend() as unknown as { device: { limits: Record<string, number> } }).device;
+      for (const name of WEBGPU_LIMITS) expect(info?.limits[name]).toBe(device.limits[name]);
+      // The adapter's maximum, not WebGPU's 128 MiB / 256 MiB defaults, where the adapter offers more.
+      expect(device.limits.maxBufferSize).toBeGreaterThanOrEqual(256 * 1024 * 1024);
+      const y = tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]]));
+      expect(Array.from(await y.data())).toEqual([11]);
+    } finally {
+      await tf.setBackend(before);
+    }
+  });
+
+  it("an adapter below the needed limits is a BackendError naming the limit, the value needed and the adapter's", () => {
+    const err = (() => {
+      try {
+        checkWebgpuLimits({ maxStorageBufferBindingSize: 1024, maxBufferSize: 1 << 30, maxStorageBuffersPerShaderStage: 4, maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupsPerDimension: 65535 });
+      } catch (e) {
+        return e as BackendError;
+      }
+    })();
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err?.code).toBe("WEBGPU_LIMITS");
+    expect(err?.message).toContain("maxStorageBufferBindingSize: needs 16777216, the adapter gives 1024");
+    expect(err?.message).toContain("maxStorageBuffersPerShaderStage: needs 8, the adapter gives 4");
+    expect(err?.message).not.toContain("maxBufferSize");
   });
 });

@@ -6,6 +6,7 @@ import path from "node:path";
 import { BackendError } from "./errors";
 import { getLogger } from "./logger";
 import { applyWasmKernelFixes } from "./wasm-fixes";
+import { prepareWebgpu, WebgpuUnavailable } from "./webgpu";
 import { prepareWasmThreads, unrefWasmWorkers } from "./wasm-threads";
 
 /** tfjs backends @rarl/core can start, in default order of preference. */
@@ -38,7 +39,8 @@ let wasmThreads = 1;
 const INSTALL_HINT: Record<BackendName, string> = {
   tensorflow:
     "install the optional peer: `npm install @tensorflow/tfjs-node@4.22.0` (CPU) or `npm install @tensorflow/tfjs-node-gpu@4.22.0` (CUDA); its version must match @tensorflow/tfjs-core 4.22.0 so both share one tfjs-core",
-  webgpu: "in Node install the optional `webgpu` package (Dawn) so that navigator.gpu exists, and make sure a GPU adapter is visible",
+  webgpu:
+    "in Node install the optional `webgpu` package (`npm install webgpu@0.6.2`, Dawn) so that navigator.gpu exists, and make sure an adapter is visible: a Vulkan driver on Linux (NVIDIA's, or mesa-vulkan-drivers + libvulkan1), Metal on macOS, D3D12 on Windows; for a software adapter on Linux Debian's libegl-mesa0 libgles2 libgl1-mesa-dri (see the README's GPU section)",
   wasm: "@tensorflow/tfjs-backend-wasm ships with @rarl/core; reinstall dependencies (`npm ci`) if its .wasm files are missing",
   cpu: "@tensorflow/tfjs-backend-cpu ships with @rarl/core; reinstall dependencies (`npm ci`)",
 };
@@ -117,32 +119,16 @@ async function tryTensorflow(): Promise<string | null> {
   return errors.join("; ");
 }
 
-async function tryWebgpu(): Promise<string | null> {
-  const g = globalThis as { navigator?: { gpu?: unknown } };
-  if (!g.navigator?.gpu) {
-    let mod: { create?: (flags: string[]) => unknown; globals?: Record<string, unknown> };
-    try {
-      mod = (await importOptional("webgpu")) as typeof mod;
-    } catch {
-      return "no navigator.gpu and the optional `webgpu` package is not installed";
-    }
-    if (typeof mod.create !== "function") return "the `webgpu` package has no create()";
-    if (mod.globals) Object.assign(globalThis, mod.globals);
-    const flags = (process.env.RARL_WEBGPU_FLAGS ?? "").split(",").filter(Boolean);
-    const gpu = mod.create(flags);
-    if (!g.navigator) Object.defineProperty(globalThis, "navigator", { value: { gpu }, configurable: true, writable: true });
-    else Object.defineProperty(g.navigator, "gpu", { value: gpu, configurable: true });
-  }
-  const gpu = g.navigator?.gpu as { requestAdapter(): Promise<unknown> };
-  const adapter = await gpu.requestAdapter().catch(() => null);
-  if (!adapter) return "navigator.gpu found no GPU adapter";
+async function tryWebgpu(allowSoftware: boolean): Promise<string | null> {
   try {
-    await import("@tensorflow/tfjs-backend-webgpu");
+    const info = await prepareWebgpu(importOptional);
+    // A software adapter (mesa's llvmpipe/lavapipe, SwiftShader) is slower than wasm: only used when asked for by name.
+    if (info.software && !allowSoftware) return `only a software adapter (${info.device || info.description}); name webgpu explicitly (RARL_BACKEND=webgpu) to use it`;
   } catch (e) {
-    return `@tensorflow/tfjs-backend-webgpu failed to load: ${(e as Error).message}`;
+    if (e instanceof WebgpuUnavailable) return e.message;
+    throw e;
   }
-  if (!tf.findBackendFactory("webgpu")) return "@tensorflow/tfjs-backend-webgpu did not register (navigator.gpu missing when it loaded)";
-  return (await tf.setBackend("webgpu")) ? null : "webgpu backend failed to start";
+  return (await tf.setBackend("webgpu")) ? null : "webgpu backend failed to start (device request failed; see the warning above)";
 }
 
 async function tryWasm(threads?: number): Promise<string | null> {
@@ -155,12 +141,12 @@ async function tryWasm(threads?: number): Promise<string | null> {
   }
 }
 
-async function tryBackend(name: BackendName, opts: InitBackendOptions): Promise<string | null> {
+async function tryBackend(name: BackendName, opts: InitBackendOptions, explicit: boolean): Promise<string | null> {
   switch (name) {
     case "tensorflow":
       return tryTensorflow();
     case "webgpu":
-      return tryWebgpu();
+      return tryWebgpu(explicit);
     case "wasm":
       return tryWasm(opts.wasmThreads);
     case "cpu": {
@@ -190,7 +176,7 @@ export async function initBackend(opts: InitBackendOptions = {}): Promise<Backen
   if (chosen && tf.getBackend() === chosen && (!explicit || order[0] === chosen)) return chosen;
   const failures: string[] = [];
   for (const name of order) {
-    const why = await tryBackend(name, opts);
+    const why = await tryBackend(name, opts, explicit);
     if (why === null) {
       await tf.ready();
       if (chosen !== name) {

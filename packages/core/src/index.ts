@@ -2,12 +2,16 @@ export { RarlError, BackendError, SafetensorsError } from "./errors";
 export { Rng, type RngState } from "./rng";
 export { BACKEND_ORDER, getBackendName, getWasmThreads, initBackend, type BackendName, type InitBackendOptions } from "./backend";
 export { setWasmTransposeFix } from "./wasm-fixes";
+export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS, type WebgpuInfo, webgpuBindingLimit, webgpuDeviceErrorCount } from "./webgpu";
 export { writeFileAtomic } from "./fs";
 export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, type LockHolder, type OutputLock } from "./lock";
 export { JsonlWriter, repairJsonlForAppend, splitTornTail, warnTornTail } from "./jsonl";
+export { readToHost } from "./host-read";
 export * from "./safetensors/index";
 export { getLogger, setLogSink, formatLogLine, type Logger, type LogLevel, type LogFields } from "./logger";
 export { createProgress, type Progress, type ProgressOptions } from "./progress";
 export { gradientsRegistered } from "./gradients";
 /** Test helpers: the repo root, and its `test-fixtures/` folder. */
 export { fixturesDir, repoRoot } from "./testing/fixtures";
+/** Test helper: null when the webgpu backend starts, else why not (throws under RARL_REQUIRE_WEBGPU=1). */
+export { webgpuSkipReason } from "./testing/webgpu";

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { readToHost } from "@rarl/core";
 import { type GRPOConfig, resolveRewardWeights } from "./config";
 import { GenerationBackendError } from "./errors";
 import { type HasId, type StepReport, TrainLoop } from "./loop";
@@ -199,7 +200,7 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
           isRatio = vllmImportanceSamplingRatio(oldLogp!, sampT, mask, c.vllmImportanceSamplingMode, c.vllmImportanceSamplingClipMax, c.vllmImportanceSamplingClipMin);
           sampT.dispose();
           // TRL's sampling/importance_sampling_ratio/{min,mean,max} over counted tokens (token modes) or sequences.
-          const v = isRatio.dataSync();
+          const v = await isRatio.data();
           const vals = isRatio.shape[1] === 1 ? Array.from(v) : Array.from(v).filter((_, i) => maskData[i] !== 0);
           if (vals.length) {
             isStats.min = Math.min(isStats.min, ...vals);
@@ -238,10 +239,10 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
             const ent = new Float32Array(B * r.T);
             for (let s0 = 0; s0 < B; s0 += chunk) {
               const { logp, entropy } = this.logprobsAndEntropy(r.items.slice(s0, s0 + chunk), r.T);
-              ent.set(entropy!.dataSync(), s0 * r.T);
+              ent.set(await entropy!.data(), s0 * r.T);
               tf.dispose([logp, entropy!]);
             }
-            entropyThreshold = entropyThresholdOf(ent, r.mask.dataSync(), c.topEntropyQuantile);
+            entropyThreshold = entropyThresholdOf(ent, await r.mask.data(), c.topEntropyQuantile);
           }
           for (let s0 = 0; s0 < B; s0 += chunk) {
             const n = Math.min(chunk, B - s0);
@@ -277,9 +278,9 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
               return out.loss;
             }, this.variables);
             if (!whole) tf.dispose([mask, adv, ...[oldLogp, refLogp, isRatio].filter((x): x is tf.Tensor2D => x !== null)]);
-            lossSum += value.dataSync()[0];
+            lossSum += (await value.data())[0];
             value.dispose();
-            stats = addStats(stats, (statsT as unknown as tf.Tensor1D).dataSync());
+            stats = addStats(stats, await (statsT as unknown as tf.Tensor1D).data());
             (statsT as tf.Tensor | null)?.dispose();
             const g = this.variables.map((v) => grads[v.name]);
             if (!sums) sums = g;
@@ -309,7 +310,7 @@ export class GRPOTrainer<E extends HasId, P, H extends PreparedPrompt> extends T
         timing.backward += performance.now() - t;
         t = performance.now();
         const grads = sumAcross ? acc.sum() : acc.mean();
-        ({ gradNorm, lr } = this.applyUpdate(grads, lastLoss));
+        ({ gradNorm, lr } = await this.applyUpdate(grads, lastLoss));
         if (this.backend.syncWeights && !this.fatalAfterStep) {
           // A sync that fails after the backend's retries: finish and checkpoint this step, then stop (the loop).
           try {

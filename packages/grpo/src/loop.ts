@@ -1,12 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
-import { createProgress, getLogger, type Progress, Rng } from "@rarl/core";
+import { createProgress, getLogger, type Progress, Rng, readToHost } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { type DataCursor, type LoadedCheckpoint, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, type TrainerState } from "./checkpoint";
 import type { CommonTrainConfig } from "./config";
 import { CheckpointError, GenerationBackendError, NonFiniteError } from "./errors";
 import { MetricsWriter } from "./metrics";
-import { AdamW, clipByGlobalNorm } from "./optim/adamw";
+import { AdamW, clipByGlobalNormAsync } from "./optim/adamw";
 import { learningRateAt, warmupStepsFrom } from "./optim/schedule";
 import type { Policy, PreparedPrompt } from "./policy";
 
@@ -143,12 +143,12 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
    * Clips, checks and applies averaged gradients (disposes them). NaN/Inf in the loss or the gradients:
    * writes a checkpoint of the last good state and throws NonFiniteError.
    */
-  protected applyUpdate(grads: tf.Tensor[], loss: number): { gradNorm: number; lr: number } {
-    const clipped = clipByGlobalNorm(grads, this.cfg.maxGradNorm);
+  protected async applyUpdate(grads: tf.Tensor[], loss: number): Promise<{ gradNorm: number; lr: number }> {
+    const clipped = await clipByGlobalNormAsync(grads, this.cfg.maxGradNorm);
     if (!Number.isFinite(loss) || !Number.isFinite(clipped.norm)) {
       tf.dispose(clipped.grads);
       const what = !Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${clipped.norm}`;
-      const ckpt = this.saveLastGood();
+      const ckpt = await this.saveLastGood();
       throw new NonFiniteError(`step ${this.step + 1}: ${what}; stopped. Last good state saved to ${ckpt}`, {
         code: "TRAIN_NON_FINITE",
         details: { step: this.step + 1, loss, gradNorm: clipped.norm, checkpoint: ckpt },
@@ -169,7 +169,9 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
     return { version: 1, step: this.step, cursor: { ...this.cursor }, rng: this.rngStates(), config: { ...this.cfg } as Record<string, unknown>, extra: { updates: this.updates } };
   }
 
-  protected saveCheckpointNow(state = this.state()): string {
+  protected async saveCheckpointNow(state = this.state()): Promise<string> {
+    // The writer reads synchronously; GPU backends (webgpu) read only asynchronously, so download first.
+    await readToHost([...this.variables, ...this.optimizer!.stateTensors()]);
     return saveCheckpoint(
       this.checkpointsDir,
       { state, variables: this.variables, names: this.variableNames, optimizer: this.optimizer!.getState(), saveAdapter: (d) => this.policy.saveAdapter(d) },
@@ -178,7 +180,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
   }
 
   /** Checkpoint of the state at the start of the failing step (weights as they are before the bad update). */
-  private saveLastGood(): string {
+  private saveLastGood(): Promise<string> {
     const s = this.stepStart!;
     return this.saveCheckpointNow({ ...this.state(), step: s.step, cursor: s.cursor, rng: s.rng, extra: { updates: this.updates, nonFinite: true } });
   }
@@ -313,7 +315,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
         // synchronous policy) would otherwise never give the event loop a turn, and the stop request would never land.
         await new Promise((r) => setImmediate(r));
         const atEnd = this.step >= this.totalSteps;
-        if (this.step % this.cfg.saveSteps === 0 || atEnd || this.stopRequested || this.fatalAfterStep) lastCheckpoint = this.saveCheckpointNow();
+        if (this.step % this.cfg.saveSteps === 0 || atEnd || this.stopRequested || this.fatalAfterStep) lastCheckpoint = await this.saveCheckpointNow();
         if (this.fatalAfterStep) {
           const e = this.fatalAfterStep;
           this.fatalAfterStep = null;

@@ -5,6 +5,7 @@ import {
   buildBatch,
   generate,
   type LoraAdapter,
+  lmHeadChunks,
   lmHeadWeight,
   type Qwen2VLForConditionalGeneration,
   type Qwen2VLProcessor,
@@ -234,7 +235,12 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
         let h = tf.reshape(tf.slice(hs[hs.length - 1], [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
         // logits / T = (h / T) · Wᵀ: scaling the lm_head input divides the logits by the temperature.
         if (temperature !== 1) h = tf.div(h, temperature);
-        const lp = tokenLogprobs(h, lmHeadWeight(this.model), tf.tensor1d(tgt, "int32"), undefined, transposedLmHead(this.model), withEntropy ? entOut : undefined);
+        const chunks = lmHeadChunks(this.model);
+        const ids = tf.tensor1d(tgt, "int32");
+        const ent = withEntropy ? entOut : undefined;
+        const lp = chunks
+          ? tokenLogprobs(h, chunks, ids, undefined, undefined, ent)
+          : tokenLogprobs(h, lmHeadWeight(this.model), ids, undefined, transposedLmHead(this.model), ent);
         if (entOut.entropy) {
           entropy = tf.keep(fit(entOut.entropy));
           entOut.entropy.dispose();

@@ -83,7 +83,7 @@ export class SFTTrainer<E extends HasId, P, H extends PreparedPrompt> extends Tr
           this.variables,
         );
         mask.dispose();
-        lossSum += value.dataSync()[0];
+        lossSum += (await value.data())[0];
         value.dispose();
         acc.add(this.variables.map((v) => grads[v.name]));
       } finally {
@@ -92,7 +92,7 @@ export class SFTTrainer<E extends HasId, P, H extends PreparedPrompt> extends Tr
     }
     const backward = (performance.now() - t0) / 1000;
     const loss = lossSum / micro.length;
-    const { gradNorm, lr } = this.applyUpdate(acc.mean(), loss);
+    const { gradNorm, lr } = await this.applyUpdate(acc.mean(), loss);
     return { loss, tokens, metrics: { lr, gradNorm, completionLengthMax: maxLen, timing: { backward } } };
   }
 }

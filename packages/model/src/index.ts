@@ -40,8 +40,9 @@ export {
   type PromptInput,
   type TextPrompt,
 } from "./generation/generate";
-export { type CompletionBatch, type CompletionLogprobs, completionLogprobs, completionLogprobsHost } from "./generation/completion";
-export { headLogits, lmHeadWeight, releaseTransposedLmHead, transposedLmHead } from "./generation/lm_head";
+export { type CompletionBatch, type CompletionLogprobs, completionLogprobs, completionLogprobsHost, readCompletionLogprobs } from "./generation/completion";
+export { headLogits, lmHeadChunks, lmHeadWeight, releaseTransposedLmHead, transposedLmHead } from "./generation/lm_head";
+export { VocabChunks, vocabChunkRows } from "./nn/vocab_chunks";
 export { type ResolvedSamplingParams, type RowChoice, type SamplingParams, resolveSamplingParams, sampleRow, selectToken } from "./generation/sampling";
 export { type FinishReason, type StopConfig, StopTracker } from "./generation/stopping";
 export { chunkRows, tokenLogprobs } from "./generation/token_logprobs";

@@ -96,6 +96,11 @@ export class AdamW {
     });
   }
 
+  /** The m and v tensors (for {@link readToHost} before getState on a GPU backend). */
+  stateTensors(): tf.Tensor[] {
+    return [...this.m, ...this.v];
+  }
+
   getState(): AdamWState {
     const m: Record<string, Float32Array> = {};
     const v: Record<string, Float32Array> = {};
@@ -138,6 +143,22 @@ export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: 
   const normT = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
   const norm = normT.dataSync()[0];
   normT.dispose();
+  return clipToNorm(grads, maxNorm, norm);
+}
+
+/** {@link clipByGlobalNorm} with an asynchronous read of the norm (works on webgpu, which cannot read synchronously). */
+export async function clipByGlobalNormAsync(grads: tf.Tensor[], maxNorm: number): Promise<{ grads: tf.Tensor[]; norm: number }> {
+  const normT = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
+  let norm: number;
+  try {
+    norm = (await normT.data())[0];
+  } finally {
+    normT.dispose();
+  }
+  return clipToNorm(grads, maxNorm, norm);
+}
+
+function clipToNorm(grads: tf.Tensor[], maxNorm: number, norm: number): { grads: tf.Tensor[]; norm: number } {
   if (!(maxNorm > 0) || !Number.isFinite(maxNorm) || !Number.isFinite(norm)) return { grads, norm };
   const coef = Math.min(1, maxNorm / (norm + 1e-6));
   if (coef >= 1) return { grads, norm };

@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { KVCache, type Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
 import { buildBatch } from "./generate";
-import { lmHeadOnHost, lmHeadWeight, transposedLmHead } from "./lm_head";
+import { lmHeadChunks, lmHeadOnHost, lmHeadWeight, transposedLmHead } from "./lm_head";
 import { tokenLogprobs } from "./token_logprobs";
 import type { TokenizedPrompt } from "./types";
 
@@ -116,6 +116,8 @@ export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch
       const V = logits.shape[1] as number;
       const flat = Int32Array.from(tgt, (t, i) => i * V + t);
       lp = tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), tf.tensor1d(flat, "int32"));
+    } else if (lmHeadChunks(model)) {
+      lp = tokenLogprobs(h, lmHeadChunks(model)!, tf.tensor1d(tgt, "int32"));
     } else {
       const W = lmHeadWeight(model);
       lp = tokenLogprobs(h, W, tf.tensor1d(tgt, "int32"), undefined, batch.transposedLmHead === false ? undefined : transposedLmHead(model));
@@ -247,7 +249,23 @@ function hiddenSharedPrompts(model: Qwen2VLForConditionalGeneration, batch: Comp
   }
 }
 
-/** Host version of {@link completionLogprobs}: per row, the log-probs of that completion's tokens (no padding). */
+/**
+ * Async host version of {@link completionLogprobs}: per row, the log-probs of that completion's tokens (no padding).
+ * Works on every backend (webgpu has no synchronous read-back in Node).
+ */
+export async function readCompletionLogprobs(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch): Promise<number[][]> {
+  const r = completionLogprobs(model, batch);
+  try {
+    const lc = r.logprobs.shape[1];
+    const data = await r.logprobs.data();
+    return batch.completions.map((c, b) => Array.from(data.subarray(b * lc, b * lc + c.length)));
+  } finally {
+    r.logprobs.dispose();
+    r.mask.dispose();
+  }
+}
+
+/** Host version of {@link completionLogprobs} (synchronous read: cpu, wasm, tensorflow; on webgpu use {@link readCompletionLogprobs}). */
 export function completionLogprobsHost(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch): number[][] {
   const r = completionLogprobs(model, batch);
   try {

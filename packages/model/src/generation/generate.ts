@@ -230,24 +230,41 @@ export function buildBatch(prompts: TokenizedPrompt[], padId: number, completion
  * there (forward with skipLogits, then {@link headLogits}); with `probs`, their softmax instead (computed by the
  * backend: for plain sampling it replaces the host's O(V) max / exp pass per row).
  */
-function lastPositionLogits(
+async function lastPositionLogits(
   model: Qwen2VLForConditionalGeneration,
   args: Parameters<Qwen2VLForConditionalGeneration["forward"]>[0],
   transposed: boolean,
   probs = false,
-): { logits: Float32Array; cache: KVCache | undefined } {
+  greedy = false,
+): Promise<{ logits: Float32Array; cache: KVCache | undefined; picks?: { ids: Int32Array; logprobs: Float32Array } }> {
   const out = model.forward({ ...args, skipLogits: true, outputHiddenStates: true });
   try {
     const hs = out.hiddenStates!;
     const h = hs[hs.length - 1];
     const [B, S, H] = h.shape;
+    if (greedy) {
+      // Greedy on the device: only the chosen ids and their log-probs come back, never a [B, V] logits row.
+      const [ids, lp] = tf.tidy(() => {
+        const l = headLogits(model, tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D, transposed);
+        return [tf.argMax(l, 1), tf.sub(tf.max(l, 1), tf.logSumExp(l, 1))];
+      });
+      try {
+        const [i, v] = await Promise.all([ids.data(), lp.data()]);
+        return { logits: new Float32Array(0), cache: out.pastKeyValues, picks: { ids: i as Int32Array, logprobs: v as Float32Array } };
+      } finally {
+        tf.dispose([ids, lp]);
+      }
+    }
     const logits = tf.tidy(() => {
       const l = headLogits(model, tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D, transposed);
       return probs ? tf.softmax(l) : l;
     });
-    const host = logits.dataSync() as Float32Array;
-    logits.dispose();
-    return { logits: host, cache: out.pastKeyValues };
+    // An async read: GPU backends (webgpu) have no synchronous read-back in Node.
+    try {
+      return { logits: (await logits.data()) as Float32Array, cache: out.pastKeyValues };
+    } finally {
+      logits.dispose();
+    }
   } finally {
     out.logits.dispose();
     tf.dispose(out.hiddenStates ?? []);
@@ -323,6 +340,10 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
   const scratch = new Float32Array(V);
   // Plain sampling (temperature 1, no warper, penalty or suppressed id) reads softmax probabilities, not logits.
   const plain = isPlainSampling(params);
+  // Plain greedy (no repetition penalty, no suppressed ids) on webgpu: argmax and log-prob on the device, so each step
+  // reads back B ids and B log-probs instead of B x V logits (GPU read-back is the slow part of a decode step).
+  const deviceGreedy = !params.doSample && params.repetitionPenalty === 1 && params.suppressTokens.length === 0 && tf.getBackend() === "webgpu";
+  let picks: { ids: Int32Array; logprobs: Float32Array } | undefined;
 
   // Prefill.
   let t0 = performance.now();
@@ -330,15 +351,17 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
   let cache: KVCache | undefined;
   let logits: Float32Array;
   try {
-    const out = lastPositionLogits(
+    const out = await lastPositionLogits(
       model,
       { inputIds: batch.inputIds, attentionMask: batch.attentionMask, pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw, useCache: true },
       transposed,
       plain,
+      deviceGreedy,
     );
     stats.prefillCalls++;
     cache = out.cache!;
     logits = out.logits; // [P, V]
+    picks = out.picks;
     // The decode steps attend to the prompt positions through a shared prefix (one copy per prompt, for any G;
     // also at G = 1, so one and G samples run the same code).
     const shared = shareCache(cache, G);
@@ -364,6 +387,10 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       let passBase = -1;
       let pass: RowPass | undefined;
       const chosen = active.map((r, a) => {
+        if (picks) {
+          const row = afterPrefill ? Math.floor(r / G) : a;
+          return { token: picks.ids[row], logprob: picks.logprobs[row] };
+        }
         const base = (afterPrefill ? Math.floor(r / G) : a) * V;
         const raw = logits.subarray(base, base + V);
         if (plain) return sampleFromProbs(raw, rows[r].rng); // `logits` holds probabilities here
@@ -392,7 +419,9 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       active = keep.map((a) => active[a]);
       const ids = tf.tensor2d(next, [active.length, 1], "int32");
       try {
-        logits = lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed, plain).logits; // [active, V]
+        const step = await lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed, plain, deviceGreedy);
+        logits = step.logits; // [active, V] (empty with device greedy)
+        picks = step.picks;
       } finally {
         ids.dispose();
       }

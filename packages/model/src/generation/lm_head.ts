@@ -8,6 +8,7 @@
  * avoid it.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { VocabChunks } from "../nn/vocab_chunks";
 import type { Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
 
 const cache = new WeakMap<object, { src: tf.Tensor2D; wt: tf.Tensor2D }>();
@@ -21,9 +22,18 @@ export function lmHeadOnHost(model: Qwen2VLForConditionalGeneration): boolean {
   return !!(w.lmHeadHost || (!w.lmHead && w.embedTokensHost));
 }
 
-/** The lm_head weight [V, H] (embed_tokens when tied). Throws when it is host-resident (see {@link lmHeadOnHost}). */
+/** The lm_head as vocabulary row chunks (webgpu, when it exceeds one storage binding), else null. */
+export function lmHeadChunks(model: Qwen2VLForConditionalGeneration): VocabChunks | null {
+  return model.model.vocabChunks();
+}
+
+/**
+ * The lm_head weight [V, H] (embed_tokens when tied). Throws when it is host-resident (see {@link lmHeadOnHost}) or
+ * held in vocabulary chunks (see {@link lmHeadChunks}).
+ */
 export function lmHeadWeight(model: Qwen2VLForConditionalGeneration): tf.Tensor2D {
   if (lmHeadOnHost(model)) throw new Error("lmHeadWeight: the lm_head weight is host-resident (weightResidency \"host\"); use model.model.lmHead");
+  if (lmHeadChunks(model)) throw new Error("lmHeadWeight: the lm_head is held in vocabulary chunks (larger than one GPU binding); use lmHeadChunks(model)");
   const w = model.model.weights;
   return w.lmHead ?? w.embedTokens;
 }
@@ -51,6 +61,8 @@ export function releaseTransposedLmHead(model: Qwen2VLForConditionalGeneration):
 
 /** Logits [R, V] of final hidden states h [R, H] (host-resident weights: the model's chunked lm_head). */
 export function headLogits(model: Qwen2VLForConditionalGeneration, h: tf.Tensor2D, transposed: boolean): tf.Tensor2D {
+  const chunks = lmHeadChunks(model);
+  if (chunks) return chunks.logits(h);
   if (lmHeadOnHost(model)) {
     return tf.tidy(() => {
       const [R, H] = h.shape;

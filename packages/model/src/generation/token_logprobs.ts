@@ -9,11 +9,11 @@
  * the backward pass recomputes each chunk's softmax. A plain `logSoftmax(h Wᵀ)` + gather under a gradient tape
  * would keep N×V floats (8 completions × 256 tokens × 151 936 × 4 B = 1.2 GB) alive until the backward pass.
  */
-
 // tfjs-core's Node entry registers no gradients; @rarl/core registers them all when loaded (its backend module
 // imports them), so importing from it guarantees autodiff works through this module.
-import { gradientsRegistered } from "@rarl/core";
+import { gradientsRegistered, webgpuBindingLimit } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
+import { VocabChunks } from "../nn/vocab_chunks";
 
 /** Rows per chunk so that one chunk's [chunk, V] logits stay near `budgetFloats` floats (default 16M = 64 MB). */
 export function chunkRows(vocab: number, budgetFloats = 16 * 1024 * 1024): number {
@@ -35,13 +35,15 @@ export function chunkRows(vocab: number, budgetFloats = 16 * 1024 * 1024): numbe
  */
 export function tokenLogprobs(
   hidden: tf.Tensor2D,
-  weight: tf.Tensor2D,
+  weight: tf.Tensor2D | VocabChunks,
   ids: tf.Tensor1D,
-  chunk = chunkRows(weight.shape[0]),
+  chunk?: number,
   weightT?: tf.Tensor2D,
   entropyOut?: { entropy?: tf.Tensor1D },
 ): tf.Tensor1D {
   if (!gradientsRegistered()) throw new Error("tokenLogprobs: tfjs gradients are not registered (import @rarl/core)");
+  if (weight instanceof VocabChunks) return chunkedTokenLogprobs(hidden, weight, ids, chunk, entropyOut);
+  chunk ??= chunkRows(weight.shape[0]);
   const [n, h] = hidden.shape;
   if (weight.shape[1] !== h) throw new Error(`tokenLogprobs: hidden [${hidden.shape}] does not match lm_head weight [${weight.shape}]`);
   if (ids.shape[0] !== n) throw new Error(`tokenLogprobs: ids [${ids.shape}] does not match hidden [${hidden.shape}]`);
@@ -81,6 +83,55 @@ export function tokenLogprobs(
           const probs = tf.softmax(chunkLogits(hc)); // [c, V]
           const expected = tf.matMul(probs as tf.Tensor2D, weight); // [c, H]
           return tf.mul(dyc, tf.sub(tf.gather(weight, idc), expected));
+        });
+        return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+      });
+    };
+    return { value, gradFunc };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(hidden) as tf.Tensor1D;
+}
+
+/**
+ * {@link tokenLogprobs} with the lm_head in vocabulary chunks (webgpu, a matrix larger than one storage binding):
+ * the same value and hand-written gradient, with each row block's [c, V] logits kept within the binding limit.
+ */
+function chunkedTokenLogprobs(hidden: tf.Tensor2D, W: VocabChunks, ids: tf.Tensor1D, chunk?: number, entropyOut?: { entropy?: tf.Tensor1D }): tf.Tensor1D {
+  const [n, h] = hidden.shape;
+  if (W.cols !== h) throw new Error(`tokenLogprobs: hidden [${hidden.shape}] does not match lm_head chunks [${W.rows}, ${W.cols}]`);
+  if (ids.shape[0] !== n) throw new Error(`tokenLogprobs: ids [${ids.shape}] does not match hidden [${hidden.shape}]`);
+  if (ids.dtype !== "int32") throw new Error(`tokenLogprobs: ids must be int32, got ${ids.dtype}`);
+  const budget = Math.min(16 * 1024 * 1024, Math.floor(webgpuBindingLimit() / 4));
+  const rows = chunk ?? chunkRows(W.rows, budget);
+  const bounds: Array<[number, number]> = [];
+  for (let s = 0; s < n; s += rows) bounds.push([s, Math.min(n, s + rows)]);
+  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const hx = x as tf.Tensor2D;
+    save([hx, ids]);
+    const value = tf.tidy(() => {
+      const ents: tf.Tensor[] = [];
+      const parts = bounds.map(([a, b]) => {
+        const hc = tf.slice(hx, [a, 0], [b - a, h]);
+        const idc = tf.slice(ids, [a], [b - a]) as tf.Tensor1D;
+        const logits = W.logits(hc);
+        const lse = tf.logSumExp(logits, 1);
+        // H = lse − Σ_v softmax_v · logit_v, as in tokenLogprobs
+        if (entropyOut) ents.push(tf.sub(lse, tf.sum(tf.mul(tf.exp(tf.sub(logits, tf.reshape(lse, [-1, 1]))), logits), 1)));
+        return tf.sub(tf.sum(tf.mul(W.gather(idc), hc), 1), lse);
+      });
+      if (entropyOut) entropyOut.entropy = tf.keep((ents.length === 1 ? ents[0] : tf.concat(ents, 0)) as tf.Tensor1D);
+      return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+    });
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const hs = saved[0] as tf.Tensor2D;
+      const idsSaved = saved[1] as tf.Tensor1D;
+      return tf.tidy(() => {
+        const parts = bounds.map(([a, b]) => {
+          const hc = tf.slice(hs, [a, 0], [b - a, h]);
+          const idc = tf.slice(idsSaved, [a], [b - a]) as tf.Tensor1D;
+          const dyc = tf.reshape(tf.slice(dy, [a], [b - a]), [b - a, 1]);
+          const expected = W.weightedSum(tf.softmax(W.logits(hc)) as tf.Tensor2D);
+          return tf.mul(dyc, tf.sub(W.gather(idc), expected));
         });
         return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
       });

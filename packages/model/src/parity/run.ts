@@ -655,7 +655,9 @@ export async function discoverParityApi(): Promise<ParityApi> {
       return { ids: s.ids, logprobs: s.logprobs };
     };
   }
-  if (typeof m.completionLogprobsHost === "function") {
+  if (typeof m.readCompletionLogprobs === "function") {
+    api.completionLogprobs = async (model, prompt, completionIds) => (await m.readCompletionLogprobs(model, { prompts: [prompt], completions: [completionIds] }))[0];
+  } else if (typeof m.completionLogprobsHost === "function") {
     api.completionLogprobs = async (model, prompt, completionIds) => m.completionLogprobsHost(model, { prompts: [prompt], completions: [completionIds] })[0];
   }
   if (typeof m.loadAdapter === "function") {

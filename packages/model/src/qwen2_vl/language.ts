@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { frozenGather, frozenMatMul, type HostWeight, isTrainableWeight, type Linear } from "../nn/linear";
+import type { VocabChunks } from "../nn/vocab_chunks";
 import { bmm, rmsNorm, silu } from "../nn/ops";
 import type { Qwen2VLConfig } from "./config";
 import { applyRotary } from "./rope";
@@ -58,6 +59,13 @@ export interface TextWeights {
   embedTokensHost?: HostWeight | null;
   /** weightResidency "host" only: an untied lm_head kept in host memory. */
   lmHeadHost?: HostWeight | null;
+  /**
+   * embed_tokens as row chunks (see VocabChunks; the loader makes them when the matrix exceeds one GPU storage
+   * binding); embedTokens is then an empty [0, H] placeholder. Tied lm_head: these chunks serve it too.
+   */
+  embedChunks?: VocabChunks | null;
+  /** An untied lm_head as row chunks (lmHead is then null). */
+  lmHeadChunks?: VocabChunks | null;
 }
 
 /** Rows per uploaded chunk when a host-resident lm_head is applied (16384 x 1536 floats = 100 MB). */
@@ -185,6 +193,13 @@ export class Qwen2VLTextModel {
 
   /** Token embeddings [B, S, H] for ids [B, S]. */
   embed(inputIds: tf.Tensor2D): tf.Tensor3D {
+    const chunks = this.weights.embedChunks;
+    if (chunks) {
+      return tf.tidy(() => {
+        const [B, S] = inputIds.shape;
+        return tf.reshape(chunks.gather(tf.reshape(inputIds, [B * S]) as tf.Tensor1D), [B, S, this.config.hiddenSize]) as tf.Tensor3D;
+      });
+    }
     const host = this.weights.embedTokensHost;
     if (host) {
       const [B, S] = inputIds.shape;
@@ -270,6 +285,8 @@ export class Qwen2VLTextModel {
   lmHead(h: tf.Tensor3D): tf.Tensor3D {
     return tf.tidy(() => {
       const [B, S, H] = h.shape;
+      const chunks = this.vocabChunks();
+      if (chunks) return tf.reshape(chunks.logits(tf.reshape(h, [B * S, H])), [B, S, chunks.rows]) as tf.Tensor3D;
       const hostW = this.weights.lmHeadHost ?? (this.weights.lmHead ? null : this.weights.embedTokensHost);
       if (hostW) {
         const hT = tf.transpose(tf.reshape(h, [B * S, H]));
@@ -293,9 +310,17 @@ export class Qwen2VLTextModel {
     });
   }
 
+  /** The lm_head as row chunks (tied: the embedding's), or null when it is one tensor / host-resident. */
+  vocabChunks(): VocabChunks | null {
+    const w = this.weights;
+    return w.lmHeadChunks ?? (w.lmHead || w.lmHeadHost ? null : (w.embedChunks ?? null));
+  }
+
   dispose(): void {
     const w = this.weights;
     w.embedTokens.dispose();
+    w.embedChunks?.dispose();
+    w.lmHeadChunks?.dispose();
     w.norm.dispose();
     w.lmHead?.dispose();
     for (const l of w.layers) {

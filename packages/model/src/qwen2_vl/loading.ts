@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
-import { openCheckpoint, RarlError, type TensorSource } from "@rarl/core";
+import { openCheckpoint, RarlError, type TensorSource, webgpuBindingLimit } from "@rarl/core";
 import { type HostWeight, Linear } from "../nn/linear";
+import { VocabChunks, vocabChunkRows } from "../nn/vocab_chunks";
 import { loadQwen2VLConfig, type Qwen2VLConfig } from "./config";
 import { type DecoderLayerWeights, Qwen2VLTextModel } from "./language";
 import { Qwen2VLForConditionalGeneration } from "./model";
@@ -27,6 +28,20 @@ export interface LoadQwen2VLOptions {
    * `lmHead`/`embedTokens` directly need "device".
    */
   weightResidency?: "device" | "host";
+  /**
+   * Largest embed_tokens / lm_head chunk in bytes (device residency). A vocabulary matrix larger than this is
+   * uploaded as row chunks (VocabChunks) and gathered / multiplied per chunk. Default: on webgpu the adapter's
+   * maxStorageBufferBindingSize (webgpuBindingLimit), elsewhere no chunking; RARL_VOCAB_CHUNK_BYTES overrides the
+   * default (tests force small chunks on the tiny model).
+   */
+  vocabChunkBytes?: number;
+}
+
+/** The default of {@link LoadQwen2VLOptions.vocabChunkBytes} for the active backend. */
+export function defaultVocabChunkBytes(): number {
+  const env = Number(process.env.RARL_VOCAB_CHUNK_BYTES ?? Number.NaN);
+  if (Number.isFinite(env) && env > 0) return env;
+  return tf.getBackend() === "webgpu" ? webgpuBindingLimit() : Number.POSITIVE_INFINITY;
 }
 
 /** Result of {@link loadQwen2VL}. */
@@ -110,9 +125,11 @@ const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every
 export function buildQwen2VLFromSource(
   cfg: Qwen2VLConfig,
   source: TensorSource,
-  opts: { weightResidency?: "device" | "host" } = {},
+  opts: { weightResidency?: "device" | "host"; vocabChunkBytes?: number } = {},
 ): Qwen2VLForConditionalGeneration {
   const host = opts.weightResidency === "host";
+  const chunkBytes = opts.vocabChunkBytes ?? defaultVocabChunkBytes();
+  const chunkRows = vocabChunkRows(cfg.hiddenSize, chunkBytes);
   const expected = expectedWeights(cfg);
   const fileKey = new Map<string, string>(); // hub name -> file key
   const unexpected: string[] = [];
@@ -170,8 +187,15 @@ export function buildQwen2VLFromSource(
     };
     const layers: DecoderLayerWeights[] = [];
     const embedTokensHost = host ? getHost("model.embed_tokens.weight", shape2("model.embed_tokens.weight")) : null;
-    const embedTokens = host ? (tf.zeros([0, cfg.hiddenSize]) as tf.Tensor2D) : get<tf.Tensor2D>("model.embed_tokens.weight");
-    if (host) created.push(embedTokens);
+    const chunked = (n: string): VocabChunks | null => {
+      if (host || shape2(n)[0] <= chunkRows) return null;
+      const c = VocabChunks.fromHost(source.read(fileKey.get(n)!).data as Float32Array, shape2(n), chunkRows);
+      created.push(...c.chunks);
+      return c;
+    };
+    const embedChunks = chunked("model.embed_tokens.weight");
+    const embedTokens = host || embedChunks ? (tf.zeros([0, cfg.hiddenSize]) as tf.Tensor2D) : get<tf.Tensor2D>("model.embed_tokens.weight");
+    if (host || embedChunks) created.push(embedTokens);
     for (let i = 0; i < cfg.numHiddenLayers; i++) {
       const p = `model.layers.${i}.`;
       layers.push({
@@ -188,7 +212,8 @@ export function buildQwen2VLFromSource(
     }
     const norm = get<tf.Tensor1D>("model.norm.weight");
     const lmHeadHost = !cfg.tieWordEmbeddings && host ? getHost("lm_head.weight", shape2("lm_head.weight")) : null;
-    const lmHead = cfg.tieWordEmbeddings || host ? null : get<tf.Tensor2D>("lm_head.weight");
+    const lmHeadChunks = cfg.tieWordEmbeddings ? null : chunked("lm_head.weight");
+    const lmHead = cfg.tieWordEmbeddings || host || lmHeadChunks ? null : get<tf.Tensor2D>("lm_head.weight");
     const v = cfg.visionConfig;
     const E = v.embedDim;
     const patchEmbed = lin("visual.patch_embed.proj", false, [E, v.inChannels * v.temporalPatchSize * v.patchSize * v.patchSize]);
@@ -211,7 +236,7 @@ export function buildQwen2VLFromSource(
       mlp0: lin("visual.merger.mlp.0", true),
       mlp2: lin("visual.merger.mlp.2", true),
     });
-    const text = new Qwen2VLTextModel(cfg, { embedTokens, layers, norm, lmHead, embedTokensHost, lmHeadHost });
+    const text = new Qwen2VLTextModel(cfg, { embedTokens, layers, norm, lmHead, embedTokensHost, lmHeadHost, embedChunks, lmHeadChunks });
     return new Qwen2VLForConditionalGeneration(cfg, visual, text);
   } catch (e) {
     for (const t of created) t.dispose();
@@ -229,7 +254,7 @@ export async function loadQwen2VL(dir: string, opts: LoadQwen2VLOptions = {}): P
   const processor = opts.loadProcessor === false ? null : Qwen2VLProcessor.fromPretrained(dir, { tokenizerPath: opts.tokenizerPath });
   const source = openCheckpoint(dir);
   try {
-    const model = buildQwen2VLFromSource(config, source, { weightResidency: opts.weightResidency });
+    const model = buildQwen2VLFromSource(config, source, { weightResidency: opts.weightResidency, vocabChunkBytes: opts.vocabChunkBytes });
     return { config, model, processor };
   } finally {
     source.close();

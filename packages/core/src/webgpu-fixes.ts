@@ -1,0 +1,25 @@
+/**
+ * Kernel fixes for @tensorflow/tfjs-backend-webgpu 4.22, registered by @rarl/core when the webgpu backend starts
+ * (the wasm ones are in wasm-fixes.ts). One file per kernel family under webgpu-kernels/, each tested against cpu:
+ *  - softmax.ts: rows masked with -FLT_MAX came out NaN (seed of the running max one ulp too high).
+ *  - matmul.ts: no split-K (float atomics) for long-K products, so runs are exact from run to run (resume).
+ *  - segment_sum.ts: UnsortedSegmentSum (gather's gradient) summed in index order instead of with float atomics.
+ *  - addn.ts: AddN of more tensors than one shader may bind is added in groups (it failed validation: garbage).
+ * RARL_WEBGPU_DETERMINISTIC=0 turns the matmul and segment-sum ones off.
+ */
+import { registerWebgpuAddN } from "./webgpu-kernels/addn";
+import { registerWebgpuDeterministicMatmul } from "./webgpu-kernels/matmul";
+import { registerWebgpuSegmentSum } from "./webgpu-kernels/segment_sum";
+import { registerWebgpuSoftmax } from "./webgpu-kernels/softmax";
+
+let applied = false;
+
+/** Registers @rarl/core's webgpu kernels (idempotent; after @tensorflow/tfjs-backend-webgpu has loaded). */
+export function applyWebgpuKernelFixes(): void {
+  if (applied) return;
+  applied = true;
+  registerWebgpuSoftmax();
+  registerWebgpuDeterministicMatmul();
+  registerWebgpuSegmentSum();
+  registerWebgpuAddN();
+}

@@ -1,0 +1,178 @@
+/**
+ * `npm run bench:gpu`: the webgpu backend (Dawn through the optional `webgpu` package) on whatever adapter this
+ * machine has. Prints and writes to bench/RESULTS-gpu.md (collected into BENCHMARKS.md by tools/bench.mjs):
+ *  - raw float32 matmul rate on the adapter (N x N x N, the same-run reference every other figure is compared to);
+ *  - prefill tok/s and decode tok/s at G = 1 and G = 8 on the bench config (random weights, ~107M parameters, the
+ *    full 151936-token vocabulary: its embedding is held in vocabulary chunks where it exceeds one storage binding);
+ *  - one GRPO step (LoRA r = 8 on q/k/v/o, one 256-token prompt with a 224x224 image, G = 8) with its phases;
+ *  - the peak GPU memory tfjs allocated.
+ * Sizes: on a software adapter (llvmpipe) decode and completion lengths are cut to 8 tokens and the matmul to
+ * N = 1024 (the full sizes would take hours on 2 CPU cores); on a hardware adapter: 128 tokens and N = 4096.
+ * The Qwen2-VL-2B config runs only on a hardware adapter (or with RARL_BENCH_2B=1); otherwise it is skipped, and
+ * the line says why. The PyTorch reference (transformers + PEFT on the same GPU) runs where
+ * `python3 -c "import torch, transformers, peft"` works; it is not implemented yet, so the script says so.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { getWebgpuInfo, initBackend, Rng } from "@rarl/core";
+import { buildQwen2VLFromSource, generate, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG, type Qwen2VLConfig } from "@rarl/model";
+import * as tf from "@tensorflow/tfjs-core";
+import { benchConfigJson, benchImagePrompt, randomSource } from "../../model/bench/random_checkpoint";
+import { GRPO_DEFAULTS } from "../src/config";
+import { GRPOTrainer } from "../src/grpo-trainer";
+import { readMetrics } from "../src/metrics";
+import { QwenPolicy } from "../src/qwen-policy";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const lines: string[] = [];
+const out = (s: string) => {
+  lines.push(s);
+  console.log(s);
+};
+
+let peakBytes = 0;
+function samplePeak(): void {
+  const m = tf.memory() as { numBytesAllocatedInGPU?: number; numBytesInGPU?: number };
+  peakBytes = Math.max(peakBytes, m.numBytesAllocatedInGPU ?? m.numBytesInGPU ?? 0);
+}
+
+async function matmulRate(n: number, reps: number): Promise<number> {
+  const a = tf.randomNormal([n, n], 0, 1, "float32", 1);
+  const b = tf.randomNormal([n, n], 0, 1, "float32", 2);
+  const warm = tf.matMul(a, b);
+  await warm.data();
+  warm.dispose();
+  const t0 = performance.now();
+  const ys: tf.Tensor[] = [];
+  for (let i = 0; i < reps; i++) ys.push(tf.matMul(a, b));
+  await ys[ys.length - 1].data();
+  const s = (performance.now() - t0) / 1000;
+  samplePeak();
+  tf.dispose([a, b, ...ys]);
+  return (2 * n ** 3 * reps) / s / 1e9;
+}
+
+async function modelFigures(label: string, cfg: Qwen2VLConfig, decodeTokens: number, completionTokens: number): Promise<void> {
+  const t0 = performance.now();
+  const model = buildQwen2VLFromSource(cfg, randomSource(cfg, 7));
+  samplePeak();
+  const chunks = model.model.weights.embedChunks?.chunks.length ?? 0;
+  out(`- ${label}: built in ${((performance.now() - t0) / 1000).toFixed(1)} s; embedding ${chunks > 0 ? `in ${chunks} vocabulary chunks` : "one tensor"}`);
+  const prompt = benchImagePrompt(cfg, new Rng(3));
+  try {
+    // Prefill: the 256-token prompt with its image (vision tower included), logits of the last position only.
+    const prefill = async () => {
+      const ids = tf.tensor2d([prompt.inputIds], [1, prompt.inputIds.length], "int32");
+      const pv = tf.tensor2d(prompt.pixelValues, [prompt.pixelValues.length / 1176, 1176]);
+      const t = performance.now();
+      const o = model.forward({ inputIds: ids, pixelValues: pv, imageGridThw: prompt.imageGridThw, useCache: true, logitsToKeep: 1 });
+      await o.logits.data();
+      const s = (performance.now() - t) / 1000;
+      samplePeak();
+      o.logits.dispose();
+      o.pastKeyValues?.dispose();
+      tf.dispose([ids, pv]);
+      return s;
+    };
+    await prefill(); // warm-up (shader compilation)
+    const ps = await prefill();
+    out(`  - prefill (${prompt.inputIds.length} tokens, 1 image): ${ps.toFixed(2)} s = ${(prompt.inputIds.length / ps).toFixed(1)} tok/s`);
+    const decodeRates: number[] = [];
+    for (const G of [1, 8]) {
+      const r = await generate(model, null, { prompts: [prompt], numSamples: G, maxNewTokens: decodeTokens, doSample: true, temperature: 1, eosTokenIds: [], seed: 1 });
+      samplePeak();
+      const tokS = r.stats.decodedRows / (r.stats.decodeMs / 1000);
+      decodeRates.push(tokS);
+      out(`  - decode G = ${G}: ${r.stats.decodeSteps} steps, ${r.stats.decodedRows} tokens in ${(r.stats.decodeMs / 1000).toFixed(2)} s = ${tokS.toFixed(1)} tok/s (prefill in generate ${(r.stats.prefillMs / 1000).toFixed(2)} s)`);
+    }
+    out(`  - decode G = 8 / G = 1 tok/s: ${(decodeRates[1] / decodeRates[0]).toFixed(2)}x (target on an H100/H200: >= 4x)`);
+    // One GRPO step: LoRA r = 8 on q/k/v/o, G = 8, the prompt above, a random-direction reward.
+    const policy = new QwenPolicy(model, null, { r: 8, alpha: 16 });
+    const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-gpu-grpo-"));
+    try {
+      const rewardRng = new Rng(9);
+      const trainer = new GRPOTrainer({
+        config: { ...GRPO_DEFAULTS, maxSteps: 1, numGenerations: 8, maxCompletionLength: completionTokens, saveSteps: 1000, progress: false, gradientCheckpointing: false },
+        policy,
+        examples: [{ id: "p" }],
+        buildPrompt: () => ({ inputIds: prompt.inputIds, pixelValues: prompt.pixelValues, imageGridThw: prompt.imageGridThw }),
+        rewards: (items: unknown[]) => ({ random: items.map(() => rewardRng.normal()) }),
+        runDir,
+      });
+      const t = performance.now();
+      await trainer.train({ handleSigint: false });
+      samplePeak();
+      const s = (performance.now() - t) / 1000;
+      const m = readMetrics(runDir)[0] as { timing?: Record<string, number> };
+      const phases = Object.entries(m.timing ?? {})
+        .map(([k, v]) => `${k} ${v.toFixed(2)} s`)
+        .join(", ");
+      out(`  - GRPO step (G = 8, ${completionTokens}-token completions, LoRA r = 8): ${s.toFixed(1)} s (${phases})`);
+    } finally {
+      policy.dispose();
+      fs.rmSync(runDir, { recursive: true, force: true });
+    }
+  } finally {
+    model.dispose();
+  }
+}
+
+function lscpu(): string {
+  try {
+    return execFileSync("lscpu", { encoding: "utf8" }).match(/^Model name:\s*(.+)$/m)?.[1]?.trim() ?? os.cpus()[0]?.model ?? "?";
+  } catch {
+    return os.cpus()[0]?.model ?? "?";
+  }
+}
+
+async function main(): Promise<void> {
+  process.env.RARL_BACKEND = "webgpu";
+  await initBackend();
+  const info = getWebgpuInfo();
+  if (!info) throw new Error("webgpu started without adapter info");
+  const software = info.software;
+  out("# webgpu (Dawn) benchmark");
+  out("");
+  out(`- Command: \`npm run bench:gpu\` (packages/grpo/bench/gpu.ts), ${new Date().toISOString()}`);
+  out(`- Machine: ${lscpu()}, ${os.cpus().length} logical cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}`);
+  out(`- Load average at start (other processes share the cores): ${os.loadavg().map((x) => x.toFixed(1)).join(", ")}`);
+  out(
+    `- Adapter: ${info.description || info.device || "?"} (vendor "${info.vendor}", architecture "${info.architecture}", device "${info.device}"), Dawn backend ${info.backendType}, feature level ${info.featureLevel}${software ? ", SOFTWARE adapter (CPU)" : ""}`,
+  );
+  out(`- Limits: maxStorageBufferBindingSize ${info.limits.maxStorageBufferBindingSize}, maxBufferSize ${info.limits.maxBufferSize}`);
+  out("");
+  const n = software ? 1024 : 4096;
+  const gflops = await matmulRate(n, software ? 3 : 20);
+  out(`- raw float32 matmul ${n}x${n}x${n}: ${gflops.toFixed(1)} GFLOP/s (${(gflops / 1000).toFixed(3)} TFLOP/s)`);
+  const decodeTokens = software ? 8 : 128;
+  await modelFigures("bench config (~107M parameters, vocabulary 151936)", parseQwen2VLConfig(benchConfigJson(), "<bench config>"), decodeTokens, decodeTokens);
+  if (!software || process.env.RARL_BENCH_2B === "1") {
+    await modelFigures("Qwen2-VL-2B config (random weights)", parseQwen2VLConfig(QWEN2_VL_2B_INSTRUCT_CONFIG, "Qwen2-VL-2B config"), decodeTokens, decodeTokens);
+  } else {
+    out("- Qwen2-VL-2B config: skipped on a software adapter (8.8 GB of float32 weights; one forward would take tens of minutes on CPU cores); RARL_BENCH_2B=1 forces it");
+  }
+  out(`- peak GPU memory allocated by tfjs: ${(peakBytes / 2 ** 20).toFixed(0)} MiB`);
+  const py = spawnSync("python3", ["-c", "import torch, transformers, peft"], { encoding: "utf8" });
+  out(
+    py.status === 0
+      ? "- PyTorch reference: torch, transformers and peft import here, but the same-work PyTorch script is not implemented yet: no ratios"
+      : `- PyTorch reference: not run (\`python3 -c "import torch, transformers, peft"\` fails here: ${(py.stderr || py.error?.message || "").trim().split("\n").pop()})`,
+  );
+  if (software) out("- Software adapter: these figures test the path only; GPU figures await a machine with a GPU.");
+  const file = path.join(here, "RESULTS-gpu.md");
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${lines.join("\n")}\n`);
+  fs.renameSync(tmp, file);
+  console.error(`wrote ${file}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
