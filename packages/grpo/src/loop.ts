@@ -281,7 +281,7 @@ export abstract class TrainLoop<E extends HasId, P, H extends PreparedPrompt> {
           // A generation backend that gave up (server gone): no update of this step happened yet (generation comes
           // first), so the checkpoint of the step's start loses nothing; --resume redoes the step.
           if (!(e instanceof GenerationBackendError)) throw e;
-          const ckpt = this.saveLastGood();
+          const ckpt = await this.saveLastGood();
           throw new GenerationBackendError(`step ${this.step + 1}: ${e.message}. Stopped; checkpoint of step ${this.step} in ${ckpt} (continue with --resume once the server is back)`, {
             code: e.code,
             details: { ...e.details, step: this.step + 1, checkpoint: ckpt },
