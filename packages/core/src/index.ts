@@ -4,6 +4,7 @@ export { BACKEND_ORDER, getBackendName, getWasmThreads, initBackend, type Backen
 export { setWasmTransposeFix } from "./wasm-fixes";
 export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS, type WebgpuInfo, webgpuBindingLimit, webgpuDeviceErrorCount } from "./webgpu";
 export { writeFileAtomic } from "./fs";
+export { closestName, editDistance } from "./suggest";
 export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, type LockHolder, type OutputLock } from "./lock";
 export { JsonlWriter, repairJsonlForAppend, splitTornTail, warnTornTail } from "./jsonl";
 export { readToHost } from "./host-read";

@@ -1,4 +1,4 @@
-import { getLogger } from "@rarl/core";
+import { closestName, getLogger } from "@rarl/core";
 import { TrainConfigError } from "./errors";
 import type { MultiObjectiveAggregation, ScaleRewards } from "./math/advantages";
 import { IMPORTANCE_SAMPLING_LEVELS, type ImportanceSamplingLevel, LOSS_TYPES, type LossType, VLLM_IS_MODES, type VllmImportanceSamplingMode } from "./math/loss";
@@ -250,29 +250,8 @@ const num =
     typeof v !== "number" || Number.isNaN(v) || (int && !Number.isInteger(v)) || (minExclusive ? v <= min : v < min) || v > max
       ? `${int ? "an integer" : "a number"} ${minExclusive ? ">" : ">="} ${min}${max < Number.POSITIVE_INFINITY ? ` and <= ${max}` : ""}`
       : null;
-/** Levenshtein distance (for "did you mean" suggestions). */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-  }
-  return d[a.length][b.length];
-}
-
-/** The closest candidate (case-insensitive edit distance ≤ max(2, a third of its length)), or undefined. */
-export function closestName(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Number.POSITIVE_INFINITY;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = c;
-    }
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
-}
+/** The closest candidate for a "did you mean" (one rule for every config error: @rarl/core's closestName). */
+export { closestName };
 
 const oneOf =
   (...vals: unknown[]): Check =>

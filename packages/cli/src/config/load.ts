@@ -1,40 +1,15 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { RarlError } from "@rarl/core";
+import { closestName, editDistance, RarlError } from "@rarl/core";
 import Ajv, { type ErrorObject } from "ajv";
 import YAML from "yaml";
 
 /** A config file is missing, unparsable, or does not match its JSON Schema. */
 export class ConfigError extends RarlError {}
 
-/** Levenshtein distance, for "did you mean" suggestions. */
-export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
-    }
-  }
-  return prev[b.length];
-}
-
-/** The closest candidate within a small edit distance, or undefined. */
-export function suggest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Number.POSITIVE_INFINITY;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = c;
-    }
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
-}
+/** The closest candidate within a small edit distance, or undefined (@rarl/core's closestName). */
+export const suggest = closestName;
+export { editDistance };
 
 /** Resolves the sub-schema at a JSON pointer-ish instance path (object properties only). */
 function schemaAt(schema: any, instancePath: string): any {
