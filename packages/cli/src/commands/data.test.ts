@@ -2,8 +2,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import sharp from "sharp";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { runCli } from "../program";
+import { afterAll, beforeAll, describe, expect, it, } from "vitest";
+import { captureCli } from "../testing/capture";
 
 let dir: string;
 beforeAll(() => {
@@ -11,25 +11,7 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function capture(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const o = vi.spyOn(process.stdout, "write").mockImplementation((c: any) => {
-    out += String(c);
-    return true;
-  });
-  const e = vi.spyOn(process.stderr, "write").mockImplementation((c: any) => {
-    err += String(c);
-    return true;
-  });
-  try {
-    const code = await runCli(args);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const capture = captureCli;
 
 describe("rarl data", () => {
   it("synth --splits: named splits of their own images, families and styles; bad specs are rejected", async () => {

@@ -4,12 +4,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { type FaultServer, startFaultServer } from "../../../judge/src/testing/fault-server";
 import { fixturesDir } from "@rarl/core";
 import { synthesize } from "@rarl/datasets";
-import { runCli } from "../program";
+import { afterAll, beforeAll, describe, expect, it, } from "vitest";
+import { type FaultServer, startFaultServer } from "../../../judge/src/testing/fault-server";
 import { readJsonl } from "../report/io";
+import { captureCli } from "../testing/capture";
 
 let dir: string;
 beforeAll(() => {
@@ -17,27 +17,7 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function capture(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const o = vi.spyOn(process.stdout, "write").mockImplementation((c: any) => {
-    out += String(c);
-    return true;
-  });
-  const e = vi.spyOn(process.stderr, "write").mockImplementation((c: any) => {
-    err += String(c);
-    return true;
-  });
-  const saved = process.exitCode;
-  try {
-    const code = await runCli(args);
-    return { code, out, err };
-  } finally {
-    process.exitCode = saved;
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const capture = captureCli;
 
 const pred = (id: string, prediction = "yes") => JSON.stringify({ id, dataset: "Ours", question: "Is it?", reference: "yes", prediction });
 

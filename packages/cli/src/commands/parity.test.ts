@@ -2,31 +2,15 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fixturesDir } from "@rarl/core";
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { runCli } from "../program";
+import { afterEach, describe, expect, it } from "vitest";
+import { captureCli } from "../testing/capture";
 
 function fixture(): string {
   return path.join(fixturesDir(), "qwen2vl-tiny");
 }
 const FX = fixture();
 
-async function run(args: string[]): Promise<{ code: number; out: string }> {
-  let out = "";
-  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: any) => {
-    out += String(chunk);
-    return true;
-  });
-  const errSpy = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-  process.exitCode = undefined;
-  try {
-    const code = await runCli(args);
-    return { code, out };
-  } finally {
-    spy.mockRestore();
-    errSpy.mockRestore();
-    process.exitCode = undefined;
-  }
-}
+const run = captureCli;
 
 /** A copy of the fixture (big files symlinked) whose outputs.json has one prompt's user text changed. */
 function perturbedFixture(): string {
