@@ -3,6 +3,9 @@ export { Rng, type RngState } from "./rng";
 export { BACKEND_ORDER, getBackendName, getWasmThreads, initBackend, type BackendName, type InitBackendOptions } from "./backend";
 export { setWasmTransposeFix } from "./wasm-fixes";
 export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS, type WebgpuInfo, webgpuBindingLimit, webgpuDeviceErrorCount } from "./webgpu";
+/** Fused ops: one WGSL kernel on webgpu, the tfjs composite on other backends. */
+export { fusedRmsNorm, rmsNormComposite } from "./webgpu-kernels/rmsnorm";
+export { fusedSwiglu, swigluComposite } from "./webgpu-kernels/swiglu";
 export { writeFileAtomic } from "./fs";
 export { closestName, editDistance } from "./suggest";
 export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, type LockHolder, type OutputLock } from "./lock";

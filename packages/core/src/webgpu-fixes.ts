@@ -5,12 +5,16 @@
  *  - matmul.ts: no split-K (float atomics) for long-K products, so runs are exact from run to run (resume).
  *  - segment_sum.ts: UnsortedSegmentSum (gather's gradient) summed in index order instead of with float atomics.
  *  - addn.ts: AddN of more tensors than one shader may bind is added in groups (it failed validation: garbage).
+ *  - rmsnorm.ts, swiglu.ts: fused forward kernels (RarlRmsNorm, RarlSwiglu) behind the ops fusedRmsNorm and
+ *    fusedSwiglu, which run the tfjs composite on other backends.
  * RARL_WEBGPU_DETERMINISTIC=0 turns the matmul and segment-sum ones off.
  */
 import { registerWebgpuAddN } from "./webgpu-kernels/addn";
 import { registerWebgpuDeterministicMatmul } from "./webgpu-kernels/matmul";
+import { registerWebgpuRmsNorm } from "./webgpu-kernels/rmsnorm";
 import { registerWebgpuSegmentSum } from "./webgpu-kernels/segment_sum";
 import { registerWebgpuSoftmax } from "./webgpu-kernels/softmax";
+import { registerWebgpuSwiglu } from "./webgpu-kernels/swiglu";
 
 let applied = false;
 
@@ -22,4 +26,6 @@ export function applyWebgpuKernelFixes(): void {
   registerWebgpuDeterministicMatmul();
   registerWebgpuSegmentSum();
   registerWebgpuAddN();
+  registerWebgpuRmsNorm();
+  registerWebgpuSwiglu();
 }
