@@ -52,6 +52,23 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
     }
   });
 
+  it("the decoder runs @rarl/core's fused RMSNorm and SwiGLU kernels on webgpu (once per norm and per MLP of each decoder layer)", { timeout: 600_000 }, async () => {
+    const { model } = await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false });
+    const ref = openReference();
+    const prof = await tf.profile(() =>
+      tf.tidy(() => completionLogprobs(model, { prompts: [refImagePrompt(ref)], completions: [refRows(ref, "completion.completion_ids")[0]] }).logprobs),
+    );
+    tf.dispose(prof.result as tf.Tensor);
+    const count = (name: string) => prof.kernels.filter((k) => k.name === name).length;
+    const layers = model.model.weights.layers.length;
+    model.dispose();
+    // Each decoder pass (completionLogprobs may run more than one: prompt, then completion rows) has one MLP per
+    // layer and 2 norms per layer + the final norm.
+    const passes = count("RarlSwiglu") / layers;
+    expect(Number.isInteger(passes) && passes >= 1).toBe(true);
+    expect(count("RarlRmsNorm")).toBe(passes * (2 * layers + 1));
+  });
+
   describe("LoRA gradients of completion log-probs", () => {
     // One copy of the model and LoRA per backend (tensors are not moved between backends: webgpu reads are async).
     type Setup = { model: Qwen2VLForConditionalGeneration; vars: tf.Variable[] };

@@ -1,11 +1,12 @@
+import { fusedRmsNorm } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 
-/** Qwen2RMSNorm: w · x / sqrt(mean(x²) + eps) over the last axis (float32). */
+/**
+ * Qwen2RMSNorm: w · x / sqrt(mean(x²) + eps) over the last axis (float32). @rarl/core's fusedRmsNorm: one WGSL
+ * kernel on webgpu, the tfjs composite on other backends.
+ */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
-  return tf.tidy(() => {
-    const variance = tf.mean(tf.square(x), -1, true);
-    return tf.mul(weight, tf.mul(x, tf.rsqrt(tf.add(variance, eps))));
-  });
+  return fusedRmsNorm(x, weight, eps);
 }
 
 /** torch.nn.LayerNorm (biased variance) over the last axis. */

@@ -1,7 +1,8 @@
+import { fusedSwiglu } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { frozenGather, frozenMatMul, type HostWeight, isTrainableWeight, type Linear } from "../nn/linear";
+import { bmm, rmsNorm } from "../nn/ops";
 import type { VocabChunks } from "../nn/vocab_chunks";
-import { bmm, rmsNorm, silu } from "../nn/ops";
 import type { Qwen2VLConfig } from "./config";
 import { applyRotary } from "./rope";
 
@@ -267,7 +268,7 @@ export class Qwen2VLTextModel {
       const attOut = w.oProj.apply(tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [B, S, nh * D]));
       const h1 = tf.add(h, attOut);
       const x2T = tf.transpose(tf.reshape(rmsNorm(h1, w.postAttentionLayernorm, cfg.rmsNormEps), [B * S, H])) as tf.Tensor2D;
-      const mlpT = w.downProj.applyT(tf.mul(silu(w.gateProj.applyT(x2T)), w.upProj.applyT(x2T)) as tf.Tensor2D); // [H, B·S]
+      const mlpT = w.downProj.applyT(fusedSwiglu(w.gateProj.applyT(x2T), w.upProj.applyT(x2T)) as tf.Tensor2D); // [H, B·S]
       return tf.add(h1, tf.reshape(tf.transpose(mlpT), [B, S, H])) as tf.Tensor3D;
     });
     return { h: out, kv };
