@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { describe, expect, it } from "vitest";
 import { initBackend } from "../backend";
 import { Rng } from "../rng";
+import { relErr } from "../testing/compare";
 import { webgpuSkipReason } from "../testing/webgpu";
 import { fusedSwiglu, swigluComposite } from "./swiglu";
 
@@ -21,14 +22,6 @@ async function run(backend: string, op: typeof fusedSwiglu, g: Float32Array, u: 
   const out = { y: (await y.data()) as Float32Array, dg: (await dg.data()) as Float32Array, du: (await du.data()) as Float32Array };
   tf.dispose([gt, ut, c, y, dg, du]);
   return out;
-}
-
-/** max |a − b| / (1 + |b|) (relative for large values, absolute near 0). */
-function relErr(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Number.isFinite(a[i]) ? Math.abs(a[i] - b[i]) / (1 + Math.abs(b[i])) : Number.POSITIVE_INFINITY);
-  return m;
 }
 
 function data(n: number, seed: number): { g: Float32Array; u: Float32Array } {
