@@ -42,17 +42,19 @@ export function tokenLogprobs(
   entropyOut?: { entropy?: tf.Tensor1D },
 ): tf.Tensor1D {
   if (!gradientsRegistered()) throw new Error("tokenLogprobs: tfjs gradients are not registered (import @rarl/core)");
-  if (weight instanceof VocabChunks) return chunkedTokenLogprobs(hidden, weight, ids, chunk, entropyOut);
-  chunk ??= chunkRows(weight.shape[0]);
   const [n, h] = hidden.shape;
-  if (weight.shape[1] !== h) throw new Error(`tokenLogprobs: hidden [${hidden.shape}] does not match lm_head weight [${weight.shape}]`);
+  const chunked = weight instanceof VocabChunks;
+  const [V, H] = chunked ? [weight.rows, weight.cols] : weight.shape;
+  if (H !== h) throw new Error(`tokenLogprobs: hidden [${hidden.shape}] does not match lm_head ${chunked ? `chunks [${V}, ${H}]` : `weight [${weight.shape}]`}`);
   if (ids.shape[0] !== n) throw new Error(`tokenLogprobs: ids [${ids.shape}] does not match hidden [${hidden.shape}]`);
   if (ids.dtype !== "int32") throw new Error(`tokenLogprobs: ids must be int32, got ${ids.dtype}`);
-  if (weightT && (weightT.shape[0] !== h || weightT.shape[1] !== weight.shape[0])) throw new Error(`tokenLogprobs: weightT [${weightT.shape}] is not the transpose of [${weight.shape}]`);
-  // [c, V] logits of a chunk, softmax axis last.
-  const chunkLogits = (hc: tf.Tensor2D): tf.Tensor2D => (weightT ? tf.matMul(hc, weightT) : (tf.transpose(tf.matMul(weight, tf.transpose(hc))) as tf.Tensor2D));
+  if (!chunked && weightT && (weightT.shape[0] !== h || weightT.shape[1] !== V)) throw new Error(`tokenLogprobs: weightT [${weightT.shape}] is not the transpose of [${weight.shape}]`);
+  const lm = chunked ? weight : plainLmHead(weight, weightT);
+  // Vocabulary chunks (webgpu, a matrix larger than one storage binding): each row block's [c, V] logits also stay
+  // within the binding limit.
+  const rows = chunk ?? (chunked ? chunkRows(V, Math.min(16 * 1024 * 1024, Math.floor(webgpuBindingLimit() / 4))) : chunkRows(V));
   const bounds: Array<[number, number]> = [];
-  for (let s = 0; s < n; s += chunk) bounds.push([s, Math.min(n, s + chunk)]);
+  for (let s = 0; s < n; s += rows) bounds.push([s, Math.min(n, s + rows)]);
 
   const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     const hx = x as tf.Tensor2D;
@@ -61,63 +63,13 @@ export function tokenLogprobs(
       const ents: tf.Tensor[] = [];
       const parts = bounds.map(([a, b]) => {
         const hc = tf.slice(hx, [a, 0], [b - a, h]);
-        const idc = tf.slice(ids, [a], [b - a]);
-        const logits = chunkLogits(hc);
+        const idc = tf.slice(ids, [a], [b - a]) as tf.Tensor1D;
+        const logits = lm.logits(hc);
         const lse = tf.logSumExp(logits, 1); // [c]
         // H = lse − Σ_v softmax_v · logit_v
         if (entropyOut) ents.push(tf.sub(lse, tf.sum(tf.mul(tf.exp(tf.sub(logits, tf.reshape(lse, [-1, 1]))), logits), 1)));
-        const picked = tf.sum(tf.mul(tf.gather(weight, idc), hc), 1); // [c]
+        const picked = tf.sum(tf.mul(lm.gather(idc), hc), 1); // [c]
         return tf.sub(picked, lse);
-      });
-      if (entropyOut) entropyOut.entropy = tf.keep((ents.length === 1 ? ents[0] : tf.concat(ents, 0)) as tf.Tensor1D);
-      return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
-    });
-    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const hs = saved[0] as tf.Tensor2D;
-      const idsSaved = saved[1] as tf.Tensor1D;
-      return tf.tidy(() => {
-        const parts = bounds.map(([a, b]) => {
-          const hc = tf.slice(hs, [a, 0], [b - a, h]);
-          const idc = tf.slice(idsSaved, [a], [b - a]);
-          const dyc = tf.reshape(tf.slice(dy, [a], [b - a]), [b - a, 1]);
-          const probs = tf.softmax(chunkLogits(hc)); // [c, V]
-          const expected = tf.matMul(probs as tf.Tensor2D, weight); // [c, H]
-          return tf.mul(dyc, tf.sub(tf.gather(weight, idc), expected));
-        });
-        return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
-      });
-    };
-    return { value, gradFunc };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return f(hidden) as tf.Tensor1D;
-}
-
-/**
- * {@link tokenLogprobs} with the lm_head in vocabulary chunks (webgpu, a matrix larger than one storage binding):
- * the same value and hand-written gradient, with each row block's [c, V] logits kept within the binding limit.
- */
-function chunkedTokenLogprobs(hidden: tf.Tensor2D, W: VocabChunks, ids: tf.Tensor1D, chunk?: number, entropyOut?: { entropy?: tf.Tensor1D }): tf.Tensor1D {
-  const [n, h] = hidden.shape;
-  if (W.cols !== h) throw new Error(`tokenLogprobs: hidden [${hidden.shape}] does not match lm_head chunks [${W.rows}, ${W.cols}]`);
-  if (ids.shape[0] !== n) throw new Error(`tokenLogprobs: ids [${ids.shape}] does not match hidden [${hidden.shape}]`);
-  if (ids.dtype !== "int32") throw new Error(`tokenLogprobs: ids must be int32, got ${ids.dtype}`);
-  const budget = Math.min(16 * 1024 * 1024, Math.floor(webgpuBindingLimit() / 4));
-  const rows = chunk ?? chunkRows(W.rows, budget);
-  const bounds: Array<[number, number]> = [];
-  for (let s = 0; s < n; s += rows) bounds.push([s, Math.min(n, s + rows)]);
-  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
-    const hx = x as tf.Tensor2D;
-    save([hx, ids]);
-    const value = tf.tidy(() => {
-      const ents: tf.Tensor[] = [];
-      const parts = bounds.map(([a, b]) => {
-        const hc = tf.slice(hx, [a, 0], [b - a, h]);
-        const idc = tf.slice(ids, [a], [b - a]) as tf.Tensor1D;
-        const logits = W.logits(hc);
-        const lse = tf.logSumExp(logits, 1);
-        // H = lse − Σ_v softmax_v · logit_v, as in tokenLogprobs
-        if (entropyOut) ents.push(tf.sub(lse, tf.sum(tf.mul(tf.exp(tf.sub(logits, tf.reshape(lse, [-1, 1]))), logits), 1)));
-        return tf.sub(tf.sum(tf.mul(W.gather(idc), hc), 1), lse);
       });
       if (entropyOut) entropyOut.entropy = tf.keep((ents.length === 1 ? ents[0] : tf.concat(ents, 0)) as tf.Tensor1D);
       return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
@@ -130,8 +82,8 @@ function chunkedTokenLogprobs(hidden: tf.Tensor2D, W: VocabChunks, ids: tf.Tenso
           const hc = tf.slice(hs, [a, 0], [b - a, h]);
           const idc = tf.slice(idsSaved, [a], [b - a]) as tf.Tensor1D;
           const dyc = tf.reshape(tf.slice(dy, [a], [b - a]), [b - a, 1]);
-          const expected = W.weightedSum(tf.softmax(W.logits(hc)) as tf.Tensor2D);
-          return tf.mul(dyc, tf.sub(W.gather(idc), expected));
+          const expected = lm.weightedSum(tf.softmax(lm.logits(hc)) as tf.Tensor2D); // [c, H]
+          return tf.mul(dyc, tf.sub(lm.gather(idc), expected));
         });
         return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
       });
@@ -139,4 +91,14 @@ function chunkedTokenLogprobs(hidden: tf.Tensor2D, W: VocabChunks, ids: tf.Tenso
     return { value, gradFunc };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return f(hidden) as tf.Tensor1D;
+}
+
+/** The lm_head products tokenLogprobs needs, as {@link VocabChunks} offers them, over one [V, H] weight. */
+function plainLmHead(weight: tf.Tensor2D, weightT?: tf.Tensor2D): Pick<VocabChunks, "logits" | "gather" | "weightedSum"> {
+  return {
+    // [c, V] logits of a chunk, softmax axis last.
+    logits: (hc) => (weightT ? tf.matMul(hc, weightT) : (tf.transpose(tf.matMul(weight, tf.transpose(hc))) as tf.Tensor2D)),
+    gather: (idc) => tf.gather(weight, idc) as tf.Tensor2D,
+    weightedSum: (p) => tf.matMul(p, weight),
+  };
 }
