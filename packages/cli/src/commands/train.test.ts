@@ -6,6 +6,7 @@ import { MockVllmServer } from "@rarl/grpo";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../program";
 import { readJsonl } from "../report/io";
+import { captureCli } from "../testing/capture";
 
 let tmp: string;
 beforeAll(async () => {
@@ -74,19 +75,7 @@ describe("rarl train", () => {
     const run = async (over: Record<string, unknown>) => {
       const f = path.join(tmp, `dry-${Math.random().toString(36).slice(2)}.json`);
       fs.writeFileSync(f, JSON.stringify({ ...base, ...over }));
-      const out: string[] = [];
-      const err: string[] = [];
-      const wo = process.stdout.write.bind(process.stdout);
-      const we = process.stderr.write.bind(process.stderr);
-      process.stdout.write = ((s: string) => out.push(String(s)) > 0) as typeof process.stdout.write;
-      process.stderr.write = ((s: string) => err.push(String(s)) > 0) as typeof process.stderr.write;
-      try {
-        const code = await runCli(["train", "--config", f, "--dry-run", "--gflops", "1"]);
-        return { code, out: out.join(""), err: err.join("") };
-      } finally {
-        process.stdout.write = wo;
-        process.stderr.write = we;
-      }
+      return captureCli(["train", "--config", f, "--dry-run", "--gflops", "1"]);
     };
     let r = await run({ lossType: "cispo", epsilonHigh: 5, importanceSamplingLevel: "sequence", topEntropyQuantile: 0.2, rewardWeights: [1, 2], generation: { backend: "vllm", baseUrl: "http://127.0.0.1:8000", model: "Qwen/Qwen2-VL-2B-Instruct" } });
     expect(r.code, r.err).toBe(0);

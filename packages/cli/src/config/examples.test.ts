@@ -3,8 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { synthesize } from "@rarl/datasets";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../program";
 import { readJsonl } from "../report/io";
+import { captureCli } from "../testing/capture";
 import { dryRun, estimateStep } from "./dry-run";
 import { copyExampleConfig, REPO, writeCvBenchData, writeEncoder, writeMedicalData, writeSparseQwen2VL } from "./experiment-fixtures";
 import { loadTrainConfig } from "./train-schema";
@@ -26,21 +26,7 @@ function linkModels(dir: string): void {
 }
 
 /** Runs the CLI in-process, capturing stdout and stderr. */
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const wo = process.stdout.write.bind(process.stdout);
-  const we = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string) => out.push(String(s)) > 0) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => err.push(String(s)) > 0) as typeof process.stderr.write;
-  try {
-    const code = await runCli(args);
-    return { code, out: out.join(""), err: err.join("") };
-  } finally {
-    process.stdout.write = wo;
-    process.stderr.write = we;
-  }
-}
+const cli = captureCli;
 
 // LoRA r = 8 on q/k/v/o of 28 layers: q, o are 1536x1536, k, v are 256x1536 (2 KV heads of 128).
 const LORA_2B = 28 * 8 * (1536 + 1536 + (1536 + 256) * 2 + 1536 + 1536);
