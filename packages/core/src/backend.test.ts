@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { BACKEND_ORDER, getBackendName, initBackend } from "./backend";
 import { BackendError } from "./errors";
-import { setLogSink } from "./logger";
+import { captureLogsAsync } from "./testing/logs";
 
 const saved = { backend: process.env.RARL_BACKEND, level: process.env.RARL_LOG_LEVEL };
 afterEach(() => {
@@ -46,16 +46,12 @@ describe("initBackend", () => {
     delete process.env.RARL_BACKEND;
     await initBackend({ prefer: ["wasm"] }); // known starting point, whatever ran before
     process.env.RARL_LOG_LEVEL = "info";
-    const lines: string[] = [];
-    const prev = setLogSink((l) => lines.push(l));
-    try {
+    const { lines } = await captureLogsAsync(async () => {
       await initBackend({ prefer: ["cpu"] });
       await initBackend({ prefer: ["cpu"] });
       await initBackend({ prefer: ["wasm", "cpu"] });
       await initBackend({ prefer: ["wasm"] });
-    } finally {
-      setLogSink(prev);
-    }
+    });
     const ready = lines.filter((l) => l.includes("tfjs backend ready"));
     expect(ready).toHaveLength(2);
     expect(ready[0]).toContain("backend=cpu");

@@ -17,5 +17,6 @@ export { createProgress, type Progress, type ProgressOptions } from "./progress"
 export { gradientsRegistered } from "./gradients";
 /** Test helpers: the repo root, and its `test-fixtures/` folder. */
 export { fixturesDir, repoRoot } from "./testing/fixtures";
+export { captureLogs, captureLogsAsync } from "./testing/logs";
 /** Test helper: null when the webgpu backend starts, else why not (throws under RARL_REQUIRE_WEBGPU=1). */
 export { webgpuSkipReason } from "./testing/webgpu";

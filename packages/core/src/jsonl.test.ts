@@ -4,7 +4,7 @@ import path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JsonlWriter, repairJsonlForAppend, splitTornTail } from "./jsonl";
-import { setLogSink } from "./logger";
+import { captureLogs } from "./testing/logs";
 
 let dir: string;
 beforeAll(() => {
@@ -42,15 +42,11 @@ describe("JsonlWriter", () => {
   it("appends after a torn last line on a line of its own, with a warning", () => {
     const f = path.join(dir, "m.jsonl");
     fs.writeFileSync(f, '{"step":1}\n{"step":2,"lo');
-    const warnings: string[] = [];
-    const prev = setLogSink((l) => warnings.push(l));
-    try {
+    const { lines: warnings } = captureLogs(() => {
       const w = new JsonlWriter(f);
       w.append({ step: 2 });
       w.close();
-    } finally {
-      setLogSink(prev);
-    }
+    });
     expect(fs.readFileSync(f, "utf8")).toBe('{"step":1}\n{"step":2}\n');
     expect(warnings.join("\n")).toMatch(/m\.jsonl:2: ignoring a torn last line \(13 bytes/);
     fs.writeFileSync(f, '{"step":1}');

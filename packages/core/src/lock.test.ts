@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lockFileFor, lockOutput, OutputLockedError, withOutputLock } from "./lock";
-import { setLogSink } from "./logger";
+import { captureLogs } from "./testing/logs";
 
 let dir: string;
 beforeAll(() => {
@@ -12,15 +12,6 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function captureWarnings<T>(fn: () => T): { value: T; lines: string[] } {
-  const lines: string[] = [];
-  const prev = setLogSink((l) => lines.push(l));
-  try {
-    return { value: fn(), lines };
-  } finally {
-    setLogSink(prev);
-  }
-}
 
 const holder = (pid: number, extra = {}) => JSON.stringify({ pid, host: os.hostname(), command: "rarl judge", since: "2026-01-01T00:00:00.000Z", token: "t0", ...extra });
 
@@ -56,7 +47,7 @@ describe("lockOutput (single writer per output)", () => {
       await new Promise((r) => child.on("close", r));
     }
     // the same PID, now dead (as after a SIGKILL)
-    const { value: lock, lines } = captureWarnings(() => lockOutput(out));
+    const { value: lock, lines } = captureLogs(() => lockOutput(out));
     expect(lines.join("\n")).toMatch(new RegExp(`taking over the lock of .*run: its holder PID ${child.pid} .*is no longer running`));
     expect(JSON.parse(fs.readFileSync(lock.file, "utf8")).pid).toBe(process.pid);
     lock.release();
@@ -65,7 +56,7 @@ describe("lockOutput (single writer per output)", () => {
   it("an unreadable lock file (not written by lockOutput) is taken over with a warning", () => {
     const out = path.join(dir, "x.jsonl");
     fs.writeFileSync(lockFileFor(out), "{garbage");
-    const { value: lock, lines } = captureWarnings(() => lockOutput(out));
+    const { value: lock, lines } = captureLogs(() => lockOutput(out));
     expect(lines.join("\n")).toMatch(/taking over the unreadable lock/);
     lock.release();
   });
@@ -88,7 +79,7 @@ describe("lockOutput (single writer per output)", () => {
     const r2 = run("kill");
     expect(r2.signal).toBe("SIGKILL");
     expect(fs.existsSync(lockFileFor(out))).toBe(true);
-    const { value: lock, lines } = captureWarnings(() => lockOutput(out));
+    const { value: lock, lines } = captureLogs(() => lockOutput(out));
     expect(lines.join("\n")).toMatch(/is no longer running/);
     lock.release();
   });

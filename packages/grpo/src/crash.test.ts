@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { OutputLockedError, setLogSink } from "@rarl/core";
+import { captureLogs, OutputLockedError } from "@rarl/core";
 import { synthesize } from "@rarl/datasets";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { latestCheckpoint, listCheckpoints } from "./checkpoint";
@@ -158,16 +158,14 @@ describe("crash safety of rarl train (SIGKILL)", () => {
     w.close();
     const f = path.join(dir, "metrics.jsonl");
     fs.appendFileSync(f, '{"step": 3, "lo');
-    const logs: string[] = [];
-    const prev = setLogSink((l) => logs.push(l));
-    try {
-      expect(readMetrics(dir).map((m) => m.step)).toEqual([1, 2]);
+    const { value: steps, lines: logs } = captureLogs(() => {
+      const read = readMetrics(dir).map((m) => m.step);
       const w2 = new MetricsWriter(dir);
       w2.write({ step: 3, loss: 0.3 });
       w2.close();
-    } finally {
-      setLogSink(prev);
-    }
+      return read;
+    });
+    expect(steps).toEqual([1, 2]);
     expect(logs.join("\n")).toMatch(/metrics\.jsonl:3: ignoring a torn last line/);
     expect(readMetrics(dir).map((m) => m.step)).toEqual([1, 2, 3]);
   });

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setLogSink } from "@rarl/core";
+import { captureLogs } from "@rarl/core";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MetricsWriter, readMetrics } from "./metrics";
@@ -38,16 +38,14 @@ describe("metrics.jsonl cut at every byte offset of its last record (fast-check)
           fs.writeFileSync(file, Buffer.concat([head, last.subarray(0, cut)]));
           const whole = cut >= last.length - 1 ? 3 : 2;
           const torn = cut > 0 && whole === 2;
-          const logs: string[] = [];
-          const prev = setLogSink((l) => logs.push(l));
-          try {
-            expect(readMetrics(runDir)).toEqual(recs.slice(0, whole));
+          const { value: read, lines: logs } = captureLogs(() => {
+            const r = readMetrics(runDir);
             const w = new MetricsWriter(runDir);
             w.write({ step: 4 });
             w.close();
-          } finally {
-            setLogSink(prev);
-          }
+            return r;
+          });
+          expect(read).toEqual(recs.slice(0, whole));
           // one warning from the reader and one from the writer, which cut the torn line off before appending
           expect(logs.filter((l) => l.includes("ignoring a torn last line")).length).toBe(torn ? 2 : 0);
           expect(readMetrics(runDir)).toEqual([...recs.slice(0, whole), { step: 4 }]);

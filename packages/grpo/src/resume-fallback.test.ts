@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { initBackend, setLogSink } from "@rarl/core";
+import { captureLogsAsync, initBackend } from "@rarl/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listCheckpoints } from "./checkpoint";
 import { GRPO_DEFAULTS, type GRPOConfig } from "./config";
@@ -33,13 +33,8 @@ function trainer(runDir: string, seed = 1) {
 
 /** Runs `fn` with log lines captured. */
 async function withLogs<T>(fn: () => Promise<T>): Promise<{ value: T; logs: string }> {
-  const lines: string[] = [];
-  const prev = setLogSink((l) => lines.push(l));
-  try {
-    return { value: await fn(), logs: lines.join("\n") };
-  } finally {
-    setLogSink(prev);
-  }
+  const { value, lines } = await captureLogsAsync(fn);
+  return { value, logs: lines.join("\n") };
 }
 
 /** A run stopped after step 6 with checkpoints 2, 4, 6. */

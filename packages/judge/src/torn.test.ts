@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setLogSink } from "@rarl/core";
+import { captureLogs } from "@rarl/core";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JudgeCache } from "./cache";
@@ -49,14 +49,7 @@ function everyCut(recs: object[], check: (file: string, whole: number, torn: boo
 }
 
 function warnings(fn: () => void): string[] {
-  const lines: string[] = [];
-  const prev = setLogSink((l) => lines.push(l));
-  try {
-    fn();
-  } finally {
-    setLogSink(prev);
-  }
-  return lines.filter((l) => l.includes("ignoring a torn last line"));
+  return captureLogs(fn).lines.filter((l) => l.includes("ignoring a torn last line"));
 }
 
 describe("judge files cut at every byte offset of their last record (fast-check)", () => {

@@ -3,11 +3,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { fixturesDir, lockFileFor, setLogSink } from "@rarl/core";
+import { fixturesDir, lockFileFor } from "@rarl/core";
 import { synthesize } from "@rarl/datasets";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEval } from "../eval/run-eval";
-import { runCli } from "../program";
+import { captureCli } from "../testing/capture";
 
 // Issue 16 items 4 and 5 at the command line: one writer per output for every command that writes one, and
 // files with a torn last line (a crash mid-write) read by a later run, the report and `rarl judge`.
@@ -41,24 +41,10 @@ afterAll(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-/** runCli with stderr captured (log lines included). */
+/** runCli with stderr captured (log lines included: the default log sink writes to stderr). */
 async function cli(argv: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = "";
-  const orig = process.stderr.write.bind(process.stderr);
-  const origOut = process.stdout.write.bind(process.stdout);
-  (process.stderr as any).write = (s: string) => {
-    stderr += String(s);
-    return true;
-  };
-  (process.stdout as any).write = () => true;
-  const prevSink = setLogSink((l) => (stderr += `${l}\n`));
-  try {
-    return { code: await runCli(argv), stderr };
-  } finally {
-    (process.stderr as any).write = orig;
-    (process.stdout as any).write = origOut;
-    setLogSink(prevSink);
-  }
+  const r = await captureCli(argv);
+  return { code: r.code, stderr: r.err };
 }
 
 /** A lock on `target` as another process would leave it: held by a live PID, or by one that has exited. */

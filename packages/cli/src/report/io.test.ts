@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setLogSink } from "@rarl/core";
+import { captureLogs } from "@rarl/core";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReportInputError, readJsonl } from "./io";
@@ -23,13 +23,8 @@ describe("readJsonl (the report's reader of metrics.jsonl, samples.jsonl and jud
         for (let cut = 0; cut <= last.length; cut++) {
           fs.writeFileSync(file, Buffer.concat([head, last.subarray(0, cut)]));
           const whole = cut >= last.length - 1 ? recs.length : recs.length - 1;
-          const logs: string[] = [];
-          const prev = setLogSink((l) => logs.push(l));
-          try {
-            expect(readJsonl(file)).toEqual(recs.slice(0, whole));
-          } finally {
-            setLogSink(prev);
-          }
+          const { value, lines: logs } = captureLogs(() => readJsonl(file));
+          expect(value).toEqual(recs.slice(0, whole));
           expect(logs.length).toBe(cut > 0 && whole < recs.length ? 1 : 0);
         }
       }),
