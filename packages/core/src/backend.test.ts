@@ -161,6 +161,34 @@ describe("optional backends (simulated packages)", () => {
   });
 });
 
+describe("automatic pick: webgpu is probed only where a hardware adapter can exist", () => {
+  it("on Linux, skips Dawn without a GPU device node and probes with one; other platforms always probe", async () => {
+    const { webgpuAutoProbeSkip } = await import("./backend");
+    const fs = await import("node:fs");
+    const os = await import("node:os");
+    const path = await import("node:path");
+    const dev = fs.mkdtempSync(path.join(os.tmpdir(), "rarl-dev-"));
+    try {
+      expect(webgpuAutoProbeSkip("linux", dev)).toMatch(/no GPU device node .*not probed \(name webgpu explicitly/);
+      fs.mkdirSync(path.join(dev, "dri"));
+      fs.writeFileSync(path.join(dev, "dri", "by-path"), "");
+      expect(webgpuAutoProbeSkip("linux", dev)).not.toBeNull();
+      fs.writeFileSync(path.join(dev, "dri", "renderD128"), "");
+      expect(webgpuAutoProbeSkip("linux", dev)).toBeNull();
+      fs.rmSync(path.join(dev, "dri"), { recursive: true });
+      fs.writeFileSync(path.join(dev, "nvidia0"), "");
+      expect(webgpuAutoProbeSkip("linux", dev)).toBeNull();
+      fs.rmSync(path.join(dev, "nvidia0"));
+      fs.writeFileSync(path.join(dev, "nvidiactl"), "");
+      expect(webgpuAutoProbeSkip("linux", dev)).not.toBeNull();
+      expect(webgpuAutoProbeSkip("darwin", dev)).toBeNull();
+      expect(webgpuAutoProbeSkip("win32", dev)).toBeNull();
+    } finally {
+      fs.rmSync(dev, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("webgpu start (Dawn through the optional `webgpu` package)", async () => {
   const { webgpuSkipReason } = await import("./testing/webgpu");
   const { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS } = await import("./webgpu");

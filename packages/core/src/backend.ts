@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
 import "./gradients";
+import fs from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { BackendError } from "./errors";
@@ -119,7 +120,31 @@ async function tryTensorflow(): Promise<string | null> {
   return errors.join("; ");
 }
 
+/**
+ * Why the automatic pick (no RARL_BACKEND, no `prefer`) should not probe webgpu on this machine, or null to probe.
+ * On Linux, Dawn's Vulkan and OpenGL backends open a GPU device node (/dev/dri/renderD* or card*, /dev/nvidia*, WSL's
+ * /dev/dxg); with none there can be no hardware adapter, and loading Dawn only to find a software one prints native
+ * warnings on stderr (from Dawn and mesa, which JS cannot silence) and costs start-up time. Named explicitly, webgpu
+ * is always probed. macOS and Windows are always probed.
+ */
+export function webgpuAutoProbeSkip(platform: NodeJS.Platform = process.platform, devDir = "/dev"): string | null {
+  if (platform !== "linux") return null;
+  const has = (dir: string, re: RegExp) => {
+    try {
+      return fs.readdirSync(dir).some((n) => re.test(n));
+    } catch {
+      return false;
+    }
+  };
+  if (has(path.join(devDir, "dri"), /^(renderD|card)\d+$/) || has(devDir, /^(nvidia\d+|dxg)$/)) return null;
+  return `no GPU device node (${devDir}/dri/renderD*, ${devDir}/nvidia*, ${devDir}/dxg), so no hardware adapter; not probed (name webgpu explicitly, RARL_BACKEND=webgpu, to use a software adapter)`;
+}
+
 async function tryWebgpu(allowSoftware: boolean): Promise<string | null> {
+  if (!allowSoftware) {
+    const skip = webgpuAutoProbeSkip();
+    if (skip) return skip;
+  }
   try {
     const info = await prepareWebgpu(importOptional);
     // A software adapter (mesa's llvmpipe/lavapipe, SwiftShader) is slower than wasm: only used when asked for by name.
