@@ -1,0 +1,38 @@
+// A process for the webgpu fault tests (`node --import tsx webgpu-fault-child.ts <mode>`): starts webgpu, then
+// "kernel": runs a kernel whose WGSL does not compile and reads its output; "lost": starts a read and destroys the
+// device while it is in flight. Prints "caught <class> <code>" and sets exit code 3, leaving the process to end on
+// its own (the test asserts it does, i.e. nothing keeps it alive after a device error).
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../backend";
+import { flatLayout, MAIN, type WebgpuBackendLike } from "../webgpu-kernels/program";
+
+const mode = process.argv[2];
+await initBackend({ prefer: ["webgpu"] });
+const b = tf.backend() as WebgpuBackendLike & { device: { destroy(): void } };
+const x = tf.ones([8]);
+let y: tf.Tensor;
+if (mode === "kernel") {
+  const program = {
+    variableNames: ["x"],
+    outputShape: [8],
+    dispatchLayout: flatLayout(1),
+    dispatch: [1, 1, 1] as [number, number, number],
+    workgroupSize: [64, 1, 1] as [number, number, number],
+    shaderKey: "rarl_child_broken",
+    size: true,
+    getUserCode: () => `${MAIN} { if (index < uniforms.size) { setOutputAtIndex(index, getX(index) * nope); } }`,
+  };
+  y = tf.engine().makeTensorFromTensorInfo(b.runWebGPUProgram(program, [x], "float32"));
+} else {
+  y = tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]));
+}
+const read = y.data();
+if (mode === "lost") b.device.destroy();
+try {
+  await read;
+  console.log("read returned");
+} catch (e) {
+  const err = e as { constructor: { name: string }; code?: string; message: string };
+  console.log(`caught ${err.constructor.name} ${err.code ?? "-"} ${err.message.split("\n")[0]}`);
+  process.exitCode = 3;
+}
