@@ -1,4 +1,3 @@
-import * as tf from "@tensorflow/tfjs-core";
 import {
   checkFitsGpuMemory,
   GPU_MEMORY_MARGIN_BYTES,
@@ -10,6 +9,7 @@ import {
   WebgpuUploadChecks,
   webgpuBindingLimit,
 } from "@rarl/core";
+import * as tf from "@tensorflow/tfjs-core";
 import { type HostWeight, Linear } from "../nn/linear";
 import { VocabChunks, vocabChunkRows } from "../nn/vocab_chunks";
 import { loadQwen2VLConfig, type Qwen2VLConfig } from "./config";
