@@ -143,8 +143,9 @@ def main():
         dtype = dtypes[dtype_name]
         if cuda:
             torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
         config, model = build(cfg_json, dtype, attn)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()  # after the build: a float32 init cast to bf16 is not the run's peak
         keep = forward_kwargs(model)
         ids = torch.tensor([prompt["inputIds"]], dtype=torch.long, device=dev)
         P = ids.shape[1]
