@@ -23,3 +23,5 @@ export { gradientsRegistered } from "./gradients";
 export { fixturesDir, repoRoot } from "./testing/fixtures";
 /** Test helper: null when the webgpu backend starts, else why not (throws under RARL_REQUIRE_WEBGPU=1). */
 export { webgpuSkipReason } from "./testing/webgpu";
+/** Test helper: dispatches a webgpu kernel that fails validation (a device error surfacing at the next read-back). */
+export { dispatchBrokenKernel } from "./testing/webgpu-fault";

@@ -6,9 +6,9 @@ import { initBackend } from "./backend";
 import { GpuMemoryError, WebgpuDeviceError } from "./errors";
 import { readToHost } from "./host-read";
 import { webgpuSkipReason } from "./testing/webgpu";
+import { dispatchBrokenKernel } from "./testing/webgpu-fault";
 import { webgpuDeviceErrorCount } from "./webgpu";
 import { clearWebgpuDeviceFault, deviceFaultError, sizesInDawnMessage, WebgpuUploadChecks, webgpuDeviceFault } from "./webgpu-faults";
-import { flatLayout, MAIN, type WebgpuBackendLike, type WgslProgram } from "./webgpu-kernels/program";
 
 await initBackend({ prefer: ["cpu"] });
 const why = await webgpuSkipReason();
@@ -38,25 +38,6 @@ describe("Dawn error messages", () => {
   });
 });
 
-/** A kernel whose WGSL does not compile: Dawn reports a validation error asynchronously, as for a real kernel bug. */
-function brokenProgram(size: number): WgslProgram {
-  return {
-    variableNames: ["x"],
-    outputShape: [size],
-    dispatchLayout: flatLayout(1),
-    dispatch: [1, 1, 1],
-    workgroupSize: [64, 1, 1],
-    shaderKey: "rarl_test_broken",
-    size: true,
-    getUserCode: () => `
-    ${MAIN} {
-      if (index < uniforms.size) {
-        setOutputAtIndex(index, getX(index) * undefinedName);
-      }
-    }`,
-  };
-}
-
 describe.skipIf(why !== null)(`webgpu device errors${why ? ` (skipped: ${why})` : ""}`, () => {
   it("a validation error inside a kernel makes the next read-back reject with a WebgpuDeviceError naming the kernel (no garbage, no hang); after clearing, work goes on", async () => {
     await tf.setBackend("webgpu");
@@ -64,16 +45,17 @@ describe.skipIf(why !== null)(`webgpu device errors${why ? ` (skipped: ${why})` 
     const errorsBefore = webgpuDeviceErrorCount();
     const x = tf.ones([8]);
     try {
-      const b = tf.backend() as WebgpuBackendLike;
-      const y = tf.engine().makeTensorFromTensorInfo(b.runWebGPUProgram(brokenProgram(8), [x], "float32"));
+      dispatchBrokenKernel("rarl_test_broken", 8);
+      const y = tf.add(x, 2);
       const err = await y.data().then(
         () => null,
         (e) => e as WebgpuDeviceError,
       );
       expect(err).toBeInstanceOf(WebgpuDeviceError);
       expect(err?.code).toBe("WEBGPU_VALIDATION");
-      expect(err?.message).toMatch(/the last kernel dispatched before it was "rarl_test_broken" \(output \[8\], 32 bytes\)/);
-      expect(err?.details).toMatchObject({ kind: "GPUValidationError", kernel: "rarl_test_broken", kernelOutputBytes: 32 });
+      expect(err?.message).toMatch(/while compiling kernel "rarl_test_broken" \(output \[8\], 32 bytes\)/);
+      expect(err?.message).toMatch(/unresolved value 'undefinedName'/);
+      expect(err?.details).toMatchObject({ kind: "GPUValidationError", kernel: "rarl_test_broken", kernelOutputBytes: 32, compiling: true });
       expect(webgpuDeviceErrorCount()).toBeGreaterThan(errorsBefore);
       // Sticky: an unrelated read-back after the error rejects too (its inputs may be garbage).
       const z = tf.add(x, 1);
@@ -87,9 +69,9 @@ describe.skipIf(why !== null)(`webgpu device errors${why ? ` (skipped: ${why})` 
     } finally {
       await clearWebgpuDeviceFault();
       x.dispose();
-      expect(tf.memory().numTensors).toBe(before);
       await tf.setBackend("cpu");
     }
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it("a weight upload the device refuses (a buffer above maxBufferSize) is a GpuMemoryError naming the tensor, its bytes and the limit", async () => {

@@ -26,7 +26,8 @@ type ScopedDevice = {
 };
 
 let fault: WebgpuDeviceError | null = null;
-let lastKernel: { name: string; outputShape: number[]; outputBytes: number } | null = null;
+type KernelNote = { name: string; outputShape: number[]; outputBytes: number };
+let lastKernel: KernelNote | null = null;
 const waiting = new Set<(e: Error) => void>();
 
 /** The device error that poisons read-backs, or null. */
@@ -82,15 +83,19 @@ function firstLine(message: string): string {
 }
 
 /** Builds the typed error for a device error event or loss (exported for tests of the message). */
-export function deviceFaultError(kind: string, gpuMessage: string, limits: Record<string, number>, reason?: string): WebgpuDeviceError {
+export function deviceFaultError(kind: string, gpuMessage: string, limits: Record<string, number>, reason?: string, compiling?: KernelNote | null): WebgpuDeviceError {
   const code = reason !== undefined ? "WEBGPU_DEVICE_LOST" : (KIND_CODE[kind] ?? "WEBGPU_INTERNAL");
   const sizes = sizesInDawnMessage(gpuMessage);
-  const k = lastKernel;
+  const k = compiling ?? lastKernel;
   const allocated = (tf.memory() as { numBytesInGPUAllocated?: number; numBytesInGPU?: number }).numBytesInGPUAllocated ?? (tf.memory() as { numBytesInGPU?: number }).numBytesInGPU;
   const what = reason !== undefined ? `the WebGPU device was lost (reason "${reason}")` : `the WebGPU device reported a ${kind}`;
   const sizeText =
     sizes.askedBytes !== undefined ? `${sizes.askedBytes} bytes asked for, limit ${sizes.limitBytes} bytes` : `bytes asked: not in the message; the device's maxBufferSize is ${limits.maxBufferSize} and maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize}`;
-  const kernelText = k ? `the last kernel dispatched before it was "${k.name}" (output [${k.outputShape}], ${k.outputBytes} bytes)` : "no kernel had been dispatched";
+  const kernelText = !k
+    ? "no kernel had been dispatched"
+    : compiling
+      ? `while compiling kernel "${k.name}" (output [${k.outputShape}], ${k.outputBytes} bytes)`
+      : `the last kernel dispatched before it was "${k.name}" (output [${k.outputShape}], ${k.outputBytes} bytes)`;
   return new WebgpuDeviceError(`webgpu: ${what}: ${firstLine(gpuMessage)} (${sizeText}; ${kernelText}; ${allocated ?? "?"} bytes of GPU buffers allocated). Results computed since are not valid; every read-back fails until clearWebgpuDeviceFault()`, {
     code,
     details: {
@@ -99,6 +104,7 @@ export function deviceFaultError(kind: string, gpuMessage: string, limits: Recor
       gpuMessage,
       kernel: k?.name,
       kernelOutputBytes: k?.outputBytes,
+      compiling: Boolean(compiling),
       ...sizes,
       maxBufferSize: limits.maxBufferSize,
       maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
@@ -107,8 +113,16 @@ export function deviceFaultError(kind: string, gpuMessage: string, limits: Recor
   });
 }
 
+/** Error scopes around shader/pipeline creation still waiting for Dawn's answer. */
+const pendingScopes = new Set<Promise<unknown>>();
+
+/**
+ * Keeps the first fault, except that a kernel's own compile error replaces a fault that only says an object "is
+ * invalid due to a previous error" (Dawn can report that cascade before the scope around the root cause resolves).
+ */
 function setFault(e: WebgpuDeviceError): void {
-  if (!fault) {
+  const cascade = fault !== null && /due to a previous error/.test(String(fault.details.gpuMessage ?? ""));
+  if (!fault || (cascade && e.details.compiling === true)) {
     fault = e;
     log.error("webgpu device error", { code: e.code, message: e.message });
   }
@@ -136,20 +150,53 @@ export function watchWebgpuDevice(device: unknown, backend: unknown, onError: ()
     setFault(deviceFaultError(kind, e.error?.message ?? String(e), d.limits));
   });
   d.lost?.then((i) => setFault(deviceFaultError("lost", i?.message ?? "", d.limits, i?.reason ?? "unknown")));
+  // Shader modules and pipelines are created once per kernel and shape (tfjs caches them), so a scope around each
+  // creation is cheap and names the kernel exactly; a WGSL or pipeline error is then attributed to it rather than to
+  // whatever ran last before Dawn's report came in.
+  const sd = device as ScopedDevice & Record<string, unknown>;
+  for (const m of ["createShaderModule", "createComputePipeline"]) {
+    const create = sd[m];
+    if (typeof create !== "function" || typeof sd.pushErrorScope !== "function") continue;
+    sd[m] = (desc: unknown) => {
+      const kernel = lastKernel;
+      sd.pushErrorScope("validation");
+      let created: unknown;
+      try {
+        created = create.call(sd, desc);
+      } finally {
+        const p: Promise<unknown> = sd.popErrorScope().then(
+          (e) => {
+            if (!e) return;
+            onError();
+            setFault(deviceFaultError(e.constructor?.name ?? "GPUValidationError", e.message ?? "", d.limits, undefined, kernel));
+          },
+          () => undefined,
+        );
+        pendingScopes.add(p);
+        p.finally(() => pendingScopes.delete(p));
+      }
+      return created;
+    };
+  }
   const b = backend as ReadingBackend;
   watchedBackend = backend as typeof watchedBackend;
   const read = b.read.bind(b);
+  const settle = async () => {
+    // Dawn delivers error events from its own event processing; let any that came with the map callback run, and
+    // any compile scope still open answer (it may name the root cause of the fault).
+    await new Promise((r) => setImmediate(r));
+    if (pendingScopes.size > 0) await Promise.all([...pendingScopes]);
+  };
   b.read = (dataId: object) =>
     new Promise((resolve, reject) => {
       if (fault) {
-        reject(fault);
+        settle().then(() => reject(fault));
         return;
       }
       waiting.add(reject);
       read(dataId).then(
         (v) => {
-          // Dawn delivers error events from its own event processing; let any that came with the map callback run.
-          setImmediate(() => {
+          settle().then(() => {
             waiting.delete(reject);
             if (fault) reject(fault);
             else resolve(v);

@@ -4,28 +4,15 @@
 // its own (the test asserts it does, i.e. nothing keeps it alive after a device error).
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../backend";
-import { flatLayout, MAIN, type WebgpuBackendLike } from "../webgpu-kernels/program";
+import type { WebgpuBackendLike } from "../webgpu-kernels/program";
+import { dispatchBrokenKernel } from "./webgpu-fault";
 
 const mode = process.argv[2];
 await initBackend({ prefer: ["webgpu"] });
 const b = tf.backend() as WebgpuBackendLike & { device: { destroy(): void } };
 const x = tf.ones([8]);
-let y: tf.Tensor;
-if (mode === "kernel") {
-  const program = {
-    variableNames: ["x"],
-    outputShape: [8],
-    dispatchLayout: flatLayout(1),
-    dispatch: [1, 1, 1] as [number, number, number],
-    workgroupSize: [64, 1, 1] as [number, number, number],
-    shaderKey: "rarl_child_broken",
-    size: true,
-    getUserCode: () => `${MAIN} { if (index < uniforms.size) { setOutputAtIndex(index, getX(index) * nope); } }`,
-  };
-  y = tf.engine().makeTensorFromTensorInfo(b.runWebGPUProgram(program, [x], "float32"));
-} else {
-  y = tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]));
-}
+if (mode === "kernel") dispatchBrokenKernel("rarl_child_broken");
+const y = mode === "kernel" ? tf.add(x, 1) : tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]));
 const read = y.data();
 if (mode === "lost") b.device.destroy();
 try {
