@@ -87,7 +87,8 @@ export function deviceFaultError(kind: string, gpuMessage: string, limits: Recor
   const code = reason !== undefined ? "WEBGPU_DEVICE_LOST" : (KIND_CODE[kind] ?? "WEBGPU_INTERNAL");
   const sizes = sizesInDawnMessage(gpuMessage);
   const k = compiling ?? lastKernel;
-  const allocated = (tf.memory() as { numBytesInGPUAllocated?: number; numBytesInGPU?: number }).numBytesInGPUAllocated ?? (tf.memory() as { numBytesInGPU?: number }).numBytesInGPU;
+  const mem = tf.memory() as { numBytesAllocatedInGPU?: number; numBytesInGPU?: number };
+  const allocated = mem.numBytesAllocatedInGPU ?? mem.numBytesInGPU;
   const what = reason !== undefined ? `the WebGPU device was lost (reason "${reason}")` : `the WebGPU device reported a ${kind}`;
   const sizeText =
     sizes.askedBytes !== undefined ? `${sizes.askedBytes} bytes asked for, limit ${sizes.limitBytes} bytes` : `bytes asked: not in the message; the device's maxBufferSize is ${limits.maxBufferSize} and maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize}`;
@@ -190,7 +191,8 @@ export function watchWebgpuDevice(device: unknown, backend: unknown, onError: ()
   b.read = (dataId: object) =>
     new Promise((resolve, reject) => {
       if (fault) {
-        settle().then(() => reject(fault));
+        const f = fault;
+        settle().then(() => reject(fault ?? f));
         return;
       }
       waiting.add(reject);
