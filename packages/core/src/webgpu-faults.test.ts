@@ -27,7 +27,7 @@ describe("Dawn error messages", () => {
   });
 
   it("a lost device is code WEBGPU_DEVICE_LOST with the reason; a validation error names both sizes", () => {
-    const lost = deviceFaultError("lost", "GPU hung", { maxBufferSize: 8, maxStorageBufferBindingSize: 4 }, "unknown");
+    const lost = deviceFaultError("lost", "GPU hung", { maxBufferSize: 8, maxStorageBufferBindingSize: 4 }, { reason: "unknown" });
     expect(lost).toBeInstanceOf(WebgpuDeviceError);
     expect(lost.code).toBe("WEBGPU_DEVICE_LOST");
     expect(lost.message).toMatch(/device was lost \(reason "unknown"\): GPU hung \(bytes asked: not in the message; the device's maxBufferSize is 8/);
@@ -72,6 +72,30 @@ describe.skipIf(why !== null)(`webgpu device errors${why ? ` (skipped: ${why})` 
       await tf.setBackend("cpu");
     }
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it("a GPU buffer the device refuses while kernels run (above maxBufferSize) rejects the next read with the bytes asked for, the limit and the kernel", async () => {
+    await tf.setBackend("webgpu");
+    const x = tf.ones([4, 4]);
+    const y = tf.matMul(x, x); // runs on the GPU (small elementwise ops on host-resident inputs run on the CPU)
+    try {
+      const dev = (tf.backend() as unknown as { device: { createBuffer(d: { size: number; usage: number }): { destroy(): void }; limits: Record<string, number> } }).device;
+      const limit = dev.limits.maxBufferSize;
+      dev.createBuffer({ size: limit + 4, usage: 0x80 /* STORAGE */ }).destroy(); // as tfjs's buffer manager would ask
+      const err = await y.data().then(
+        () => null,
+        (e) => e as WebgpuDeviceError,
+      );
+      expect(err).toBeInstanceOf(WebgpuDeviceError);
+      expect(err?.code).toBe("WEBGPU_VALIDATION");
+      expect(err?.details).toMatchObject({ askedBytes: limit + 4, limitBytes: limit, allocating: true });
+      expect(err?.details.kernel).not.toBe("rarl_test_broken"); // the matMul's, dispatched last
+      expect(err?.message).toMatch(new RegExp(`${limit + 4} bytes asked for, limit ${limit} bytes; while allocating a GPU buffer of ${limit + 4} bytes for kernel "${err?.details.kernel}" \\(output \\[1,4,4\\], 64 bytes\\)`));
+    } finally {
+      await clearWebgpuDeviceFault();
+      tf.dispose([x, y]);
+      await tf.setBackend("cpu");
+    }
   });
 
   it("a weight upload the device refuses (a buffer above maxBufferSize) is a GpuMemoryError naming the tensor, its bytes and the limit", async () => {

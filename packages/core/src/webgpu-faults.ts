@@ -83,20 +83,30 @@ function firstLine(message: string): string {
 }
 
 /** Builds the typed error for a device error event or loss (exported for tests of the message). */
-export function deviceFaultError(kind: string, gpuMessage: string, limits: Record<string, number>, reason?: string, compiling?: KernelNote | null): WebgpuDeviceError {
+export function deviceFaultError(
+  kind: string,
+  gpuMessage: string,
+  limits: Record<string, number>,
+  ctx: { reason?: string; compiling?: KernelNote | null; allocating?: { bytes: number; kernel: KernelNote | null } } = {},
+): WebgpuDeviceError {
+  const { reason, compiling, allocating } = ctx;
   const code = reason !== undefined ? "WEBGPU_DEVICE_LOST" : (KIND_CODE[kind] ?? "WEBGPU_INTERNAL");
-  const sizes = sizesInDawnMessage(gpuMessage);
-  const k = compiling ?? lastKernel;
+  const sizes = { ...(allocating ? { askedBytes: allocating.bytes } : {}), ...sizesInDawnMessage(gpuMessage) };
+  if (allocating && sizes.limitBytes === undefined) sizes.limitBytes = limits.maxBufferSize;
+  const k = compiling ?? (allocating ? allocating.kernel : lastKernel);
   const mem = tf.memory() as { numBytesAllocatedInGPU?: number; numBytesInGPU?: number };
   const allocated = mem.numBytesAllocatedInGPU ?? mem.numBytesInGPU;
   const what = reason !== undefined ? `the WebGPU device was lost (reason "${reason}")` : `the WebGPU device reported a ${kind}`;
   const sizeText =
     sizes.askedBytes !== undefined ? `${sizes.askedBytes} bytes asked for, limit ${sizes.limitBytes} bytes` : `bytes asked: not in the message; the device's maxBufferSize is ${limits.maxBufferSize} and maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize}`;
-  const kernelText = !k
-    ? "no kernel had been dispatched"
-    : compiling
-      ? `while compiling kernel "${k.name}" (output [${k.outputShape}], ${k.outputBytes} bytes)`
-      : `the last kernel dispatched before it was "${k.name}" (output [${k.outputShape}], ${k.outputBytes} bytes)`;
+  const out = k ? `"${k.name}" (output [${k.outputShape}], ${k.outputBytes} bytes)` : "";
+  const kernelText = allocating
+    ? `while allocating a GPU buffer of ${allocating.bytes} bytes${k ? ` for kernel ${out}` : ""}`
+    : !k
+      ? "no kernel had been dispatched"
+      : compiling
+        ? `while compiling kernel ${out}`
+        : `the last kernel dispatched before it was ${out}`;
   return new WebgpuDeviceError(`webgpu: ${what}: ${firstLine(gpuMessage)} (${sizeText}; ${kernelText}; ${allocated ?? "?"} bytes of GPU buffers allocated). Results computed since are not valid; every read-back fails until clearWebgpuDeviceFault()`, {
     code,
     details: {
@@ -106,6 +116,7 @@ export function deviceFaultError(kind: string, gpuMessage: string, limits: Recor
       kernel: k?.name,
       kernelOutputBytes: k?.outputBytes,
       compiling: Boolean(compiling),
+      allocating: Boolean(allocating),
       ...sizes,
       maxBufferSize: limits.maxBufferSize,
       maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
@@ -114,16 +125,20 @@ export function deviceFaultError(kind: string, gpuMessage: string, limits: Recor
   });
 }
 
-/** Error scopes around shader/pipeline creation still waiting for Dawn's answer. */
+/** Error scopes around shader/pipeline/buffer creation still waiting for Dawn's answer. */
 const pendingScopes = new Set<Promise<unknown>>();
+/** > 0 while WebgpuUploadChecks holds its own scopes around an upload. */
+let bufferScopesSuspended = 0;
 
 /**
- * Keeps the first fault, except that a kernel's own compile error replaces a fault that only says an object "is
- * invalid due to a previous error" (Dawn can report that cascade before the scope around the root cause resolves).
+ * Keeps the first fault, except that an error caught by a scope (a kernel's compile error, a refused buffer)
+ * replaces an uncaptured one that only says an object is invalid (Dawn can report that cascade, "[Invalid X] is
+ * invalid due to a previous error", before the scope around the root cause resolves).
  */
 function setFault(e: WebgpuDeviceError): void {
-  const cascade = fault !== null && /due to a previous error/.test(String(fault.details.gpuMessage ?? ""));
-  if (!fault || (cascade && e.details.compiling === true)) {
+  const f = fault?.details;
+  const cascade = f !== undefined && !f.compiling && !f.allocating && /is invalid|\[Invalid /.test(String(f.gpuMessage ?? ""));
+  if (!fault || (cascade && (e.details.compiling === true || e.details.allocating === true))) {
     fault = e;
     log.error("webgpu device error", { code: e.code, message: e.message });
   }
@@ -150,7 +165,7 @@ export function watchWebgpuDevice(device: unknown, backend: unknown, onError: ()
     const kind = e.error?.constructor?.name ?? "GPUError";
     setFault(deviceFaultError(kind, e.error?.message ?? String(e), d.limits));
   });
-  d.lost?.then((i) => setFault(deviceFaultError("lost", i?.message ?? "", d.limits, i?.reason ?? "unknown")));
+  d.lost?.then((i) => setFault(deviceFaultError("lost", i?.message ?? "", d.limits, { reason: i?.reason ?? "unknown" })));
   // Shader modules and pipelines are created once per kernel and shape (tfjs caches them), so a scope around each
   // creation is cheap and names the kernel exactly; a WGSL or pipeline error is then attributed to it rather than to
   // whatever ran last before Dawn's report came in.
@@ -169,7 +184,7 @@ export function watchWebgpuDevice(device: unknown, backend: unknown, onError: ()
           (e) => {
             if (!e) return;
             onError();
-            setFault(deviceFaultError(e.constructor?.name ?? "GPUValidationError", e.message ?? "", d.limits, undefined, kernel));
+            setFault(deviceFaultError(e.constructor?.name ?? "GPUValidationError", e.message ?? "", d.limits, { compiling: kernel }));
           },
           () => undefined,
         );
@@ -177,6 +192,43 @@ export function watchWebgpuDevice(device: unknown, backend: unknown, onError: ()
         p.finally(() => pendingScopes.delete(p));
       }
       return created;
+    };
+  }
+  // Buffers: tfjs pools them, so creations are rarer than dispatches (new sizes still come with a growing KV cache);
+  // a scope around each names the bytes asked for and the kernel whose output (or input upload) needed it when the
+  // device runs out of memory or refuses the size. The pops are not awaited one by one (about 0.01 ms per buffer on
+  // the software adapter; not measured on a GPU); RARL_WEBGPU_BUFFER_SCOPES=0 turns them off, and such an error is
+  // then an uncaptured one attributed to the last kernel dispatched. Suspended inside WebgpuUploadChecks, whose own
+  // scopes name the weight.
+  const createBuffer = sd.createBuffer;
+  if (process.env.RARL_WEBGPU_BUFFER_SCOPES !== "0" && typeof createBuffer === "function" && typeof sd.pushErrorScope === "function") {
+    sd.createBuffer = (desc: { size: number }) => {
+      if (bufferScopesSuspended > 0) return createBuffer.call(sd, desc);
+      const allocating = { bytes: Number(desc.size), kernel: lastKernel };
+      sd.pushErrorScope("out-of-memory");
+      sd.pushErrorScope("validation");
+      try {
+        return createBuffer.call(sd, desc);
+      } catch (e) {
+        // mappedAtCreation with a size the host cannot map throws a RangeError at once.
+        const err = deviceFaultError("GPUOutOfMemoryError", `${(e as Error).name}: ${(e as Error).message}`, d.limits, { allocating });
+        onError();
+        throw err;
+      } finally {
+        const v = sd.popErrorScope();
+        const o = sd.popErrorScope();
+        const p: Promise<unknown> = Promise.all([v, o]).then(
+          ([ve, oe]) => {
+            const e = oe ?? ve;
+            if (!e) return;
+            onError();
+            setFault(deviceFaultError(e.constructor?.name ?? "GPUError", e.message ?? "", d.limits, { allocating }));
+          },
+          () => undefined,
+        );
+        pendingScopes.add(p);
+        p.finally(() => pendingScopes.delete(p));
+      }
     };
   }
   const b = backend as ReadingBackend;
@@ -245,10 +297,13 @@ export class WebgpuUploadChecks {
     b.device.pushErrorScope("out-of-memory");
     b.device.pushErrorScope("validation");
     let thrown: unknown = null;
+    bufferScopesSuspended++;
     try {
       b.uploadToGPU(t.dataId);
     } catch (e) {
       thrown = e;
+    } finally {
+      bufferScopesSuspended--;
     }
     const validation = b.device.popErrorScope();
     const oom = b.device.popErrorScope();
