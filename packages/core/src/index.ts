@@ -1,4 +1,8 @@
-export { RarlError, BackendError, SafetensorsError } from "./errors";
+export { RarlError, BackendError, GpuMemoryError, SafetensorsError, WebgpuDeviceError } from "./errors";
+/** GPU memory budget (option, RARL_GPU_MEMORY_GIB, adapter heaps) and the up-front fit check of a model's weights. */
+export { budgetFromHeaps, checkFitsGpuMemory, GPU_MEMORY_MARGIN_BYTES, type GpuMemoryBudget, type GpuMemoryHeap, gpuMemoryBudget } from "./gpu-memory";
+/** WebGPU device errors: the fault that read-backs reject with, and per-tensor checked weight uploads. */
+export { clearWebgpuDeviceFault, WebgpuUploadChecks, webgpuDeviceFault } from "./webgpu-faults";
 export { Rng, type RngState } from "./rng";
 export { BACKEND_ORDER, getBackendName, getWasmThreads, initBackend, type BackendName, type InitBackendOptions } from "./backend";
 export { setWasmTransposeFix } from "./wasm-fixes";
@@ -20,3 +24,5 @@ export { fixturesDir, repoRoot } from "./testing/fixtures";
 export { captureLogs, captureLogsAsync } from "./testing/logs";
 /** Test helper: null when the webgpu backend starts, else why not (throws under RARL_REQUIRE_WEBGPU=1). */
 export { webgpuSkipReason } from "./testing/webgpu";
+/** Test helper: dispatches a webgpu kernel that fails validation (a device error surfacing at the next read-back). */
+export { dispatchBrokenKernel } from "./testing/webgpu-fault";

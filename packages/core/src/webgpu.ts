@@ -10,11 +10,15 @@
  *  - requests the adapter's maximum of every limit tfjs kernels depend on (buffer and binding sizes first);
  *  - checks them against what @rarl/core's kernels need and throws a BackendError naming the limit, the value
  *    needed and the adapter's value otherwise;
- *  - logs the adapter once (vendor, architecture, description, backend type, the limits it got).
+ *  - logs the adapter once (vendor, architecture, description, backend type, the limits it got);
+ *  - turns device errors (validation, out-of-memory, a lost device) into a WebgpuDeviceError that the next
+ *    read-back rejects with (see webgpu-faults.ts).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { BackendError } from "./errors";
+import type { GpuMemoryHeap } from "./gpu-memory";
 import { getLogger } from "./logger";
+import { noteWebgpuKernel, watchWebgpuDevice } from "./webgpu-faults";
 import { applyWebgpuKernelFixes } from "./webgpu-fixes";
 
 const log = getLogger("core:webgpu");
@@ -64,10 +68,15 @@ export interface WebgpuInfo {
   /** Whether Dawn reports a software (CPU) adapter. */
   software: boolean;
   limits: Record<WebgpuLimitName, number>;
+  /**
+   * The adapter's memory heaps where the `webgpu` package exposes them (Dawn's adapter-properties-memory-heaps;
+   * webgpu 0.6.2 does not), else undefined: the GPU memory budget then comes from RARL_GPU_MEMORY_GIB.
+   */
+  memoryHeaps?: GpuMemoryHeap[];
 }
 
 type GpuAdapterLike = {
-  info?: { vendor?: string; architecture?: string; device?: string; description?: string };
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string; memoryHeaps?: GpuMemoryHeap[] };
   limits: Record<string, number>;
   features: Set<string> | { has(f: string): boolean };
   featureLevel?: string;
@@ -197,6 +206,7 @@ export async function prepareWebgpu(importOptional: (name: string) => Promise<un
     featureLevel: adapter.featureLevel ?? featureLevel,
     software: Boolean(adapter.isFallbackAdapter) || /llvmpipe|lavapipe|swiftshader/i.test(`${ai.device} ${ai.description}`),
     limits: {} as Record<WebgpuLimitName, number>,
+    ...(Array.isArray(ai.memoryHeaps) ? { memoryHeaps: ai.memoryHeaps.map((h) => ({ size: Number(h.size), properties: Number(h.properties) })) } : {}),
   };
   applyWebgpuKernelFixes();
   if (tf.findBackendFactory("webgpu")) tf.removeBackend("webgpu");
@@ -213,7 +223,7 @@ export async function prepareWebgpu(importOptional: (name: string) => Promise<un
       info = started;
       const backend = new webgpuMod.WebGPUBackend(device, ai);
       guardBindingSizes(backend as unknown as GuardedBackend, started.limits.maxStorageBufferBindingSize);
-      reportDeviceErrors(device);
+      watchWebgpuDevice(device, backend, () => deviceErrors++);
       return backend;
     },
     3,
@@ -269,6 +279,7 @@ function guardBindingSizes(backend: GuardedBackend, deviceLimit: number): void {
       check(`input "${program.variableNames?.[i] ?? i}"`, t.shape);
     });
     check("its output", program.outputShape);
+    noteWebgpuKernel(program.shaderKey ?? "?", program.outputShape);
     return run(program, inputs, dtype, ...rest);
   };
 }
@@ -278,13 +289,4 @@ let deviceErrors = 0;
 /** Number of WebGPU device errors (validation, out-of-memory) reported so far; tests assert it stays 0. */
 export function webgpuDeviceErrorCount(): number {
   return deviceErrors;
-}
-
-/** Dawn reports validation and out-of-memory errors asynchronously; log each (a kernel result after one is not valid). */
-function reportDeviceErrors(device: unknown): void {
-  const d = device as { addEventListener?: (t: string, f: (e: { error?: { message?: string; constructor?: { name?: string } } }) => void) => void };
-  d.addEventListener?.("uncapturederror", (e) => {
-    deviceErrors++;
-    log.error("webgpu device error", { kind: e.error?.constructor?.name ?? "GPUError", message: e.error?.message ?? String(e) });
-  });
 }

@@ -9,10 +9,12 @@
  * Sizes: on a software adapter (llvmpipe) decode and completion lengths are cut to 8 tokens and the matmul to
  * N = 1024 (the full sizes would take hours on 2 CPU cores); on a hardware adapter: 128 tokens and N = 4096.
  * The Qwen2-VL-2B config runs only on a hardware adapter (or with RARL_BENCH_2B=1); otherwise it is skipped, and
- * the line says why. The PyTorch reference (transformers + PEFT on the same GPU) runs where
- * `python3 -c "import torch, transformers, peft"` works; it is not implemented yet, so the script says so.
+ * the line says why. The PyTorch reference (bench/torch_ref.py: transformers + PEFT, same configs, same prompt,
+ * float32/bf16 x eager/sdpa, on CUDA where available) runs where `python3 -c "import torch, transformers, peft"`
+ * works, within RARL_TORCH_BUDGET_S seconds (default 240; runs not started by then are listed as skipped); every
+ * figure is then printed as a ratio to PyTorch's (src/bench-torch.ts), followed by the issue's targets, met or not.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -21,6 +23,7 @@ import { getWebgpuInfo, initBackend, Rng } from "@rarl/core";
 import { buildQwen2VLFromSource, generate, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG, type Qwen2VLConfig } from "@rarl/model";
 import * as tf from "@tensorflow/tfjs-core";
 import { benchConfigJson, benchImagePrompt, randomSource } from "../../model/bench/random_checkpoint";
+import { compareWithTorch, formatTargets, issueTargets, type OurConfigFigures, type OurFigures, probeTorch, runTorchReference, type TorchRefSpec } from "../src/bench-torch";
 import { GRPO_DEFAULTS } from "../src/config";
 import { GRPOTrainer } from "../src/grpo-trainer";
 import { readMetrics } from "../src/metrics";
@@ -55,7 +58,7 @@ async function matmulRate(n: number, reps: number): Promise<number> {
   return (2 * n ** 3 * reps) / s / 1e9;
 }
 
-async function modelFigures(label: string, cfg: Qwen2VLConfig, decodeTokens: number, completionTokens: number): Promise<void> {
+async function modelFigures(key: string, label: string, cfg: Qwen2VLConfig, decodeTokens: number, completionTokens: number): Promise<OurConfigFigures> {
   const t0 = performance.now();
   const model = buildQwen2VLFromSource(cfg, randomSource(cfg, 7));
   samplePeak();
@@ -81,11 +84,13 @@ async function modelFigures(label: string, cfg: Qwen2VLConfig, decodeTokens: num
     const ps = await prefill();
     out(`  - prefill (${prompt.inputIds.length} tokens, 1 image): ${ps.toFixed(2)} s = ${(prompt.inputIds.length / ps).toFixed(1)} tok/s`);
     const decodeRates: number[] = [];
+    const figures: OurConfigFigures = { key, label, prefillTokS: prompt.inputIds.length / ps, decodeTokS: {}, grpoStepS: Number.NaN, phases: {} };
     for (const G of [1, 8]) {
       const r = await generate(model, null, { prompts: [prompt], numSamples: G, maxNewTokens: decodeTokens, doSample: true, temperature: 1, eosTokenIds: [], seed: 1 });
       samplePeak();
       const tokS = r.stats.decodedRows / (r.stats.decodeMs / 1000);
       decodeRates.push(tokS);
+      figures.decodeTokS[String(G)] = tokS;
       out(`  - decode G = ${G}: ${r.stats.decodeSteps} steps, ${r.stats.decodedRows} tokens in ${(r.stats.decodeMs / 1000).toFixed(2)} s = ${tokS.toFixed(1)} tok/s (prefill in generate ${(r.stats.prefillMs / 1000).toFixed(2)} s)`);
     }
     out(`  - decode G = 8 / G = 1 tok/s: ${(decodeRates[1] / decodeRates[0]).toFixed(2)}x (target on an H100/H200: >= 4x)`);
@@ -111,6 +116,9 @@ async function modelFigures(label: string, cfg: Qwen2VLConfig, decodeTokens: num
         .map(([k, v]) => `${k} ${v.toFixed(2)} s`)
         .join(", ");
       out(`  - GRPO step (G = 8, ${completionTokens}-token completions, LoRA r = 8): ${s.toFixed(1)} s (${phases})`);
+      figures.grpoStepS = s;
+      figures.phases = Object.fromEntries(Object.entries(m.timing ?? {}).map(([k, v]) => [k, Number(v)]));
+      return figures;
     } finally {
       policy.dispose();
       fs.rmSync(runDir, { recursive: true, force: true });
@@ -148,19 +156,61 @@ async function main(): Promise<void> {
   const gflops = await matmulRate(n, software ? 3 : 20);
   out(`- raw float32 matmul ${n}x${n}x${n}: ${gflops.toFixed(1)} GFLOP/s (${(gflops / 1000).toFixed(3)} TFLOP/s)`);
   const decodeTokens = software ? 8 : 128;
-  await modelFigures("bench config (~107M parameters, vocabulary 151936)", parseQwen2VLConfig(benchConfigJson(), "<bench config>"), decodeTokens, decodeTokens);
+  const configJson: Record<string, Record<string, unknown>> = { bench: benchConfigJson(), "2b": QWEN2_VL_2B_INSTRUCT_CONFIG };
+  const ours: OurFigures = { matmulTflops: gflops / 1000, configs: [], peakBytes: 0 };
+  ours.configs.push(await modelFigures("bench", "bench config (~107M parameters, vocabulary 151936)", parseQwen2VLConfig(configJson.bench, "<bench config>"), decodeTokens, decodeTokens));
   if (!software || process.env.RARL_BENCH_2B === "1") {
-    await modelFigures("Qwen2-VL-2B config (random weights)", parseQwen2VLConfig(QWEN2_VL_2B_INSTRUCT_CONFIG, "Qwen2-VL-2B config"), decodeTokens, decodeTokens);
+    ours.configs.push(await modelFigures("2b", "Qwen2-VL-2B config (random weights)", parseQwen2VLConfig(configJson["2b"], "Qwen2-VL-2B config"), decodeTokens, decodeTokens));
   } else {
     out("- Qwen2-VL-2B config: skipped on a software adapter (8.8 GB of float32 weights; one forward would take tens of minutes on CPU cores); RARL_BENCH_2B=1 forces it");
   }
   out(`- peak GPU memory allocated by tfjs: ${(peakBytes / 2 ** 20).toFixed(0)} MiB`);
-  const py = spawnSync("python3", ["-c", "import torch, transformers, peft"], { encoding: "utf8" });
-  out(
-    py.status === 0
-      ? "- PyTorch reference: torch, transformers and peft import here, but the same-work PyTorch script is not implemented yet: no ratios"
-      : `- PyTorch reference: not run (\`python3 -c "import torch, transformers, peft"\` fails here: ${(py.stderr || py.error?.message || "").trim().split("\n").pop()})`,
-  );
+  ours.peakBytes = peakBytes;
+  // The PyTorch reference: the same configs, prompt and sizes, float32 eager first (the step target's reference).
+  const probe = probeTorch();
+  let ref: ReturnType<typeof runTorchReference> | null = null;
+  let refMissing = "";
+  if (!probe.ok) {
+    refMissing = `PyTorch reference not run (${probe.reason})`;
+  } else {
+    const keys = ours.configs.map((c) => c.key);
+    const order: TorchRefSpec["runs"] = [];
+    for (const [dtype, attn] of [["float32", "eager"], ["float32", "sdpa"], ["bfloat16", "sdpa"], ["bfloat16", "eager"]] as const) {
+      for (const k of [...keys].reverse()) order.push({ config: k, dtype, attn }); // 2B before bench in each pair
+    }
+    const budget = Number(process.env.RARL_TORCH_BUDGET_S ?? 240);
+    const spec: TorchRefSpec = {
+      configs: keys.map((k) => {
+        const p = benchImagePrompt(parseQwen2VLConfig(configJson[k], k), new Rng(3));
+        return { label: k, config: configJson[k], prompt: { inputIds: p.inputIds, imageGridThw: p.imageGridThw } };
+      }),
+      runs: order,
+      decodeGs: [1, 8],
+      decodeTokens,
+      completionTokens: decodeTokens,
+      numGenerations: 8,
+      loraR: 8,
+      loraAlpha: 16,
+      beta: GRPO_DEFAULTS.beta,
+      learningRate: GRPO_DEFAULTS.learningRate,
+      matmulN: n,
+      matmulReps: software ? 3 : 20,
+      timeBudgetS: budget,
+      seed: 1,
+    };
+    try {
+      ref = runTorchReference(spec, { script: path.join(here, "torch_ref.py"), timeoutS: budget + 300 });
+      for (const l of compareWithTorch(ours, ref)) out(l);
+      out("");
+    } catch (e) {
+      refMissing = `PyTorch reference failed: ${(e as Error).message}`;
+    }
+  }
+  if (refMissing) out(`- ${refMissing}`);
+  // The GPU whose float32 peak the matmul target uses: PyTorch's CUDA device name where it ran (the adapter's
+  // description may not name the model), else the adapter's; a software adapter has no peak.
+  const gpuName = software ? `${info.device || info.description} (software adapter)` : ref?.cuda ? ref.deviceName : info.description || info.device;
+  for (const l of formatTargets(issueTargets(ours, ref, gpuName, refMissing || undefined))) out(l);
   if (software) out("- Software adapter: these figures test the path only; GPU figures await a machine with a GPU.");
   const file = path.join(here, "RESULTS-gpu.md");
   const tmp = `${file}.${process.pid}.tmp`;

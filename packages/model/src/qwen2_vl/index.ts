@@ -7,7 +7,7 @@ export {
   type Qwen2VLConfig,
   type Qwen2VLVisionConfig,
 } from "./config";
-export { buildQwen2VLFromSource, CheckpointError, defaultVocabChunkBytes, expectedWeights, type LoadedQwen2VL, type LoadQwen2VLOptions, loadQwen2VL, normalizeKey } from "./loading";
+export { type BuildQwen2VLOptions, buildQwen2VLFromSource, CheckpointError, defaultVocabChunkBytes, expectedWeights, type LoadedQwen2VL, type LoadQwen2VLOptions, loadQwen2VL, normalizeKey } from "./loading";
 export { buildAttentionMask, type DecoderLayerWeights, type LayerKV, MASK_MIN, Qwen2VLTextModel, type TextWeights } from "./language";
 export { type ForwardArgs, type ForwardOutput, KVCache, ModelInputError, Qwen2VLForConditionalGeneration, type SharedPrefix, shareCache, tileCache } from "./model";
 export {

@@ -1,5 +1,15 @@
+import {
+  checkFitsGpuMemory,
+  GPU_MEMORY_MARGIN_BYTES,
+  getWebgpuInfo,
+  gpuMemoryBudget,
+  openCheckpoint,
+  RarlError,
+  type TensorSource,
+  WebgpuUploadChecks,
+  webgpuBindingLimit,
+} from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
-import { openCheckpoint, RarlError, type TensorSource, webgpuBindingLimit } from "@rarl/core";
 import { type HostWeight, Linear } from "../nn/linear";
 import { VocabChunks, vocabChunkRows } from "../nn/vocab_chunks";
 import { loadQwen2VLConfig, type Qwen2VLConfig } from "./config";
@@ -35,6 +45,13 @@ export interface LoadQwen2VLOptions {
    * default (tests force small chunks on the tiny model).
    */
   vocabChunkBytes?: number;
+  /**
+   * GPU memory budget in bytes for the up-front fit check (webgpu, device residency). Default: RARL_GPU_MEMORY_GIB,
+   * else the adapter's memory heaps where the `webgpu` package exposes them (0.6.2 does not), else unchecked.
+   */
+  gpuMemoryBytes?: number;
+  /** Room kept free beside the weights in that check. Default GPU_MEMORY_MARGIN_BYTES (1 GiB). */
+  gpuMemoryMarginBytes?: number;
 }
 
 /** The default of {@link LoadQwen2VLOptions.vocabChunkBytes} for the active backend. */
@@ -116,17 +133,29 @@ export function expectedWeights(cfg: Qwen2VLConfig): Map<string, number[]> {
 
 const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
+/** Options of {@link buildQwen2VLFromSource}. */
+export interface BuildQwen2VLOptions {
+  weightResidency?: "device" | "host";
+  vocabChunkBytes?: number;
+  gpuMemoryBytes?: number;
+  gpuMemoryMarginBytes?: number;
+  /**
+   * Uploads each weight at once inside WebGPU error scopes, named by its hub key (webgpu only); the caller awaits
+   * `uploads.done()` (loadQwen2VL does) and gets a GpuMemoryError naming the tensor a refused buffer held.
+   * Without it uploads stay lazy and a refused buffer surfaces as a WebgpuDeviceError at the next read-back.
+   */
+  uploads?: WebgpuUploadChecks;
+}
+
 /**
  * Builds the model from an open checkpoint. Validates every key first (one CheckpointError listing all missing,
- * unexpected and wrongly shaped keys), then reads the tensors one at a time, uploading each to the backend before
+ * unexpected and wrongly shaped keys); on webgpu with device residency, checks that the float32 weights plus a
+ * margin fit the GPU memory budget when one is known (GpuMemoryError GPU_MODEL_TOO_BIG naming the first tensor past
+ * it, before anything is uploaded); then reads the tensors one at a time, uploading each to the backend before
  * reading the next, so the host never holds more than one decoded tensor (BF16/F16 are widened to float32 by the
  * reader). A tied lm_head reuses embed_tokens (one copy).
  */
-export function buildQwen2VLFromSource(
-  cfg: Qwen2VLConfig,
-  source: TensorSource,
-  opts: { weightResidency?: "device" | "host"; vocabChunkBytes?: number } = {},
-): Qwen2VLForConditionalGeneration {
+export function buildQwen2VLFromSource(cfg: Qwen2VLConfig, source: TensorSource, opts: BuildQwen2VLOptions = {}): Qwen2VLForConditionalGeneration {
   const host = opts.weightResidency === "host";
   const chunkBytes = opts.vocabChunkBytes ?? defaultVocabChunkBytes();
   const chunkRows = vocabChunkRows(cfg.hiddenSize, chunkBytes);
@@ -167,12 +196,20 @@ export function buildQwen2VLFromSource(
       details: { file: source.path, missing, unexpected, badShape, duplicate },
     });
   }
+  if (!host && tf.getBackend() === "webgpu") {
+    const budget = gpuMemoryBudget({ bytes: opts.gpuMemoryBytes, heaps: getWebgpuInfo()?.memoryHeaps });
+    if (budget) {
+      const sizes = [...expected].map(([n, shape]) => [n, shape.reduce((a, b) => a * b, 1) * 4] as const);
+      checkFitsGpuMemory(sizes, budget, opts.gpuMemoryMarginBytes ?? GPU_MEMORY_MARGIN_BYTES, `${source.path}: the model`);
+    }
+  }
   const created: tf.Tensor[] = [];
   const get = <T extends tf.Tensor>(n: string, reshape?: number[]): T => {
     const k = fileKey.get(n)!;
     const t = source.read(k);
     const tensor = tf.tensor(t.data as Float32Array, reshape ?? t.shape, "float32") as T;
     created.push(tensor);
+    opts.uploads?.upload(n, tensor);
     return tensor;
   };
   const getHost = (n: string, shape2d: [number, number]): HostWeight => ({ data: source.read(fileKey.get(n)!).data as Float32Array, shape: shape2d });
@@ -191,6 +228,9 @@ export function buildQwen2VLFromSource(
       if (host || shape2(n)[0] <= chunkRows) return null;
       const c = VocabChunks.fromHost(source.read(fileKey.get(n)!).data as Float32Array, shape2(n), chunkRows);
       created.push(...c.chunks);
+      c.chunks.forEach((t, i) => {
+        opts.uploads?.upload(`${n} rows ${i * chunkRows}..${i * chunkRows + t.shape[0] - 1}`, t);
+      });
       return c;
     };
     const embedChunks = chunked("model.embed_tokens.weight");
@@ -247,14 +287,29 @@ export function buildQwen2VLFromSource(
 /**
  * Loads a Hugging Face Qwen2-VL checkpoint folder: config.json, model.safetensors or model.safetensors.index.json
  * shards (hub or transformers >= 4.52 key names; BF16/F16/F32), and the processor (preprocessor_config.json,
- * tokenizer.json, chat template). Throws ModelConfigError / SafetensorsError / CheckpointError / ProcessorError.
+ * tokenizer.json, chat template). Throws ModelConfigError / SafetensorsError / CheckpointError / ProcessorError, and
+ * on webgpu GpuMemoryError when the model does not fit the GPU memory budget or the device refuses a weight's buffer
+ * (nothing stays allocated then).
  */
 export async function loadQwen2VL(dir: string, opts: LoadQwen2VLOptions = {}): Promise<LoadedQwen2VL> {
   const config = loadQwen2VLConfig(dir);
   const processor = opts.loadProcessor === false ? null : Qwen2VLProcessor.fromPretrained(dir, { tokenizerPath: opts.tokenizerPath });
   const source = openCheckpoint(dir);
   try {
-    const model = buildQwen2VLFromSource(config, source, { weightResidency: opts.weightResidency, vocabChunkBytes: opts.vocabChunkBytes });
+    const uploads = new WebgpuUploadChecks();
+    const model = buildQwen2VLFromSource(config, source, {
+      weightResidency: opts.weightResidency,
+      vocabChunkBytes: opts.vocabChunkBytes,
+      gpuMemoryBytes: opts.gpuMemoryBytes,
+      gpuMemoryMarginBytes: opts.gpuMemoryMarginBytes,
+      uploads,
+    });
+    try {
+      await uploads.done();
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
     return { config, model, processor };
   } finally {
     source.close();
