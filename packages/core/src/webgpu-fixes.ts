@@ -12,6 +12,7 @@
 import { registerWebgpuAddN } from "./webgpu-kernels/addn";
 import { registerWebgpuDeterministicMatmul } from "./webgpu-kernels/matmul";
 import { registerWebgpuRmsNorm } from "./webgpu-kernels/rmsnorm";
+import { registerWebgpuSampling } from "./webgpu-kernels/sampling";
 import { registerWebgpuSegmentSum } from "./webgpu-kernels/segment_sum";
 import { registerWebgpuSoftmax } from "./webgpu-kernels/softmax";
 import { registerWebgpuSwiglu } from "./webgpu-kernels/swiglu";
@@ -28,4 +29,5 @@ export function applyWebgpuKernelFixes(): void {
   registerWebgpuAddN();
   registerWebgpuRmsNorm();
   registerWebgpuSwiglu();
+  registerWebgpuSampling();
 }
