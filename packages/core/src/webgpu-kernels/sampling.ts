@@ -14,8 +14,10 @@
  * reductions; the top-k and top-p thresholds by bisection over the 32 bits of an order-preserving integer key of the
  * scaled logits (32 counting or mass passes each, only when that warper is on); then per-invocation sums over
  * contiguous id blocks, a scan over the 256 block sums and a sequential scan from the chosen block.
- * Sums are float32 (the host's are float64): ids can differ only where the host's CDF lies within float32 rounding of
- * a boundary (the test counts those).
+ * Masses are exact 64-bit integer sums of round(exp(y - max) · 2^31) and the draw is a 32-bit fraction, so the
+ * inverse CDF does not drift with the vocabulary size (a near-uniform row over 151936 ids gives each id 7e-6 of the
+ * mass, below float32's accumulated rounding). Ids can still differ from the float64 host sampler where its CDF lies
+ * within exp's float32 rounding of a boundary (the tests count those).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { flatLayout, MAIN, NEG_FLT_MAX, type WebgpuBackendLike, type WgslProgram } from "./program";
@@ -48,13 +50,16 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
     dispatch: [rows, 1, 1],
     workgroupSize: [WG, 1, 1],
     shaderKey: `rarl_sample_rows_${masked ? "m" : "a"}`,
-    uniforms: "greedy : i32, topK : i32, temperature : f32, topP : f32, minP : f32, logMinP : f32,",
+    uniforms: "greedy : i32, topK : i32, temperature : f32, topP : f32, topPFrac : u32, minP : f32, logMinP : f32,",
     getUserCode: () => `
     var<workgroup> fbuf : array<f32, ${WG}>;
     var<workgroup> ibuf : array<i32, ${WG}>;
     var<workgroup> chosen : i32;
     var<workgroup> fres : f32;
     var<workgroup> ires : i32;
+    var<workgroup> lbuf : array<u32, ${WG}>;
+    var<workgroup> hbuf : array<u32, ${WG}>;
+    var<workgroup> res64 : vec2<u32>;
     const blockSize = ${WG};
 
     // Order-preserving map of a float to u32 (a < b  <=>  key(a) < key(b) for non-NaN values).
@@ -72,6 +77,62 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
       }
       if (tid == 0) { fres = fbuf[0]; }
       return workgroupUniformLoad(&fres);
+    }
+    // Probability masses are exact sums of fixed-point terms round(e · 2^31), e = exp(y - max) in [0, 1], held as
+    // 64-bit integers (lo, hi): block sums, their scan and the draw's position agree exactly, with no float32
+    // rounding growing with the vocabulary (a near-uniform row over 151936 ids gives each id 7e-6 of the mass).
+    fn quant(e : f32) -> vec2<u32> { return vec2<u32>(u32(e * 2147483648.0 + 0.5), 0u); }
+    fn add64(a : vec2<u32>, b : vec2<u32>) -> vec2<u32> {
+      let lo = a.x + b.x;
+      return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+    }
+    fn sub64(a : vec2<u32>, b : vec2<u32>) -> vec2<u32> {
+      return vec2<u32>(a.x - b.x, a.y - b.y - select(0u, 1u, a.x < b.x));
+    }
+    fn less64(a : vec2<u32>, b : vec2<u32>) -> bool { return a.y < b.y || (a.y == b.y && a.x < b.x); }
+    fn shl16(v : u32) -> vec2<u32> { return vec2<u32>(v << 16u, v >> 16u); }
+    // floor(f · t / 2^32) for a 32-bit fraction f and a 64-bit t (t < 2^50), by 16-bit limbs.
+    fn mulFrac(f : u32, t : vec2<u32>) -> vec2<u32> {
+      let f0 = f & 0xffffu;
+      let f1 = f >> 16u;
+      let t0 = t.x & 0xffffu;
+      let t1 = t.x >> 16u;
+      let t2 = t.y & 0xffffu;
+      let t3 = t.y >> 16u;
+      var low = vec2<u32>(f0 * t0, 0u);
+      low = add64(low, shl16(f0 * t1));
+      low = add64(low, shl16(f1 * t0));
+      var r = vec2<u32>(low.y, 0u);
+      r = add64(r, vec2<u32>(f0 * t2, 0u));
+      r = add64(r, vec2<u32>(f1 * t1, 0u));
+      r = add64(r, shl16(f1 * t2));
+      r = add64(r, shl16(f0 * t3));
+      return add64(r, vec2<u32>(0u, f1 * t3));
+    }
+    fn reduce64(tid : i32, v : vec2<u32>) -> vec2<u32> {
+      lbuf[tid] = v.x;
+      hbuf[tid] = v.y;
+      workgroupBarrier();
+      for (var s = blockSize / 2; s > 0; s = s / 2) {
+        if (tid < s) {
+          let a = add64(vec2<u32>(lbuf[tid], hbuf[tid]), vec2<u32>(lbuf[tid + s], hbuf[tid + s]));
+          lbuf[tid] = a.x;
+          hbuf[tid] = a.y;
+        }
+        workgroupBarrier();
+      }
+      if (tid == 0) { res64 = vec2<u32>(lbuf[0], hbuf[0]); }
+      return workgroupUniformLoad(&res64);
+    }
+    fn reduceMaxU(tid : i32, v : u32) -> u32 {
+      lbuf[tid] = v;
+      workgroupBarrier();
+      for (var s = blockSize / 2; s > 0; s = s / 2) {
+        if (tid < s) { lbuf[tid] = max(lbuf[tid], lbuf[tid + s]); }
+        workgroupBarrier();
+      }
+      if (tid == 0) { res64 = vec2<u32>(lbuf[0], 0u); }
+      return workgroupUniformLoad(&res64).x;
     }
     fn reduceMax(tid : i32, v : f32) -> f32 {
       fbuf[tid] = v;
@@ -155,39 +216,40 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
         var kp = 0u;
         var tieLimit = V;
         if (uniforms.topP < 1.0) {
-          var s1 = 0.0;
+          var s1 = vec2<u32>(0u, 0u);
           for (var c = tid; c < V; c += blockSize) {
             let y = logits[base + c] / T;
-            if (${allowed("c")} && orderKey(y) >= kk) { s1 += exp(y - mp); }
+            if (${allowed("c")} && orderKey(y) >= kk) { s1 = add64(s1, quant(exp(y - mp))); }
           }
-          let goal = uniforms.topP * reduceSum(tid, s1);
+          let goal = mulFrac(uniforms.topPFrac, reduce64(tid, s1));
           for (var bit = 31; bit >= 0; bit--) {
             let cand = kp | (1u << u32(bit));
-            var m = 0.0;
+            var m = vec2<u32>(0u, 0u);
             for (var c = tid; c < V; c += blockSize) {
               let y = logits[base + c] / T;
               let key = orderKey(y);
-              if (${allowed("c")} && key >= kk && key >= cand) { m += exp(y - mp); }
+              if (${allowed("c")} && key >= kk && key >= cand) { m = add64(m, quant(exp(y - mp))); }
             }
-            if (reduceSum(tid, m) >= goal) { kp = cand; }
+            if (!less64(reduce64(tid, m), goal)) { kp = cand; }
           }
-          var above = 0.0;
+          var above = vec2<u32>(0u, 0u);
           var ties = 0;
-          var q = 0.0;
+          var q = vec2<u32>(0u, 0u);
           for (var c = tid; c < V; c += blockSize) {
             let y = logits[base + c] / T;
             let key = orderKey(y);
             if (${allowed("c")} && key >= kk) {
-              if (key > kp) { above += exp(y - mp); }
-              if (key == kp) { ties++; q = exp(y - mp); }
+              if (key > kp) { above = add64(above, quant(exp(y - mp))); }
+              if (key == kp) { ties++; q = quant(exp(y - mp)); }
             }
           }
-          let massAbove = reduceSum(tid, above);
+          var massBefore = reduce64(tid, above);
           let nTies = reduceCount(tid, ties);
-          let qq = reduceMax(tid, q);
+          let q1 = vec2<u32>(reduceMaxU(tid, q.x), 0u); // every tie has the same q
           var keepTies = 1;
           for (var i = 1; i < nTies; i++) {
-            if (massAbove + f32(i) * qq < goal) { keepTies = i + 1; } else { break; }
+            massBefore = add64(massBefore, q1);
+            if (less64(massBefore, goal)) { keepTies = i + 1; } else { break; }
           }
           // Rare: equal logits straddle the top-p boundary; the id after the last kept tie, by one scan. (The
           // barriers stay in uniform control flow.)
@@ -211,40 +273,43 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
         let per = (V + blockSize - 1) / blockSize;
         let start = min(V, tid * per);
         let end = min(V, start + per);
-        var blockMass = 0.0;
+        var blockMass = vec2<u32>(0u, 0u);
         var lastKept = -1;
         for (var c = start; c < end; c++) {
           let y = logits[base + c] / T;
           let key = orderKey(y);
           if (${allowed("c")} && key >= kk && (key > kp || (key == kp && c < tieLimit)) && (!useMinP || y - mp >= uniforms.logMinP)) {
-            blockMass += exp(y - mp);
+            blockMass = add64(blockMass, quant(exp(y - mp)));
             lastKept = c;
           }
         }
-        fbuf[tid] = blockMass;
+        lbuf[tid] = blockMass.x;
+        hbuf[tid] = blockMass.y;
         ibuf[tid] = lastKept;
         workgroupBarrier();
         if (tid == 0) {
-          var total = 0.0;
+          var total = vec2<u32>(0u, 0u);
           var last = -1;
           for (var b = 0; b < blockSize; b++) {
-            total += fbuf[b];
+            total = add64(total, vec2<u32>(lbuf[b], hbuf[b]));
             last = max(last, ibuf[b]);
           }
-          var r = u[row] * total;
-          var b0 = 0;
+          // The draw's position u · total (u as a 32-bit fraction), then the block and the id holding it.
+          var r = mulFrac(bitcast<u32>(u[row]), total);
+          var b0 = blockSize;
           for (var b = 0; b < blockSize; b++) {
-            if (r < fbuf[b]) { b0 = b; break; }
-            r -= fbuf[b];
-            b0 = b + 1;
+            let m = vec2<u32>(lbuf[b], hbuf[b]);
+            if (less64(r, m)) { b0 = b; break; }
+            r = sub64(r, m);
           }
           var pick = last;
           for (var c = min(V, b0 * per); c < V; c++) {
             let y = logits[base + c] / T;
             let key = orderKey(y);
             if (${allowed("c")} && key >= kk && (key > kp || (key == kp && c < tieLimit)) && (!useMinP || y - mp >= uniforms.logMinP)) {
-              r -= exp(y - mp);
-              if (r < 0.0) { pick = c; break; }
+              let e = quant(exp(y - mp));
+              if (less64(r, e)) { pick = c; break; }
+              r = sub64(r, e);
             }
           }
           chosen = pick;
@@ -277,6 +342,7 @@ export function registerWebgpuSampling(): void {
         { type: "int32", data: [a.topK] },
         { type: "float32", data: [a.temperature] },
         { type: "float32", data: [a.topP] },
+        { type: "uint32", data: [fraction32(a.topP)] },
         { type: "float32", data: [a.minP] },
         { type: "float32", data: [a.minP > 0 ? Math.log(a.minP) : 0] },
       ]);
@@ -289,8 +355,10 @@ export function deviceSamplingAvailable(): boolean {
   return tf.getBackend() === "webgpu" && tf.getKernel(SAMPLE_ROWS_KERNEL, "webgpu") !== undefined;
 }
 
-/** The largest float32 below 1: a float64 draw in [0, 1) rounded to float32 can otherwise become 1. */
-const BELOW_ONE = 1 - 2 ** -24;
+/** floor(x · 2^32) for x in [0, 1), as the kernel's 32-bit fixed-point fraction (1 and above: 2^32 - 1). */
+function fraction32(x: number): number {
+  return Math.min(Math.max(Math.floor(x * 2 ** 32), 0), 2 ** 32 - 1);
+}
 
 /**
  * Chooses one token per row on the GPU (webgpu only; see {@link deviceSamplingAvailable}).
@@ -307,7 +375,8 @@ export function sampleRowsOnDevice(logits: tf.Tensor2D, u: ArrayLike<number>, pa
   if (V >= 2 ** 24) throw new Error(`sampleRowsOnDevice: vocabulary ${V} too large for float ids`);
   if (allowed && (allowed.shape[0] !== V || allowed.dtype !== "float32")) throw new Error(`sampleRowsOnDevice: allowed must be float32 [${V}], got ${allowed.dtype} [${allowed.shape}]`);
   const p = { greedy: params.greedy, temperature: params.temperature ?? 1, topK: params.topK ?? 0, topP: params.topP ?? 1, minP: params.minP ?? 0 };
-  const ut = tf.tensor1d(Float32Array.from(u, (x) => Math.min(Math.max(x, 0), BELOW_ONE)));
+  // Draws as 32-bit fractions (int32 bit patterns): float32 would keep only 24 of the draw's bits.
+  const ut = tf.tensor1d(Int32Array.from(u, (x) => fraction32(x) | 0), "int32");
   try {
     const inputs: tf.NamedTensorMap = allowed ? { logits, u: ut, allowed } : { logits, u: ut };
     return tf.engine().runKernel(SAMPLE_ROWS_KERNEL, inputs, p as unknown as tf.NamedAttrMap) as tf.Tensor2D;
