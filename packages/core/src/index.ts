@@ -7,6 +7,7 @@ export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS
 export { fusedRmsNorm, rmsNormComposite } from "./webgpu-kernels/rmsnorm";
 export { fusedSwiglu, swigluComposite } from "./webgpu-kernels/swiglu";
 export { type DeviceSamplingParams, deviceSamplingAvailable, sampleRowsOnDevice } from "./webgpu-kernels/sampling";
+export { combineLogSoftmaxStats, logSoftmaxGatherComposite, logSoftmaxGatherStats } from "./webgpu-kernels/logsoftmax_gather";
 export { writeFileAtomic } from "./fs";
 export { closestName, editDistance } from "./suggest";
 export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, type LockHolder, type OutputLock } from "./lock";

@@ -10,6 +10,7 @@
  * RARL_WEBGPU_DETERMINISTIC=0 turns the matmul and segment-sum ones off.
  */
 import { registerWebgpuAddN } from "./webgpu-kernels/addn";
+import { registerWebgpuLogSoftmaxGather } from "./webgpu-kernels/logsoftmax_gather";
 import { registerWebgpuDeterministicMatmul } from "./webgpu-kernels/matmul";
 import { registerWebgpuRmsNorm } from "./webgpu-kernels/rmsnorm";
 import { registerWebgpuSampling } from "./webgpu-kernels/sampling";
@@ -30,4 +31,5 @@ export function applyWebgpuKernelFixes(): void {
   registerWebgpuRmsNorm();
   registerWebgpuSwiglu();
   registerWebgpuSampling();
+  registerWebgpuLogSoftmaxGather();
 }
