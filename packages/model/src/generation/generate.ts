@@ -4,7 +4,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { type DeviceSamplingParams, deviceSamplingAvailable, Rng, sampleRowsOnDevice } from "@rarl/core";
+import { type DeviceSamplingParams, deviceSamplingAvailable, Rng, sampleRowsOnDevice, webgpuBindingLimit } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { type KVCache, type Qwen2VLForConditionalGeneration, shareCache } from "../qwen2_vl/model";
 import type { ImageInput } from "../qwen2_vl/image";
@@ -260,9 +260,23 @@ async function lastPositionLogits(
     if (device) {
       // One kernel per step (RarlSampleRows): the ids and raw log-probs of the rows, 2 floats per row read back.
       const picked = tf.tidy(() => {
-        let l = headLogits(model, tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D, transposed);
-        if (device.rowSrc) l = tf.gather(l, tf.tensor1d(device.rowSrc, "int32")) as tf.Tensor2D;
-        return sampleRowsOnDevice(l, device.u, device.params, device.allowed);
+        const hl = tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D;
+        const n = device.u.length;
+        // Rows per kernel call so that one call's [rows, V] logits stay within one storage binding (8 x 151936
+        // floats are 4.9 MB); beyond it, the lm_head runs per group of rows too.
+        const per = Math.max(1, Math.floor(webgpuBindingLimit() / (model.config.vocabSize * 4)));
+        const src = device.rowSrc;
+        if (n <= per) {
+          const l = headLogits(model, hl, transposed);
+          return sampleRowsOnDevice(src ? (tf.gather(l, tf.tensor1d(src, "int32")) as tf.Tensor2D) : l, device.u, device.params, device.allowed);
+        }
+        const parts: tf.Tensor2D[] = [];
+        for (let s = 0; s < n; s += per) {
+          const g = Math.min(per, n - s);
+          const hg = src ? (tf.gather(hl, tf.tensor1d(src.slice(s, s + g), "int32")) as tf.Tensor2D) : (tf.slice(hl, [s, 0], [g, H]) as tf.Tensor2D);
+          parts.push(sampleRowsOnDevice(headLogits(model, hg, transposed), device.u.slice(s, s + g), device.params, device.allowed));
+        }
+        return tf.concat(parts, 0) as tf.Tensor2D;
       });
       try {
         const v = (await picked.data()) as Float32Array;

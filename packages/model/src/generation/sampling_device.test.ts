@@ -154,4 +154,28 @@ describe.skipIf(why !== null)(`generate() with a seed: webgpu (selection on the 
       if (req.suppressTokens) for (const s of gpu.samples.flat()) for (const id of s.ids) expect(req.suppressTokens).not.toContain(id);
     });
   }
+
+  it("rows whose logits exceed one storage binding are selected in groups (forced 8 MB limit, vocabulary chunks: 13 rows per call): same samples", { timeout: 600_000 }, async () => {
+    const req = { prompts, maxNewTokens: 3, eosTokenIds: [], numSamples: 8, temperature: 0.9, seed: 9 };
+    await tf.setBackend("webgpu");
+    const whole = await generate(models.webgpu, null, req);
+    const env = { RARL_WEBGPU_BINDING_LIMIT: "8000000", RARL_VOCAB_CHUNK_BYTES: "8000000" };
+    Object.assign(process.env, env);
+    let small: Qwen2VLForConditionalGeneration | undefined;
+    try {
+      small = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false })).model;
+      expect(small.model.vocabChunks()?.chunks.length).toBe(5);
+      let grouped = whole;
+      const prof = await tf.profile(async () => {
+        grouped = await generate(small!, null, req);
+        return [];
+      });
+      // 16 rows, 13 per call: 2 calls for the prefill's picks and for each of the 2 decode steps.
+      expect(prof.kernels.filter((k) => k.name === "RarlSampleRows").length).toBe(6);
+      expect(grouped.samples.map((p) => p.map((s) => s.ids))).toEqual(whole.samples.map((p) => p.map((s) => s.ids)));
+    } finally {
+      for (const k of Object.keys(env)) delete process.env[k];
+      small?.dispose();
+    }
+  });
 });
