@@ -11,9 +11,10 @@
  * The repetition penalty is not done here (it needs each row's seen ids): callers keep the host path for it.
  *
  * One workgroup (256 invocations) per row, no float atomics, no sort: max / arg-max and the raw log-sum-exp by tree
- * reductions; the top-k and top-p thresholds by bisection over the 32 bits of an order-preserving integer key of the
- * scaled logits (32 counting or mass passes each, only when that warper is on); then per-invocation sums over
- * contiguous id blocks, a scan over the 256 block sums and a sequential scan from the chosen block.
+ * reductions; the top-k and top-p thresholds by an 8-bit radix select over an order-preserving integer key of the
+ * scaled logits (4 histogram passes each, with integer workgroup atomics, only when that warper is on); then
+ * per-invocation sums over contiguous id blocks, a scan over the 256 block sums and a sequential scan from the chosen
+ * block.
  * Masses are exact 64-bit integer sums of round(exp(y - max) · 2^31) and the draw is a 32-bit fraction, so the
  * inverse CDF does not drift with the vocabulary size (a near-uniform row over 151936 ids gives each id 7e-6 of the
  * mass, below float32's accumulated rounding). Ids can still differ from the float64 host sampler where its CDF lies
@@ -60,6 +61,10 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
     var<workgroup> lbuf : array<u32, ${WG}>;
     var<workgroup> hbuf : array<u32, ${WG}>;
     var<workgroup> res64 : vec2<u32>;
+    var<workgroup> hcount : array<atomic<u32>, ${WG}>;
+    var<workgroup> hlo : array<atomic<u32>, ${WG}>;
+    var<workgroup> hhi : array<atomic<u32>, ${WG}>;
+    var<workgroup> sel : vec4<u32>;
     const blockSize = ${WG};
 
     // Order-preserving map of a float to u32 (a < b  <=>  key(a) < key(b) for non-NaN values).
@@ -124,16 +129,6 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
       if (tid == 0) { res64 = vec2<u32>(lbuf[0], hbuf[0]); }
       return workgroupUniformLoad(&res64);
     }
-    fn reduceMaxU(tid : i32, v : u32) -> u32 {
-      lbuf[tid] = v;
-      workgroupBarrier();
-      for (var s = blockSize / 2; s > 0; s = s / 2) {
-        if (tid < s) { lbuf[tid] = max(lbuf[tid], lbuf[tid + s]); }
-        workgroupBarrier();
-      }
-      if (tid == 0) { res64 = vec2<u32>(lbuf[0], 0u); }
-      return workgroupUniformLoad(&res64).x;
-    }
     fn reduceMax(tid : i32, v : f32) -> f32 {
       fbuf[tid] = v;
       workgroupBarrier();
@@ -143,16 +138,6 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
       }
       if (tid == 0) { fres = fbuf[0]; }
       return workgroupUniformLoad(&fres);
-    }
-    fn reduceCount(tid : i32, v : i32) -> i32 {
-      ibuf[tid] = v;
-      workgroupBarrier();
-      for (var s = blockSize / 2; s > 0; s = s / 2) {
-        if (tid < s) { ibuf[tid] = ibuf[tid] + ibuf[tid + s]; }
-        workgroupBarrier();
-      }
-      if (tid == 0) { ires = ibuf[0]; }
-      return workgroupUniformLoad(&ires);
     }
     // First arg-max: the larger value, the smaller id on ties. Returns the id (-1: nothing allowed).
     fn reduceArgMax(tid : i32, v : f32, id : i32) -> i32 {
@@ -199,20 +184,51 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
       if (uniforms.greedy == 0) {
         let T = uniforms.temperature;
         let mp = logits[base + max(am, 0)] / T;
-        // Top-k: the largest key K with #{allowed: key(x/T) >= K} >= k, built bit by bit (K = the k-th largest).
+        // Top-k: K = the k-th largest key of the allowed x/T (ties with it kept), by an 8-bit radix select from the
+        // top byte: 4 histogram passes (integer workgroup atomics).
         var kk = 0u;
         if (uniforms.topK > 0) {
-          for (var bit = 31; bit >= 0; bit--) {
-            let cand = kk | (1u << u32(bit));
-            var n = 0;
+          var need = u32(uniforms.topK);
+          for (var level = 3; level >= 0; level--) {
+            let shift = u32(level) * 8u;
+            var hiMask = 0u;
+            if (level < 3) { hiMask = ~((1u << (shift + 8u)) - 1u); }
+            atomicStore(&hcount[tid], 0u);
+            workgroupBarrier();
             for (var c = tid; c < V; c += blockSize) {
-              if (${allowed("c")} && orderKey(logits[base + c] / T) >= cand) { n++; }
+              let key = orderKey(logits[base + c] / T);
+              if (${allowed("c")} && (key & hiMask) == (kk & hiMask)) { atomicAdd(&hcount[(key >> shift) & 0xffu], 1u); }
             }
-            if (reduceCount(tid, n) >= uniforms.topK) { kk = cand; }
+            workgroupBarrier();
+            if (tid == 0) {
+              var pick = kk;
+              var left = need;
+              if (need > 0u) {
+                var cum = 0u;
+                var found = false;
+                for (var b = 255; b >= 0; b--) {
+                  let h = atomicLoad(&hcount[b]);
+                  if (cum + h >= need) {
+                    pick = kk | (u32(b) << shift);
+                    left = need - cum;
+                    found = true;
+                    break;
+                  }
+                  cum += h;
+                }
+                // Fewer than k allowed ids: top-k keeps them all (K = 0).
+                if (!found) { pick = 0u; left = 0u; }
+              }
+              sel = vec4<u32>(pick, left, 0u, 0u);
+            }
+            let r = workgroupUniformLoad(&sel);
+            kk = r.x;
+            need = r.y;
           }
         }
-        // Top-p over the top-k survivors: the largest key K whose super-level set carries >= topP of their mass;
-        // tokens above K are kept, ties at K in id order while the mass before them is < topP.
+        // Top-p over the top-k survivors: K = the largest key whose super-level set carries >= topP of their mass
+        // (the same radix select over exact 64-bit masses); tokens above K are kept, ties at K in id order while the
+        // mass before them is < topP.
         var kp = 0u;
         var tieLimit = V;
         if (uniforms.topP < 1.0) {
@@ -222,30 +238,52 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
             if (${allowed("c")} && orderKey(y) >= kk) { s1 = add64(s1, quant(exp(y - mp))); }
           }
           let goal = mulFrac(uniforms.topPFrac, reduce64(tid, s1));
-          for (var bit = 31; bit >= 0; bit--) {
-            let cand = kp | (1u << u32(bit));
-            var m = vec2<u32>(0u, 0u);
+          var above = vec2<u32>(0u, 0u);
+          var nTies = 0;
+          for (var level = 3; level >= 0; level--) {
+            let shift = u32(level) * 8u;
+            var hiMask = 0u;
+            if (level < 3) { hiMask = ~((1u << (shift + 8u)) - 1u); }
+            atomicStore(&hcount[tid], 0u);
+            atomicStore(&hlo[tid], 0u);
+            atomicStore(&hhi[tid], 0u);
+            workgroupBarrier();
             for (var c = tid; c < V; c += blockSize) {
               let y = logits[base + c] / T;
               let key = orderKey(y);
-              if (${allowed("c")} && key >= kk && key >= cand) { m = add64(m, quant(exp(y - mp))); }
+              if (${allowed("c")} && key >= kk && (key & hiMask) == (kp & hiMask)) {
+                let b = (key >> shift) & 0xffu;
+                let e = quant(exp(y - mp)).x;
+                atomicAdd(&hcount[b], 1u);
+                let old = atomicAdd(&hlo[b], e);
+                if (old + e < old) { atomicAdd(&hhi[b], 1u); }
+              }
             }
-            if (!less64(reduce64(tid, m), goal)) { kp = cand; }
-          }
-          var above = vec2<u32>(0u, 0u);
-          var ties = 0;
-          var q = vec2<u32>(0u, 0u);
-          for (var c = tid; c < V; c += blockSize) {
-            let y = logits[base + c] / T;
-            let key = orderKey(y);
-            if (${allowed("c")} && key >= kk) {
-              if (key > kp) { above = add64(above, quant(exp(y - mp))); }
-              if (key == kp) { ties++; q = quant(exp(y - mp)); }
+            workgroupBarrier();
+            if (tid == 0) {
+              var acc = above;
+              var pick = kp;
+              var cnt = 0u;
+              for (var b = 255; b >= 0; b--) {
+                let m = vec2<u32>(atomicLoad(&hlo[b]), atomicLoad(&hhi[b]));
+                if (!less64(add64(acc, m), goal)) {
+                  pick = kp | (u32(b) << shift);
+                  cnt = atomicLoad(&hcount[b]);
+                  break;
+                }
+                acc = add64(acc, m);
+              }
+              sel = vec4<u32>(pick, acc.x, acc.y, cnt);
             }
+            let r = workgroupUniformLoad(&sel);
+            kp = r.x;
+            above = vec2<u32>(r.y, r.z);
+            nTies = i32(r.w);
           }
-          var massBefore = reduce64(tid, above);
-          let nTies = reduceCount(tid, ties);
-          let q1 = vec2<u32>(reduceMaxU(tid, q.x), 0u); // every tie has the same q
+          // Every tie at K has the same value, so the same fixed-point mass q.
+          let kb = select(~kp, kp ^ 0x80000000u, (kp & 0x80000000u) != 0u);
+          let q1 = quant(exp(bitcast<f32>(kb) - mp));
+          var massBefore = above;
           var keepTies = 1;
           for (var i = 1; i < nTies; i++) {
             massBefore = add64(massBefore, q1);
