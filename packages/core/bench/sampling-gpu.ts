@@ -2,10 +2,9 @@
 //   device: RarlSampleRows on the logits already on the GPU + read-back of B ids and log-probs (2·B floats);
 //   host:   read-back of the [B, V] logits + @rarl/model's sampleRow per row (what generate() did before).
 // Printed as ms per step (best of several runs) and the host / device ratio (same run, same logits). Not a test; the
-// numbers are not written anywhere. Run from packages/core: `npx tsx bench/sampling-gpu.ts` (after `npm run build`,
-// for @rarl/model's host sampler, imported from its sources here only as the reference).
+// numbers are not written anywhere. Run from packages/core: `npx tsx bench/sampling-gpu.ts` (after `npm run build`:
+// @rarl/model's built host sampler is the reference).
 import * as tf from "@tensorflow/tfjs-core";
-import { resolveSamplingParams, sampleRow } from "../../model/src/generation/sampling";
 import { getWebgpuInfo, initBackend, Rng, sampleRowsOnDevice } from "../src/index";
 import { machineInfo } from "./machine";
 
@@ -23,7 +22,15 @@ async function bestMs(fn: () => Promise<void>, reps: number): Promise<number> {
   return Math.min(...times);
 }
 
+/** The host sampler of @rarl/model (a runtime import by name: @rarl/core must not depend on @rarl/model). */
+interface HostSampler {
+  resolveSamplingParams(p: object): { doSample: boolean; temperature: number; topK: number; topP: number; minP: number };
+  sampleRow(raw: Float32Array, seen: number[], p: object, rng: Rng, scratch: Float32Array): { token: number };
+}
+
 async function main(): Promise<void> {
+  const modelPackage = "@rarl/model";
+  const { resolveSamplingParams, sampleRow } = (await import(modelPackage)) as HostSampler;
   await initBackend({ prefer: ["webgpu"] });
   if (tf.getBackend() !== "webgpu") throw new Error(`webgpu did not start (backend ${tf.getBackend()})`);
   const info = getWebgpuInfo();
