@@ -10,6 +10,8 @@ export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS
 /** Fused ops: one WGSL kernel on webgpu, the tfjs composite on other backends. */
 export { fusedRmsNorm, rmsNormComposite } from "./webgpu-kernels/rmsnorm";
 export { fusedSwiglu, swigluComposite } from "./webgpu-kernels/swiglu";
+export { type DeviceSamplingParams, deviceSamplingAvailable, sampleRowsOnDevice } from "./webgpu-kernels/sampling";
+export { combineLogSoftmaxStats, logSoftmaxGatherComposite, logSoftmaxGatherStats } from "./webgpu-kernels/logsoftmax_gather";
 export { writeFileAtomic } from "./fs";
 export { closestName, editDistance } from "./suggest";
 export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, type LockHolder, type OutputLock } from "./lock";

@@ -10,8 +10,10 @@
  * RARL_WEBGPU_DETERMINISTIC=0 turns the matmul and segment-sum ones off.
  */
 import { registerWebgpuAddN } from "./webgpu-kernels/addn";
+import { registerWebgpuLogSoftmaxGather } from "./webgpu-kernels/logsoftmax_gather";
 import { registerWebgpuDeterministicMatmul } from "./webgpu-kernels/matmul";
 import { registerWebgpuRmsNorm } from "./webgpu-kernels/rmsnorm";
+import { registerWebgpuSampling } from "./webgpu-kernels/sampling";
 import { registerWebgpuSegmentSum } from "./webgpu-kernels/segment_sum";
 import { registerWebgpuSoftmax } from "./webgpu-kernels/softmax";
 import { registerWebgpuSwiglu } from "./webgpu-kernels/swiglu";
@@ -28,4 +30,6 @@ export function applyWebgpuKernelFixes(): void {
   registerWebgpuAddN();
   registerWebgpuRmsNorm();
   registerWebgpuSwiglu();
+  registerWebgpuSampling();
+  registerWebgpuLogSoftmaxGather();
 }

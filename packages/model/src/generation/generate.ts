@@ -4,7 +4,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { Rng } from "@rarl/core";
+import { type DeviceSamplingParams, deviceSamplingAvailable, Rng, sampleRowsOnDevice, webgpuBindingLimit } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { type KVCache, type Qwen2VLForConditionalGeneration, shareCache } from "../qwen2_vl/model";
 import type { ImageInput } from "../qwen2_vl/image";
@@ -226,33 +226,66 @@ export function buildBatch(prompts: TokenizedPrompt[], padId: number, completion
 }
 
 /**
+ * Selection on the device (webgpu): which logits row each output row samples from, its draw, and the parameters.
+ * Only the chosen ids and their raw log-probs come back, never a [B, V] logits row.
+ */
+interface DevicePick {
+  params: DeviceSamplingParams;
+  /** Logits row of each output row (after the prefill, the G samples of a prompt share its row); null = identity. */
+  rowSrc: number[] | null;
+  /** One uniform draw per output row (ignored when greedy). */
+  u: number[];
+  /** [V] float32: 1 = may be chosen, 0 = suppressed (none: every id). */
+  allowed?: tf.Tensor1D;
+}
+
+/**
  * Runs the model and returns the last position's logits on the host ([B·V], row-major), computing the lm_head only
  * there (forward with skipLogits, then {@link headLogits}); with `probs`, their softmax instead (computed by the
- * backend: for plain sampling it replaces the host's O(V) max / exp pass per row).
+ * backend: for plain sampling it replaces the host's O(V) max / exp pass per row). With `device`, the rows' tokens are
+ * chosen on the device (see {@link DevicePick}) and only `picks` come back.
  */
 async function lastPositionLogits(
   model: Qwen2VLForConditionalGeneration,
   args: Parameters<Qwen2VLForConditionalGeneration["forward"]>[0],
   transposed: boolean,
   probs = false,
-  greedy = false,
+  device?: DevicePick,
 ): Promise<{ logits: Float32Array; cache: KVCache | undefined; picks?: { ids: Int32Array; logprobs: Float32Array } }> {
   const out = model.forward({ ...args, skipLogits: true, outputHiddenStates: true });
   try {
     const hs = out.hiddenStates!;
     const h = hs[hs.length - 1];
     const [B, S, H] = h.shape;
-    if (greedy) {
-      // Greedy on the device: only the chosen ids and their log-probs come back, never a [B, V] logits row.
-      const [ids, lp] = tf.tidy(() => {
-        const l = headLogits(model, tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D, transposed);
-        return [tf.argMax(l, 1), tf.sub(tf.max(l, 1), tf.logSumExp(l, 1))];
+    if (device) {
+      // One kernel per step (RarlSampleRows): the ids and raw log-probs of the rows, 2 floats per row read back.
+      const picked = tf.tidy(() => {
+        const hl = tf.reshape(tf.slice(h, [0, S - 1, 0], [B, 1, H]), [B, H]) as tf.Tensor2D;
+        const n = device.u.length;
+        // Rows per kernel call so that one call's [rows, V] logits stay within one storage binding (8 x 151936
+        // floats are 4.9 MB); beyond it, the lm_head runs per group of rows too.
+        const per = Math.max(1, Math.floor(webgpuBindingLimit() / (model.config.vocabSize * 4)));
+        const src = device.rowSrc;
+        if (n <= per) {
+          const l = headLogits(model, hl, transposed);
+          return sampleRowsOnDevice(src ? (tf.gather(l, tf.tensor1d(src, "int32")) as tf.Tensor2D) : l, device.u, device.params, device.allowed);
+        }
+        const parts: tf.Tensor2D[] = [];
+        for (let s = 0; s < n; s += per) {
+          const g = Math.min(per, n - s);
+          const hg = src ? (tf.gather(hl, tf.tensor1d(src.slice(s, s + g), "int32")) as tf.Tensor2D) : (tf.slice(hl, [s, 0], [g, H]) as tf.Tensor2D);
+          parts.push(sampleRowsOnDevice(headLogits(model, hg, transposed), device.u.slice(s, s + g), device.params, device.allowed));
+        }
+        return tf.concat(parts, 0) as tf.Tensor2D;
       });
       try {
-        const [i, v] = await Promise.all([ids.data(), lp.data()]);
-        return { logits: new Float32Array(0), cache: out.pastKeyValues, picks: { ids: i as Int32Array, logprobs: v as Float32Array } };
+        const v = (await picked.data()) as Float32Array;
+        const n = v.length / 2;
+        const ids = Int32Array.from({ length: n }, (_, i) => v[2 * i]);
+        const lps = Float32Array.from({ length: n }, (_, i) => v[2 * i + 1]);
+        return { logits: new Float32Array(0), cache: out.pastKeyValues, picks: { ids, logprobs: lps } };
       } finally {
-        tf.dispose([ids, lp]);
+        picked.dispose();
       }
     }
     const logits = tf.tidy(() => {
@@ -302,7 +335,9 @@ function validateRequest(req: GenerateRequest, maxPos: number, prompts: Tokenize
  * shareCache: the prompt keys are stored once and attended with per-prompt products), and
  * each step feeds one token per live row through the cache. A row that finishes leaves the batch (its cache rows are
  * dropped), so long and short completions do not cost the short ones' steps. Logits processing and sampling run on the host per row
- * (see ./sampling.ts), seeded by one Rng per request, forked per row.
+ * (see ./sampling.ts), seeded by one Rng per request, forked per row; on webgpu (every option but the repetition
+ * penalty) they run on the device with the same rules and the same per-row draws (@rarl/core's sampleRowsOnDevice), and
+ * each step reads back only the ids and their log-probs.
  *
  * @param model the Qwen2-VL model.
  * @param processor needed for text prompts and to decode texts; may be null for tokenized prompts, then `text` is "".
@@ -340,9 +375,21 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
   const scratch = new Float32Array(V);
   // Plain sampling (temperature 1, no warper, penalty or suppressed id) reads softmax probabilities, not logits.
   const plain = isPlainSampling(params);
-  // Plain greedy (no repetition penalty, no suppressed ids) on webgpu: argmax and log-prob on the device, so each step
-  // reads back B ids and B log-probs instead of B x V logits (GPU read-back is the slow part of a decode step).
-  const deviceGreedy = !params.doSample && params.repetitionPenalty === 1 && params.suppressTokens.length === 0 && tf.getBackend() === "webgpu";
+  // On webgpu every configuration but the repetition penalty (which needs each row's seen ids) selects on the device:
+  // each step reads back B ids and B raw log-probs instead of B x V logits (GPU read-back is the slow part of a step).
+  // Each sampled row still takes one draw of its own Rng per step, so a seed means the same on every backend.
+  const onDevice = params.repetitionPenalty === 1 && deviceSamplingAvailable();
+  const deviceParams: DeviceSamplingParams = { greedy: !params.doSample, temperature: params.temperature, topK: params.topK, topP: params.topP, minP: params.minP };
+  const suppressed = params.suppressTokens.filter((t) => t < V);
+  // Suppressed ids as a [V] mask (1 = may be chosen), made once per request; disposed below.
+  let allowedT: tf.Tensor1D | undefined;
+  if (onDevice && suppressed.length > 0) {
+    const mask = new Float32Array(V).fill(1);
+    for (const t of suppressed) mask[t] = 0;
+    allowedT = tf.tensor1d(mask);
+  }
+  const pick = (active: number[], rowSrc: number[] | null): DevicePick | undefined =>
+    onDevice ? { params: deviceParams, rowSrc, u: active.map((r) => (params.doSample ? rows[r].rng.random() : 0)), allowed: allowedT } : undefined;
   let picks: { ids: Int32Array; logprobs: Float32Array } | undefined;
 
   // Prefill.
@@ -356,7 +403,10 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       { inputIds: batch.inputIds, attentionMask: batch.attentionMask, pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw, useCache: true },
       transposed,
       plain,
-      deviceGreedy,
+      pick(
+        rows.map((_, r) => r),
+        G > 1 ? rows.map((_, r) => Math.floor(r / G)) : null,
+      ),
     );
     stats.prefillCalls++;
     cache = out.cache!;
@@ -369,6 +419,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
     cache = shared;
   } catch (e) {
     cache?.dispose();
+    allowedT?.dispose();
     throw e;
   } finally {
     tf.dispose([batch.inputIds, batch.attentionMask, batch.pixelValues].filter((t) => t !== undefined) as tf.Tensor[]);
@@ -387,10 +438,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       let passBase = -1;
       let pass: RowPass | undefined;
       const chosen = active.map((r, a) => {
-        if (picks) {
-          const row = afterPrefill ? Math.floor(r / G) : a;
-          return { token: picks.ids[row], logprob: picks.logprobs[row] };
-        }
+        if (picks) return { token: picks.ids[a], logprob: picks.logprobs[a] }; // one pick per active row
         const base = (afterPrefill ? Math.floor(r / G) : a) * V;
         const raw = logits.subarray(base, base + V);
         if (plain) return sampleFromProbs(raw, rows[r].rng); // `logits` holds probabilities here
@@ -419,8 +467,8 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
       active = keep.map((a) => active[a]);
       const ids = tf.tensor2d(next, [active.length, 1], "int32");
       try {
-        const step = await lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed, plain, deviceGreedy);
-        logits = step.logits; // [active, V] (empty with device greedy)
+        const step = await lastPositionLogits(model, { inputIds: ids, pastKeyValues: cache, useCache: true }, transposed, plain, pick(active, null));
+        logits = step.logits; // [active, V] (empty when selecting on the device)
         picks = step.picks;
       } finally {
         ids.dispose();
@@ -431,6 +479,7 @@ export async function generate(model: Qwen2VLForConditionalGeneration, processor
     }
   } finally {
     cache.dispose();
+    allowedT?.dispose();
   }
   stats.decodeMs = performance.now() - t0;
 

@@ -6,12 +6,13 @@
  * d value_i / d h_i = W[id_i] − softmax(h_i Wᵀ) W                       (W is frozen: no gradient for it)
  *
  * Rows are processed in chunks: the forward pass keeps only the [N] result (the chunk's logits are freed at once),
- * the backward pass recomputes each chunk's softmax. A plain `logSoftmax(h Wᵀ)` + gather under a gradient tape
- * would keep N×V floats (8 completions × 256 tokens × 151 936 × 4 B = 1.2 GB) alive until the backward pass.
+ * the backward pass recomputes each chunk's softmax. On webgpu the forward's statistics (max, Σexp, target logit,
+ * Σexp·logit for the entropy) come from one fused kernel per vocabulary chunk (@rarl/core logSoftmaxGatherStats).
+ * A plain `logSoftmax(h Wᵀ)` + gather under a gradient tape would keep N×V floats (8 completions × 256 tokens × 151 936 × 4 B = 1.2 GB) alive until the backward pass.
  */
 // tfjs-core's Node entry registers no gradients; @rarl/core registers them all when loaded (its backend module
 // imports them), so importing from it guarantees autodiff works through this module.
-import { gradientsRegistered, webgpuBindingLimit } from "@rarl/core";
+import { combineLogSoftmaxStats, gradientsRegistered, logSoftmaxGatherStats, webgpuBindingLimit } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { VocabChunks } from "../nn/vocab_chunks";
 
@@ -56,6 +57,8 @@ export function tokenLogprobs(
   const bounds: Array<[number, number]> = [];
   for (let s = 0; s < n; s += rows) bounds.push([s, Math.min(n, s + rows)]);
 
+  // The forward's log-softmax statistics by @rarl/core's fused kernel on webgpu; other backends run the tfjs ops below.
+  const fusedStats = tf.getBackend() === "webgpu";
   const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     const hx = x as tf.Tensor2D;
     save([hx, ids]); // ids too: the caller may dispose it (e.g. at the end of a tidy) before the backward pass
@@ -64,6 +67,14 @@ export function tokenLogprobs(
       const parts = bounds.map(([a, b]) => {
         const hc = tf.slice(hx, [a, 0], [b - a, h]);
         const idc = tf.slice(ids, [a], [b - a]) as tf.Tensor1D;
+        if (fusedStats) {
+          // webgpu: per vocabulary chunk, one fused kernel gives max, Σexp, the target logit and Σexp·x; the chunks
+          // combine with online-softmax rescaling (no [c, V] concat, softmax or exp in generic kernels).
+          const vocab: Array<[tf.Tensor2D, number]> = chunked ? weight.chunks.map((w, i) => [tf.matMul(hc, w, false, true), weight.starts[i]]) : [[lm.logits(hc), 0]];
+          const st = combineLogSoftmaxStats(vocab.map(([l, start]) => logSoftmaxGatherStats(l, idc, start)));
+          if (entropyOut) ents.push(tf.sub(st.lse, st.meanLogit));
+          return tf.sub(st.target, st.lse);
+        }
         const logits = lm.logits(hc);
         const lse = tf.logSumExp(logits, 1); // [c]
         // H = lse − Σ_v softmax_v · logit_v
