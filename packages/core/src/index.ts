@@ -6,6 +6,16 @@ export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS
 /** Fused ops: one WGSL kernel on webgpu, the tfjs composite on other backends. */
 export { fusedRmsNorm, rmsNormComposite } from "./webgpu-kernels/rmsnorm";
 export { fusedSwiglu, swigluComposite } from "./webgpu-kernels/swiglu";
+export {
+  ATTENTION_KERNEL,
+  type AttentionPrefix,
+  AttentionShapeError,
+  attentionComposite,
+  fusedAttention,
+  fusedAttentionAvailable,
+} from "./webgpu-kernels/attention";
+/** Batched matmul (per-batch 2-D products on wasm for large products). */
+export { bmm } from "./bmm";
 export { writeFileAtomic } from "./fs";
 export { closestName, editDistance } from "./suggest";
 export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, type LockHolder, type OutputLock } from "./lock";
