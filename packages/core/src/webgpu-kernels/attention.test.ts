@@ -145,6 +145,8 @@ const cases: Case[] = [
   { name: "decode G=3 S=1 T=70", B: 2, nh: 6, kvh: 2, S: 1, past: 69, D: 32, pad: [5, 0] },
   // several new queries after a cache; G·S = 27 query rows per kv head: 4 workgroups of 8 rows, the last partial
   { name: "chunk G=3 S=9 after 7 cached, D=80", B: 2, nh: 3, kvh: 1, S: 9, past: 7, D: 80, pad: [0, 4] },
+  // D = 384: 96 vec4 slots, more than the 64 threads (each holds two), 5 query rows per workgroup
+  { name: "D=384 G=2 S=3 after 2 cached", B: 1, nh: 2, kvh: 1, S: 3, past: 2, D: 384, pad: [1] },
   // shared prompt prefix: 3 prompts of Tp = 5 (one padded), rows in runs of their prompt, 2 own keys each
   { name: "shared prefix P=3 Tp=5, G=2, decode", B: 5, nh: 4, kvh: 2, S: 1, past: 6, D: 16, pad: [0, 0, 2, 2, 0], prompts: { Tp: 5, rowPrompt: [0, 0, 1, 1, 2] } },
   { name: "shared prefix P=2 Tp=70, G=2, S=2", B: 3, nh: 2, kvh: 1, S: 2, past: 70, D: 8, pad: [0, 66, 66], prompts: { Tp: 70, rowPrompt: [0, 1, 1] } },

@@ -32,7 +32,7 @@ import { flatLayout, MAIN, NEG_FLT_MAX, type WebgpuBackendLike, type WgslProgram
 /** Name of the fused kernel registered for the webgpu backend. */
 export const ATTENTION_KERNEL = "RarlAttention";
 
-/** Threads per workgroup, and keys per tile. */
+/** Threads per workgroup, and keys per tile (q, k, v are read as vec4: the fused path needs D % 4 = 0). */
 const WG = 64;
 /** Most query rows per workgroup (they share each key/value read). */
 const MAX_ROWS = 8;
@@ -92,34 +92,30 @@ function rowsPerGroup(GS: number, D: number): number {
 function attentionProgram(B: number, nh: number, kvh: number, S: number, D: number, prefix: boolean): WgslProgram {
   const GS = (nh / kvh) * S;
   const R = rowsPerGroup(GS, D);
-  const DPT = Math.ceil(D / WG);
-  // One tile loop over keys [0, len) of one key/value buffer pair; mask columns start at maskOff.
-  const segment = (kBuf: string, vBuf: string, len: string, kb: string, maskOff: string) => `
+  const D4 = D / 4;
+  // p·v phase: thread (g, d4) adds the tile's keys t ≡ g (mod NG) into vec4 slot d4 (NG key groups, summed at the
+  // end in group order); past 256 dims (D4 > 64) one group, each thread holding SL slots d4 = tid + 64·i.
+  const NG = D4 <= WG ? Math.floor(WG / D4) : 1;
+  const SL = D4 <= WG ? 1 : Math.ceil(D4 / WG);
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const each = (f: (r: number) => string, sep = "\n") => range(R).map(f).join(sep);
+  const slots = (f: (i: number, d4: string) => string) => range(SL).map((i) => f(i, NG > 1 ? "d4" : `(tid + ${i * WG})`)).join("\n");
+  // One tile loop over keys [0, len) of one key/value buffer pair (vec4 elements from kb4); mask columns from maskOff.
+  const segment = (kBuf: string, vBuf: string, len: string, kb4: string, maskOff: string) => `
       for (var base = 0; base < ${len}; base += ${WG}) {
         let n = min(${WG}, ${len} - base);
         if (tid < n) {
           let kt = base + tid;
-          var mk : array<f32, ${R}>;
-          var live = false;
-          for (var r = 0; r < ${R}; r++) {
-            var m = negMax;
-            if (r0 + r < GS) { m = mask[maskRow[r] + ${maskOff} + kt]; }
-            mk[r] = m;
-            live = live || m > negMax;
-          }
-          var dots : array<f32, ${R}>;
-          if (live) {
-            let ko = ${kb} + kt * ${D};
-            for (var d = 0; d < ${D}; d++) {
+          ${each((r) => `let mk${r} = select(negMax, mask[mrow${r} + ${maskOff} + kt], ${r} < nRows);`)}
+          ${each((r) => `var dot${r} = 0.0;`)}
+          if (${each((r) => `mk${r} > negMax`, " || ")}) {
+            let ko = ${kb4} + kt * ${D4};
+            for (var d = 0; d < ${D4}; d++) {
               let kd = ${kBuf}[ko + d];
-              for (var r = 0; r < ${R}; r++) { dots[r] = dots[r] + qs[r * ${D} + d] * kd; }
+              ${each((r) => `dot${r} = dot${r} + dot(qs[${r * D4} + d], kd);`)}
             }
           }
-          for (var r = 0; r < ${R}; r++) {
-            var s = mk[r];
-            if (mk[r] > negMax) { s = dots[r] * uniforms.scale + mk[r]; }
-            sc[r * ${WG} + tid] = s;
-          }
+          ${each((r) => `sc[${r * WG} + tid] = select(mk${r}, dot${r} * uniforms.scale + mk${r}, mk${r} > negMax);`)}
         }
         workgroupBarrier();
         if (tid < ${R}) {
@@ -141,24 +137,23 @@ function attentionProgram(B: number, nh: number, kvh: number, S: number, D: numb
           rowLive[tid] = select(0, 1, alpha != 1.0 || sum != 0.0);
         }
         workgroupBarrier();
-        var touched = false;
-        for (var r = 0; r < ${R}; r++) { touched = touched || rowLive[r] != 0; }
-        if (touched) {
-          for (var i = 0; i < ${DPT}; i++) {
-            let d = tid + i * ${WG};
-            if (d < ${D}) {
-              for (var r = 0; r < ${R}; r++) { acc[r * ${DPT} + i] = acc[r * ${DPT} + i] * rowAlpha[r]; }
-              for (var t = 0; t < n; t++) {
-                let vv = ${vBuf}[${kb} + (base + t) * ${D} + d];
-                for (var r = 0; r < ${R}; r++) { acc[r * ${DPT} + i] = acc[r * ${DPT} + i] + sc[r * ${WG} + t] * vv; }
-              }
+        if (${each((r) => `rowLive[${r}] != 0`, " || ")}) {
+          ${each((r) => `let al${r} = rowAlpha[${r}];`)}
+          ${slots(
+            (i, d4) => `if (${NG > 1 ? `g < ${NG}` : `${d4} < ${D4}`}) {
+            ${each((r) => `acc${r}_${i} = acc${r}_${i} * al${r};`)}
+            for (var t = g; t < n; t += ${NG}) {
+              let vv = ${vBuf}[${kb4} + (base + t) * ${D4} + ${d4}];
+              ${each((r) => `acc${r}_${i} = acc${r}_${i} + sc[${r * WG} + t] * vv;`)}
             }
-          }
+          }`,
+          )}
         }
         workgroupBarrier();
       }`;
   return {
     variableNames: ["queries", "keys", "values", "mask", ...(prefix ? ["prefixKeys", "prefixValues", "rowPrompt"] : [])],
+    variableComponents: [4, 4, 4, 1, ...(prefix ? [4, 4, 1] : [])],
     outputShape: [B, S, nh * D],
     dispatchLayout: flatLayout(3),
     dispatch: [Math.ceil(GS / R), B * kvh, 1],
@@ -166,12 +161,13 @@ function attentionProgram(B: number, nh: number, kvh: number, S: number, D: numb
     shaderKey: `rarl_attention_${D}_${R}${prefix ? "_prefix" : ""}`,
     uniforms: "scale : f32,",
     getUserCode: () => `
-    var<workgroup> qs : array<f32, ${R * D}>;
+    var<workgroup> qs : array<vec4<f32>, ${R * D4}>;
     var<workgroup> sc : array<f32, ${R * WG}>;
     var<workgroup> rowM : array<f32, ${R}>;
     var<workgroup> rowL : array<f32, ${R}>;
     var<workgroup> rowAlpha : array<f32, ${R}>;
     var<workgroup> rowLive : array<i32, ${R}>;
+    ${NG > 1 ? `var<workgroup> part : array<vec4<f32>, ${R * D4}>;` : ""}
     ${MAIN} {
       let negMax = ${NEG_FLT_MAX};
       let tid = i32(localId.x);
@@ -186,41 +182,57 @@ function attentionProgram(B: number, nh: number, kvh: number, S: number, D: numb
       let b = bh / kvh;
       let h = bh % kvh;
       let r0 = i32(workgroupId.x) * ${R};
-      for (var i = tid; i < ${R * D}; i += ${WG}) {
-        let row = r0 + i / ${D};
-        var x = 0.0;
-        if (row < GS) { x = queries[(bh * GS + row) * ${D} + i % ${D}]; }
+      let nRows = min(${R}, GS - r0);
+      for (var i = tid; i < ${R * D4}; i += ${WG}) {
+        var x = vec4<f32>(0.0);
+        if (i / ${D4} < nRows) { x = queries[(bh * GS + r0) * ${D4} + i]; }
         qs[i] = x;
       }
-      var maskRow : array<i32, ${R}>;
-      for (var r = 0; r < ${R}; r++) { maskRow[r] = (b * S + (r0 + r) % S) * T; }
+      ${each((r) => `let mrow${r} = (b * S + (r0 + ${r}) % S) * T;`)}
       if (tid < ${R}) {
         rowM[tid] = negMax;
         rowL[tid] = 0.0;
       }
-      var acc : array<f32, ${R * DPT}>;
+      ${each((r) => range(SL).map((i) => `var acc${r}_${i} = vec4<f32>(0.0);`).join(" "))}
+      let g = ${NG > 1 ? `tid / ${D4}` : "0"};
+      ${NG > 1 ? `let d4 = tid % ${D4};` : ""}
       workgroupBarrier();
       ${
         prefix
           ? `let Tp = uniforms.prefixKeysShape[2];
-      let pb = ((rowPrompt[b] * kvh + h) * Tp) * ${D};
-      ${segment("prefixKeys", "prefixValues", "Tp", "pb", "0")}
-      let kb = (bh * Ts) * ${D};
-      ${segment("keys", "values", "Ts", "kb", "Tp")}`
-          : `let kb = (bh * Ts) * ${D};
-      ${segment("keys", "values", "Ts", "kb", "0")}`
+      let pb4 = (rowPrompt[b] * kvh + h) * Tp * ${D4};
+      ${segment("prefixKeys", "prefixValues", "Tp", "pb4", "0")}
+      let kb4 = bh * Ts * ${D4};
+      ${segment("keys", "values", "Ts", "kb4", "Tp")}`
+          : `let kb4 = bh * Ts * ${D4};
+      ${segment("keys", "values", "Ts", "kb4", "0")}`
       }
-      for (var i = 0; i < ${DPT}; i++) {
-        let d = tid + i * ${WG};
-        if (d < ${D}) {
-          for (var r = 0; r < ${R}; r++) {
-            let row = r0 + r;
-            if (row < GS) {
-              let j = h * G + row / S;
-              result[((b * S + row % S) * nh + j) * ${D} + d] = acc[r * ${DPT} + i] / rowL[r];
-            }
-          }
-        }
+      ${
+        NG > 1
+          ? `for (var gg = 1; gg < ${NG}; gg++) {
+        if (g == gg) { ${each((r) => `part[${r * D4} + d4] = acc${r}_0;`, " ")} }
+        workgroupBarrier();
+        if (g == 0) { ${each((r) => `acc${r}_0 = acc${r}_0 + part[${r * D4} + d4];`, " ")} }
+        workgroupBarrier();
+      }`
+          : ""
+      }
+      if (g == 0) {
+        ${slots(
+          (i, d4) => `if (${d4} < ${D4}) {
+          ${each(
+            (r) => `if (${r} < nRows) {
+            let row = r0 + ${r};
+            let o = ((b * S + row % S) * nh + h * G + row / S) * ${D} + ${d4} * 4;
+            let y = acc${r}_${i} / rowL[${r}];
+            result[o] = y.x;
+            result[o + 1] = y.y;
+            result[o + 2] = y.z;
+            result[o + 3] = y.w;
+          }`,
+          )}
+        }`,
+        )}
       }
     }`,
   };
@@ -284,6 +296,7 @@ function fusedApplies(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor,
     tensors.every((t) => t.dtype === "float32" && t.size > 0) &&
     (!prefix || Tp > 0) &&
     Ts > 0 &&
+    D % 4 === 0 &&
     D <= MAX_ROW_FLOATS &&
     B * kvh <= MAX_DISPATCH &&
     Math.ceil(((nh / kvh) * S) / rowsPerGroup((nh / kvh) * S, D)) <= MAX_DISPATCH
