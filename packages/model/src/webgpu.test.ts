@@ -157,7 +157,7 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
       return r;
     }
 
-    it("webgpu autodiff matches cpu autodiff (1e-3 relative), the vocabulary-chunked lm_head (1e-4) and central finite differences on webgpu (1e-2)", { timeout: 600_000 }, async () => {
+    it("webgpu autodiff matches cpu autodiff (1e-3 relative), gradient checkpointing (1e-5), the vocabulary-chunked lm_head (1e-4) and central finite differences on webgpu (1e-2)", { timeout: 600_000 }, async () => {
       const onCpu = await setup("cpu");
       const cpu = await grads(onCpu);
       const onGpu = await setup("webgpu");
@@ -172,6 +172,20 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
         }
         expect(scale).toBeGreaterThan(0);
         expect(diff / scale).toBeLessThan(1e-3);
+      }
+      // Gradient checkpointing (each layer, fused attention included, recomputed in the backward pass) gives the same gradients.
+      onGpu.model.gradientCheckpointing = true;
+      const ck = await grads(onGpu).finally(() => {
+        onGpu.model.gradientCheckpointing = false;
+      });
+      for (let i = 0; i < gpu.length; i++) {
+        let scale = 0;
+        let diff = 0;
+        for (let j = 0; j < gpu[i].length; j++) {
+          scale = Math.max(scale, Math.abs(gpu[i][j]));
+          diff = Math.max(diff, Math.abs(ck[i][j] - gpu[i][j]));
+        }
+        expect(diff / scale).toBeLessThan(1e-5);
       }
       // The vocabulary-chunked lm_head (5 chunks) gives the same gradients.
       const onChunks = await setup("webgpu", 8_000_000);
