@@ -71,7 +71,7 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
     expect(count("RarlAttention")).toBe(passes * layers);
   });
 
-  it("greedy generate, 3 left-padded prompts x 2 samples (prefill and shared-prefix decode through the fused attention, once per layer per forward): ids equal cpu's and the reference's", { timeout: 600_000 }, async () => {
+  it("greedy generate, 3 left-padded prompts x 2 samples (prefill and shared-prefix decode through the fused attention, once per layer per forward): ids equal cpu's and the reference's, numTensors flat", { timeout: 600_000 }, async () => {
     const ref = openReference();
     const bIds = refRows(ref, "batch.input_ids");
     const bMask = refRows(ref, "batch.attention_mask");
@@ -94,6 +94,10 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
       got = await generate(model, null, req);
       return [];
     });
+    // the stacked shared-prefix cache and the per-step row indices are all freed (numTensors flat over calls)
+    const before = tf.memory().numTensors;
+    await generate(model, null, { ...req, maxNewTokens: 3 });
+    expect(tf.memory().numTensors).toBe(before);
     model.dispose();
     expect(ids(got!)).toEqual(want);
     expect(want[0][0]).toEqual(refRows(ref, "greedy.generated_ids")[0].slice(0, 5));
