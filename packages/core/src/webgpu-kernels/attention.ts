@@ -13,9 +13,11 @@
  *
  * The kernel: one workgroup of 64 threads per (batch row, kv head, block of R ≤ 8 query rows of that kv head's G·S
  * rows), so the G query heads sharing a kv head read each key/value once. Keys go by in tiles of 64 with an online
- * softmax (flash-attention style): per tile each thread scores one key against the R rows (dot over D in order),
- * one thread per row takes the tile's max and rescales its running sum, then each thread accumulates p·v for its
- * D-slots. Sums run in a fixed order (no atomics): the result is the same from run to run. Behaviour of the
+ * softmax (flash-attention style): per tile each thread scores one key against the R rows (vec4 dots over D in
+ * order), 64 / R threads per row take the tile's max and exp-sums over consecutive keys (partials combined in lane
+ * order) and the row's running max and sum are rescaled, then each thread accumulates p·v into its vec4 D-slots for
+ * one group of the tile's keys (groups summed in order at the end). Every sum runs in a fixed order (no atomics):
+ * the result is the same from run to run. Behaviour of the
  * composite kept exactly where it matters:
  *  - a key whose mask entry is ≤ -FLT_MAX (finfo.min, the model's masked value) scores exactly that value, as
  *    q·k/√D + finfo.min rounds to it; its dot product is skipped. A tile whose keys are masked for every row of the
@@ -97,6 +99,9 @@ function attentionProgram(B: number, nh: number, kvh: number, S: number, D: numb
   // end in group order); past 256 dims (D4 > 64) one group, each thread holding SL slots d4 = tid + 64·i.
   const NG = D4 <= WG ? Math.floor(WG / D4) : 1;
   const SL = D4 <= WG ? 1 : Math.ceil(D4 / WG);
+  // softmax phase: LN threads per row, each over KPL consecutive keys of the tile; partials combined in lane order.
+  const LN = Math.floor(WG / R);
+  const KPL = Math.ceil(WG / LN);
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   const each = (f: (r: number) => string, sep = "\n") => range(R).map(f).join(sep);
   const slots = (f: (i: number, d4: string) => string) => range(SL).map((i) => f(i, NG > 1 ? "d4" : `(tid + ${i * WG})`)).join("\n");
@@ -118,25 +123,45 @@ function attentionProgram(B: number, nh: number, kvh: number, S: number, D: numb
           ${each((r) => `sc[${r * WG} + tid] = select(mk${r}, dot${r} * uniforms.scale + mk${r}, mk${r} > negMax);`)}
         }
         workgroupBarrier();
+        if (tid < ${R * LN}) {
+          let o = (tid / ${LN}) * ${WG};
+          let t0 = (tid % ${LN}) * ${KPL};
+          var pm = negMax;
+          for (var t = t0; t < min(t0 + ${KPL}, n); t++) { pm = max(pm, sc[o + t]); }
+          red[tid] = pm;
+        }
+        workgroupBarrier();
         if (tid < ${R}) {
-          let o = tid * ${WG};
           var tmax = negMax;
-          for (var t = 0; t < n; t++) { tmax = max(tmax, sc[o + t]); }
+          for (var l = 0; l < ${LN}; l++) { tmax = max(tmax, red[tid * ${LN} + l]); }
           let mOld = rowM[tid];
           let mNew = max(mOld, tmax);
           let alpha = exp(mOld - mNew);
-          var sum = 0.0;
-          for (var t = 0; t < n; t++) {
-            let p = exp(sc[o + t] - mNew);
-            sc[o + t] = p;
-            sum = sum + p;
-          }
           rowM[tid] = mNew;
-          rowL[tid] = rowL[tid] * alpha + sum;
           rowAlpha[tid] = alpha;
-          rowLive[tid] = select(0, 1, alpha != 1.0 || sum != 0.0);
+          // the tile adds nothing (every p exactly 0) when its keys are all masked in a row that saw an unmasked key
+          rowLive[tid] = select(0, 1, alpha != 1.0 || tmax > negMax || mNew == negMax);
         }
         workgroupBarrier();
+        if (tid < ${R * LN}) {
+          let r = tid / ${LN};
+          let o = r * ${WG};
+          let mNew = rowM[r];
+          let t0 = (tid % ${LN}) * ${KPL};
+          var ps = 0.0;
+          for (var t = t0; t < min(t0 + ${KPL}, n); t++) {
+            let p = exp(sc[o + t] - mNew);
+            sc[o + t] = p;
+            ps = ps + p;
+          }
+          red[tid] = ps;
+        }
+        workgroupBarrier();
+        if (tid < ${R}) {
+          var sum = 0.0;
+          for (var l = 0; l < ${LN}; l++) { sum = sum + red[tid * ${LN} + l]; }
+          rowL[tid] = rowL[tid] * rowAlpha[tid] + sum;
+        }
         if (${each((r) => `rowLive[${r}] != 0`, " || ")}) {
           ${each((r) => `let al${r} = rowAlpha[${r}];`)}
           ${slots(
@@ -167,6 +192,7 @@ function attentionProgram(B: number, nh: number, kvh: number, S: number, D: numb
     var<workgroup> rowL : array<f32, ${R}>;
     var<workgroup> rowAlpha : array<f32, ${R}>;
     var<workgroup> rowLive : array<i32, ${R}>;
+    var<workgroup> red : array<f32, ${R * LN}>;
     ${NG > 1 ? `var<workgroup> part : array<vec4<f32>, ${R * D4}>;` : ""}
     ${MAIN} {
       let negMax = ${NEG_FLT_MAX};
