@@ -127,6 +127,8 @@ export interface SharedPrefixArgs {
   rows: PromptRows[];
   /** Tp: number of shared positions (the first Tp of the T keys the mask covers). */
   length: number;
+  /** int32 [B]: each row's prompt (what `rows` says), for the stacked layout; made from `rows` when absent. */
+  rowPrompt?: tf.Tensor1D;
 }
 
 /**
@@ -260,10 +262,7 @@ export class Qwen2VLTextModel {
       let att: tf.Tensor;
       const stacked = shared?.kv.stacked;
       if (shared && stacked) {
-        const rowPrompt = tf.tensor1d(
-          shared.rows.flatMap((r) => Array<number>(r.count).fill(r.prompt)),
-          "int32",
-        ); // [B]: each row's prompt
+        const rowPrompt = shared.rowPrompt ?? tf.tensor1d(shared.rows.flatMap((r) => Array<number>(r.count).fill(r.prompt)), "int32");
         att = fusedAttention(q as tf.Tensor4D, k, v, mask, { k: stacked.k, v: stacked.v, rowPrompt });
       } else if (shared) {
         // fold the G query heads of each kv head into the row axis: [B, kvh, G·S, D]

@@ -371,10 +371,12 @@ export class Qwen2VLForConditionalGeneration {
       const hidden: tf.Tensor3D[] = [];
       let h = embeds;
       const rows = past?.prefix ? past.promptRows() : [];
+      // the fused kernel's layout of a shared prefix reads each row's prompt index: uploaded once for all layers
+      const rowPrompt = past?.prefix?.layers[0]?.stacked ? tf.tensor1d(past.prefix.rowPrompt, "int32") : undefined;
       for (let i = 0; i < L; i++) {
         if (args.outputHiddenStates) hidden.push(h);
         const pastKV = past && past.layers.length > 0 ? past.layers[i] : null;
-        const shared = past?.prefix ? { kv: past.prefix.layers[i], rows, length: past.prefix.length } : undefined;
+        const shared = past?.prefix ? { kv: past.prefix.layers[i], rows, length: past.prefix.length, rowPrompt } : undefined;
         // Activation checkpointing applies to the training forward (a full or per-row cache, never the shared-prefix
         // decode cache, which only generation builds); it falls back to the plain layer when no tape records.
         const r =
