@@ -17,8 +17,7 @@
  * order), 64 / R threads per row take the tile's max and exp-sums over consecutive keys (partials combined in lane
  * order) and the row's running max and sum are rescaled, then each thread accumulates p·v into its vec4 D-slots for
  * one group of the tile's keys (groups summed in order at the end). Every sum runs in a fixed order (no atomics):
- * the result is the same from run to run. Behaviour of the
- * composite kept exactly where it matters:
+ * the result is the same from run to run. Behaviour of the composite kept exactly where it matters:
  *  - a key whose mask entry is ≤ -FLT_MAX (finfo.min, the model's masked value) scores exactly that value, as
  *    q·k/√D + finfo.min rounds to it; its dot product is skipped. A tile whose keys are masked for every row of the
  *    block, in rows that already saw an unmasked key, adds exactly 0 and is skipped (the causal half in prefill);
@@ -52,7 +51,7 @@ export interface AttentionPrefix {
   k: tf.Tensor4D;
   /** [P, kvHeads, Tp, D] values of the P prompts. */
   v: tf.Tensor4D;
-  /** int32 [B]: the prompt (index into P) of each batch row. */
+  /** int32 [B]: the prompt (index into P, each in [0, P): not checked, that would need a read-back) of each batch row. */
   rowPrompt: tf.Tensor1D;
 }
 
