@@ -12,6 +12,16 @@ export { fusedRmsNorm, rmsNormComposite } from "./webgpu-kernels/rmsnorm";
 export { fusedSwiglu, swigluComposite } from "./webgpu-kernels/swiglu";
 export { type DeviceSamplingParams, deviceSamplingAvailable, sampleRowsOnDevice } from "./webgpu-kernels/sampling";
 export { combineLogSoftmaxStats, logSoftmaxGatherComposite, logSoftmaxGatherStats } from "./webgpu-kernels/logsoftmax_gather";
+export {
+  ATTENTION_KERNEL,
+  type AttentionPrefix,
+  AttentionShapeError,
+  attentionComposite,
+  fusedAttention,
+  fusedAttentionAvailable,
+} from "./webgpu-kernels/attention";
+/** Batched matmul (per-batch 2-D products on wasm for large products). */
+export { bmm } from "./bmm";
 export { writeFileAtomic } from "./fs";
 export { closestName, editDistance } from "./suggest";
 export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, type LockHolder, type OutputLock } from "./lock";

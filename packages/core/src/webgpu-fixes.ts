@@ -7,10 +7,13 @@
  *  - addn.ts: AddN of more tensors than one shader may bind is added in groups (it failed validation: garbage).
  *  - rmsnorm.ts, swiglu.ts: fused forward kernels (RarlRmsNorm, RarlSwiglu) behind the ops fusedRmsNorm and
  *    fusedSwiglu, which run the tfjs composite on other backends.
+ *  - attention.ts: fused grouped-query attention (RarlAttention) behind fusedAttention (prefill, decode over the KV
+ *    cache, shared prompt prefix), the tfjs composite on other backends.
  * RARL_WEBGPU_DETERMINISTIC=0 turns the matmul and segment-sum ones off.
  */
 import { registerWebgpuAddN } from "./webgpu-kernels/addn";
 import { registerWebgpuLogSoftmaxGather } from "./webgpu-kernels/logsoftmax_gather";
+import { registerWebgpuAttention } from "./webgpu-kernels/attention";
 import { registerWebgpuDeterministicMatmul } from "./webgpu-kernels/matmul";
 import { registerWebgpuRmsNorm } from "./webgpu-kernels/rmsnorm";
 import { registerWebgpuSampling } from "./webgpu-kernels/sampling";
@@ -32,4 +35,5 @@ export function applyWebgpuKernelFixes(): void {
   registerWebgpuSwiglu();
   registerWebgpuSampling();
   registerWebgpuLogSoftmaxGather();
+  registerWebgpuAttention();
 }

@@ -9,11 +9,12 @@ import { Rng, webgpuDeviceErrorCount, webgpuSkipReason } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { completionLogprobs } from "./generation/completion";
+import { type GenerateRequest, type GenerateResult, generate } from "./generation/generate";
 import type { TokenizedPrompt } from "./generation/types";
 import { runParity } from "./parity/run";
 import { loadQwen2VL } from "./qwen2_vl/loading";
 import type { Qwen2VLForConditionalGeneration } from "./qwen2_vl/model";
-import { openReference, refImagePrompt, refRows, tinyFixtureDir } from "./qwen2_vl/parity_fixture";
+import { openReference, refArray, refImagePrompt, refRows, tinyFixtureDir } from "./qwen2_vl/parity_fixture";
 
 const why = await webgpuSkipReason();
 const suffix = why ? ` (skipped: ${why})` : "";
@@ -52,7 +53,7 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
     }
   });
 
-  it("the decoder runs @rarl/core's fused RMSNorm and SwiGLU kernels on webgpu (once per norm and per MLP of each decoder layer)", { timeout: 600_000 }, async () => {
+  it("the decoder runs @rarl/core's fused RMSNorm, SwiGLU and attention kernels on webgpu (once per norm, per MLP and per attention of each decoder layer)", { timeout: 600_000 }, async () => {
     const { model } = await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false });
     const ref = openReference();
     const prof = await tf.profile(() =>
@@ -67,6 +68,42 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
     const passes = count("RarlSwiglu") / layers;
     expect(Number.isInteger(passes) && passes >= 1).toBe(true);
     expect(count("RarlRmsNorm")).toBe(passes * (2 * layers + 1));
+    expect(count("RarlAttention")).toBe(passes * layers);
+  });
+
+  it("greedy generate, 3 left-padded prompts x 2 samples (prefill and shared-prefix decode through the fused attention, once per layer per forward): ids equal cpu's and the reference's, numTensors flat", { timeout: 600_000 }, async () => {
+    const ref = openReference();
+    const bIds = refRows(ref, "batch.input_ids");
+    const bMask = refRows(ref, "batch.attention_mask");
+    const px = refArray(ref, "batch.pixel_values").data as Float32Array;
+    const grid = refRows(ref, "batch.image_grid_thw");
+    const n0 = grid[0][0] * grid[0][1] * grid[0][2];
+    const second: TokenizedPrompt = { inputIds: bIds[1].filter((_, i) => bMask[1][i] === 1), pixelValues: px.slice(n0 * 1176), imageGridThw: [grid[1]] };
+    const prompts = [refImagePrompt(ref), second, { inputIds: refRows(ref, "text_only.input_ids")[0] }]; // 43, 35 and 29 tokens
+    const req: GenerateRequest = { prompts, doSample: false, maxNewTokens: 5, numSamples: 2, eosTokenIds: [151645, 151643] };
+    const ids = (r: GenerateResult) => r.samples.map((ss) => ss.map((x) => x.ids));
+    await tf.setBackend("cpu");
+    const onCpu = (await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false })).model;
+    const want = ids(await generate(onCpu, null, req));
+    onCpu.dispose();
+    await tf.setBackend("webgpu");
+    const { model } = await loadQwen2VL(tinyFixtureDir(), { loadProcessor: false });
+    const layers = model.model.weights.layers.length;
+    let got: GenerateResult | undefined;
+    const prof = await tf.profile(async () => {
+      got = await generate(model, null, req);
+      return [];
+    });
+    // the stacked shared-prefix cache and the per-step row indices are all freed (numTensors flat over calls)
+    const before = tf.memory().numTensors;
+    await generate(model, null, { ...req, maxNewTokens: 3 });
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
+    expect(ids(got!)).toEqual(want);
+    expect(want[0][0]).toEqual(refRows(ref, "greedy.generated_ids")[0].slice(0, 5));
+    const forwards = got!.stats.prefillCalls + got!.stats.decodeSteps;
+    expect(got!.stats.decodeSteps).toBeGreaterThan(0);
+    expect(prof.kernels.filter((k) => k.name === "RarlAttention").length).toBe(forwards * layers);
   });
 
   describe("LoRA gradients of completion log-probs", () => {
@@ -124,7 +161,7 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
       return r;
     }
 
-    it("webgpu autodiff matches cpu autodiff (1e-3 relative), the vocabulary-chunked lm_head (1e-4) and central finite differences on webgpu (1e-2)", { timeout: 600_000 }, async () => {
+    it("webgpu autodiff matches cpu autodiff (1e-3 relative), gradient checkpointing (1e-5), the vocabulary-chunked lm_head (1e-4) and central finite differences on webgpu (1e-2)", { timeout: 600_000 }, async () => {
       const onCpu = await setup("cpu");
       const cpu = await grads(onCpu);
       const onGpu = await setup("webgpu");
@@ -139,6 +176,20 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
         }
         expect(scale).toBeGreaterThan(0);
         expect(diff / scale).toBeLessThan(1e-3);
+      }
+      // Gradient checkpointing (each layer, fused attention included, recomputed in the backward pass) gives the same gradients.
+      onGpu.model.gradientCheckpointing = true;
+      const ck = await grads(onGpu).finally(() => {
+        onGpu.model.gradientCheckpointing = false;
+      });
+      for (let i = 0; i < gpu.length; i++) {
+        let scale = 0;
+        let diff = 0;
+        for (let j = 0; j < gpu[i].length; j++) {
+          scale = Math.max(scale, Math.abs(gpu[i][j]));
+          diff = Math.max(diff, Math.abs(ck[i][j] - gpu[i][j]));
+        }
+        expect(diff / scale).toBeLessThan(1e-5);
       }
       // The vocabulary-chunked lm_head (5 chunks) gives the same gradients.
       const onChunks = await setup("webgpu", 8_000_000);

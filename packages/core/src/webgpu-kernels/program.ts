@@ -18,6 +18,8 @@ export interface WgslProgram {
   shaderKey: string;
   /** Extra uniform fields, e.g. "vocabStart : i32,"; values passed to runWebGPUProgram in order. */
   uniforms?: string;
+  /** Per input, how many floats one array element holds (4: `array<vec4<f32>>`); default 1. */
+  variableComponents?: number[];
   /** Whether tfjs declares `uniforms.size` (the output size) for a bounds check. */
   size?: boolean;
   getUserCode(): string;

@@ -1,7 +1,7 @@
-import { fusedSwiglu } from "@rarl/core";
+import { fusedAttention, fusedSwiglu } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { frozenGather, frozenMatMul, type HostWeight, isTrainableWeight, type Linear } from "../nn/linear";
-import { bmm, rmsNorm } from "../nn/ops";
+import { rmsNorm } from "../nn/ops";
 import type { VocabChunks } from "../nn/vocab_chunks";
 import type { Qwen2VLConfig } from "./config";
 import { applyRotary } from "./rope";
@@ -103,11 +103,14 @@ export interface LayerKV {
 /**
  * One layer's keys/values of shared prompts (see KVCache.prefix): for prompt p and kv head h, `kT[p][h]` is
  * [headDim, Tp] (keys after RoPE, transposed) and `v[p][h]` is [Tp, headDim]. Stored once per prompt, whatever
- * the number of rows (samples) that attend to it.
+ * the number of rows (samples) that attend to it. On webgpu (where @rarl/core's fused attention runs) they are
+ * held instead as `stacked` ([P, kvHeads, Tp, headDim] keys and values, what the fused kernel reads), and kT / v
+ * are empty.
  */
 export interface SharedLayerKV {
   kT: tf.Tensor2D[][];
   v: tf.Tensor2D[][];
+  stacked?: { k: tf.Tensor4D; v: tf.Tensor4D } | null;
 }
 
 /** Batch rows [start, start + count) attend to the shared keys of prompt `prompt`. */
@@ -124,6 +127,8 @@ export interface SharedPrefixArgs {
   rows: PromptRows[];
   /** Tp: number of shared positions (the first Tp of the T keys the mask covers). */
   length: number;
+  /** int32 [B]: each row's prompt (what `rows` says), for the stacked layout; made from `rows` when absent. */
+  rowPrompt?: tf.Tensor1D;
 }
 
 /**
@@ -252,20 +257,20 @@ export class Qwen2VLTextModel {
       const k = past ? (tf.concat([past.k, kNew], 2) as tf.Tensor4D) : kNew;
       const v = past ? (tf.concat([past.v, v0], 2) as tf.Tensor4D) : v0;
       kv = { k: tf.keep(k), v: tf.keep(v) };
-      // grouped-query attention: query head j uses kv head floor(j / G) (repeat_kv), so fold the G query heads
-      // of each kv head into the row axis: [B, kvh, G·S, D] x [B, kvh, D, T].
-      const qg = tf.reshape(q, [B, kvh, G * S, D]) as tf.Tensor4D;
+      // grouped-query attention (query head j uses kv head floor(j / G)), heads merged: [B, S, heads·D].
+      // @rarl/core's fusedAttention: one kernel on webgpu, the tfjs composite (as before) elsewhere.
       let att: tf.Tensor;
-      if (shared) att = tf.reshape(sharedPrefixAttention(qg, k, v, mask, shared, G), [B, nh, S, D]);
-      else {
-        const T = k.shape[2];
-        const kT = tf.transpose(k, [0, 1, 3, 2]);
-        let scores = tf.mul(bmm(qg, kT), 1 / Math.sqrt(D));
-        scores = tf.add(tf.reshape(scores, [B, kvh, G, S, T]), tf.reshape(mask, [B, 1, 1, S, T]));
-        const p = tf.reshape(tf.softmax(scores), [B, kvh, G * S, T]);
-        att = tf.reshape(bmm(p, v), [B, nh, S, D]);
-      }
-      const attOut = w.oProj.apply(tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [B, S, nh * D]));
+      const stacked = shared?.kv.stacked;
+      if (shared && stacked) {
+        const rowPrompt = shared.rowPrompt ?? tf.tensor1d(shared.rows.flatMap((r) => Array<number>(r.count).fill(r.prompt)), "int32");
+        att = fusedAttention(q as tf.Tensor4D, k, v, mask, { k: stacked.k, v: stacked.v, rowPrompt });
+      } else if (shared) {
+        // fold the G query heads of each kv head into the row axis: [B, kvh, G·S, D]
+        const qg = tf.reshape(q, [B, kvh, G * S, D]) as tf.Tensor4D;
+        const a = tf.reshape(sharedPrefixAttention(qg, k, v, mask, shared, G), [B, nh, S, D]);
+        att = tf.reshape(tf.transpose(a, [0, 2, 1, 3]), [B, S, nh * D]);
+      } else att = fusedAttention(q as tf.Tensor4D, k, v, mask);
+      const attOut = w.oProj.apply(att);
       const h1 = tf.add(h, attOut);
       const x2T = tf.transpose(tf.reshape(rmsNorm(h1, w.postAttentionLayernorm, cfg.rmsNormEps), [B * S, H])) as tf.Tensor2D;
       const mlpT = w.downProj.applyT(fusedSwiglu(w.gateProj.applyT(x2T), w.upProj.applyT(x2T)) as tf.Tensor2D); // [H, B·S]

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
-import { RarlError } from "@rarl/core";
+import { fusedAttentionAvailable, RarlError } from "@rarl/core";
 import type { Linear } from "../nn/linear";
 import type { Qwen2VLConfig } from "./config";
 import { checkpointedDecoderLayer } from "./checkpointed_layer";
@@ -15,7 +15,10 @@ export class ModelInputError extends RarlError {}
  * once per prompt, that several cache rows (e.g. the G samples of a prompt) attend to.
  */
 export interface SharedPrefix {
-  /** Per layer: per prompt and kv head, K transposed [headDim, Tp] and V [Tp, headDim]. */
+  /**
+   * Per layer: per prompt and kv head, K transposed [headDim, Tp] and V [Tp, headDim]; on webgpu instead one
+   * [P, kvHeads, Tp, headDim] K and V per layer (`stacked`, what @rarl/core's fused attention kernel reads).
+   */
   layers: SharedLayerKV[];
   /** Tp, the number of shared positions (the first Tp positions of every row). */
   length: number;
@@ -55,7 +58,7 @@ export class KVCache {
       l.k.dispose();
       l.v.dispose();
     }
-    if (this.prefix) for (const l of this.prefix.layers) tf.dispose([...l.kT.flat(), ...l.v.flat()]);
+    if (this.prefix) for (const l of this.prefix.layers) tf.dispose([...l.kT.flat(), ...l.v.flat(), ...(l.stacked ? [l.stacked.k, l.stacked.v] : [])]);
     this.layers = [];
     this.prefix = null;
     this.length = 0;
@@ -70,7 +73,11 @@ export class KVCache {
       [...this.ropeDeltas],
       this.attentionMask.map((r) => [...r]),
       p && {
-        layers: p.layers.map((l) => ({ kT: l.kT.map((r) => r.map((t) => t.clone())), v: l.v.map((r) => r.map((t) => t.clone())) })),
+        layers: p.layers.map((l) => ({
+          kT: l.kT.map((r) => r.map((t) => t.clone())),
+          v: l.v.map((r) => r.map((t) => t.clone())),
+          stacked: l.stacked && { k: l.stacked.k.clone(), v: l.stacked.v.clone() },
+        })),
         length: p.length,
         rowPrompt: [...p.rowPrompt],
       },
@@ -124,18 +131,22 @@ function repeatedRows(fn: string, cache: KVCache, G: number): number[] {
  * prompt b of `cache` (as {@link tileCache}), but the prompt keys/values are kept once per prompt (K transposed,
  * split per kv head) and the rows attend to them with per-prompt 2-D products (shared-prefix attention). Same
  * outputs as the tiled cache up to float summation order; memory and per-step work for the prompt part do not
- * grow with G. `cache` (a plain cache, no prefix) is not modified.
+ * grow with G. `cache` (a plain cache, no prefix) is not modified. Where @rarl/core's fused attention runs
+ * (webgpu), the prompt keys/values stay stacked per layer ([P, kvHeads, Tp, headDim], as the cache holds them)
+ * and the rows attend to them inside the fused kernel.
  */
 export function shareCache(cache: KVCache, G: number): KVCache {
   const idx = repeatedRows("shareCache", cache, G);
   if (cache.prefix) throw new ModelInputError("shareCache: the cache already has a shared prefix", { details: { field: "pastKeyValues" } });
-  const layers = tf.tidy(() =>
-    cache.layers.map((l) => {
-      const kT = tf.unstack(tf.transpose(l.k, [0, 1, 3, 2])).map((kb) => tf.unstack(kb) as tf.Tensor2D[]);
-      const v = tf.unstack(l.v).map((vb) => tf.unstack(vb) as tf.Tensor2D[]);
-      return { kT, v };
-    }),
-  );
+  const layers: SharedLayerKV[] = fusedAttentionAvailable()
+    ? cache.layers.map((l) => ({ kT: [], v: [], stacked: { k: l.k.clone(), v: l.v.clone() } }))
+    : tf.tidy(() =>
+        cache.layers.map((l) => {
+          const kT = tf.unstack(tf.transpose(l.k, [0, 1, 3, 2])).map((kb) => tf.unstack(kb) as tf.Tensor2D[]);
+          const v = tf.unstack(l.v).map((vb) => tf.unstack(vb) as tf.Tensor2D[]);
+          return { kT, v };
+        }),
+      );
   return new KVCache(
     [],
     cache.length,
@@ -360,10 +371,12 @@ export class Qwen2VLForConditionalGeneration {
       const hidden: tf.Tensor3D[] = [];
       let h = embeds;
       const rows = past?.prefix ? past.promptRows() : [];
+      // the fused kernel's layout of a shared prefix reads each row's prompt index: uploaded once for all layers
+      const rowPrompt = past?.prefix?.layers[0]?.stacked ? tf.tensor1d(past.prefix.rowPrompt, "int32") : undefined;
       for (let i = 0; i < L; i++) {
         if (args.outputHiddenStates) hidden.push(h);
         const pastKV = past && past.layers.length > 0 ? past.layers[i] : null;
-        const shared = past?.prefix ? { kv: past.prefix.layers[i], rows, length: past.prefix.length } : undefined;
+        const shared = past?.prefix ? { kv: past.prefix.layers[i], rows, length: past.prefix.length, rowPrompt } : undefined;
         // Activation checkpointing applies to the training forward (a full or per-row cache, never the shared-prefix
         // decode cache, which only generation builds); it falls back to the plain layer when no tape records.
         const r =
