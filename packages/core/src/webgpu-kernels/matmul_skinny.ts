@@ -7,7 +7,8 @@
  * its 32x32-tile packed program for them: with m = 1..16 most of each tile is padding (up to 31/32 of the work and
  * of the B-tile loads are wasted), and only R/32 workgroups of 64 threads exist, too few to keep a large GPU's memory
  * system busy. The product is memory-bound (each weight element is used m times), so this kernel instead:
- *  - reads each weight element exactly once, as vec4 loads along K (when K % 4 == 0), for all m columns at once;
+ *  - reads each weight element exactly once, as vec4 loads along K (when K % 4 == 0), for all m columns at once
+ *    (the activation as vec4 too: along K when it is stored K-contiguous, along m when it is [K, m] with m % 4 == 0);
  *  - gives each workgroup `rows` weight rows (R / rows workgroups) and splits K over its threads, each thread keeping
  *    rows x m partial sums in registers (straight-line code, m is a compile-time constant of the shader);
  *  - adds the threads' partial sums with a fixed tree in workgroup memory: no float atomics, so every run is
@@ -92,10 +93,11 @@ export function planSkinny(aShape: number[], bShape: number[], transposeA: boole
   // A is the weight [R = M, K] (K contiguous) when the output has few columns; Bᵀ is when it has few rows.
   const asA = !transposeA && N <= SKINNY_MAX_M && M >= SKINNY_MIN_ROWS;
   const asB = transposeB && M <= SKINNY_MAX_M && N >= SKINNY_MIN_ROWS;
+  // (m = 1: X [K, 1] is X [1, K] in memory, K contiguous either way.)
   if (asA && (!asB || M >= N)) {
-    return { weight: "a", R: M, K, m: N, xKContiguous: transposeB, batchW: batchA, batchX: batchB, outShape };
+    return { weight: "a", R: M, K, m: N, xKContiguous: transposeB || N === 1, batchW: batchA, batchX: batchB, outShape };
   }
-  if (asB) return { weight: "b", R: N, K, m: M, xKContiguous: !transposeA, batchW: batchB, batchX: batchA, outShape };
+  if (asB) return { weight: "b", R: N, K, m: M, xKContiguous: !transposeA || M === 1, batchW: batchB, batchX: batchA, outShape };
   return null;
 }
 
@@ -113,24 +115,41 @@ export function skinnyProgram(plan: SkinnyPlan, wg = config.workgroupSize, rowsO
   const gx = Math.min(groups, 32768);
   const gy = Math.ceil(groups / gx);
   const batch = Math.max(plan.batchW, plan.batchX);
-  const acc = (p: number, j: number) => `acc_${p}_${j}`;
+  // X [K, m] with m % 4 == 0: columns read as vec4 along m (m/4 loads per k) into vec4 accumulators.
+  const jVec = !xKContiguous && m % 4 === 0;
+  const q4 = m / 4;
   const lines: string[] = [];
   const decl: string[] = [];
-  for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) decl.push(`var ${acc(p, j)} = 0.0;`);
-  // Body of the K loop at step `kk` (vec4 index when vec, element index otherwise).
-  for (let j = 0; j < m; j++) {
-    if (xVec) lines.push(`let x${j} = X[xBase + ${j} * KV + kk];`);
-    else if (vec) lines.push(`let x${j} = vec4<f32>(X[xBase + (4 * kk) * ${m} + ${j}], X[xBase + (4 * kk + 1) * ${m} + ${j}], X[xBase + (4 * kk + 2) * ${m} + ${j}], X[xBase + (4 * kk + 3) * ${m} + ${j}]);`);
-    else lines.push(`let x${j} = X[xBase + ${xKContiguous ? `${j} * K + kk` : `kk * ${m} + ${j}`}];`);
-  }
-  for (let p = 0; p < rows; p++) {
-    lines.push(`let w${p} = W[wRow${p} + kk];`);
-    for (let j = 0; j < m; j++) lines.push(vec ? `${acc(p, j)} += dot(w${p}, x${j});` : `${acc(p, j)} = fma(w${p}, x${j}, ${acc(p, j)});`);
+  const stores: string[] = [];
+  if (jVec) {
+    for (let p = 0; p < rows; p++) for (let q = 0; q < q4; q++) decl.push(`var acc_${p}_${q} = vec4<f32>(0.0);`);
+    const ks = vec ? 4 : 1;
+    for (let c = 0; c < ks; c++) for (let q = 0; q < q4; q++) lines.push(`let x${c}_${q} = X[xBase + (${ks} * kk + ${c}) * ${q4} + ${q}];`);
+    for (let p = 0; p < rows; p++) {
+      lines.push(`let w${p} = W[wRow${p} + kk];`);
+      for (let q = 0; q < q4; q++) {
+        let e = `acc_${p}_${q}`;
+        for (let c = 0; c < ks; c++) e = `fma(vec4<f32>(w${p}${vec ? `[${c}]` : ""}), x${c}_${q}, ${e})`;
+        lines.push(`acc_${p}_${q} = ${e};`);
+      }
+    }
+    for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) stores.push(`red[${(p * m + j) * wg} + tid] = acc_${p}_${j >> 2}[${j & 3}];`);
+  } else {
+    for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) decl.push(`var acc_${p}_${j} = 0.0;`);
+    // Body of the K loop at step `kk` (vec4 index when vec, element index otherwise).
+    for (let j = 0; j < m; j++) {
+      if (xVec) lines.push(`let x${j} = X[xBase + ${j} * KV + kk];`);
+      else if (vec) lines.push(`let x${j} = vec4<f32>(X[xBase + (4 * kk) * ${m} + ${j}], X[xBase + (4 * kk + 1) * ${m} + ${j}], X[xBase + (4 * kk + 2) * ${m} + ${j}], X[xBase + (4 * kk + 3) * ${m} + ${j}]);`);
+      else lines.push(`let x${j} = X[xBase + ${xKContiguous ? `${j} * K + kk` : `kk * ${m} + ${j}`}];`);
+    }
+    for (let p = 0; p < rows; p++) {
+      lines.push(`let w${p} = W[wRow${p} + kk];`);
+      for (let j = 0; j < m; j++) lines.push(vec ? `acc_${p}_${j} += dot(w${p}, x${j});` : `acc_${p}_${j} = fma(w${p}, x${j}, acc_${p}_${j});`);
+    }
+    for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) stores.push(`red[${(p * m + j) * wg} + tid] = acc_${p}_${j};`);
   }
   const rowBases: string[] = [];
   for (let p = 0; p < rows; p++) rowBases.push(`let wRow${p} = wBase + min(row0 + ${p}, R - 1) * KV;`);
-  const stores: string[] = [];
-  for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) stores.push(`red[${(p * m + j) * wg} + tid] = ${acc(p, j)};`);
   const tree: string[] = [];
   for (let s = wg / 2; s >= 1; s /= 2) {
     tree.push(`if (tid < ${s}) { for (var o = 0; o < ${rows * m}; o++) { red[o * ${wg} + tid] += red[o * ${wg} + tid + ${s}]; } }`);
@@ -143,7 +162,7 @@ export function skinnyProgram(plan: SkinnyPlan, wg = config.workgroupSize, rowsO
     dispatch: [gx, gy, batch],
     workgroupSize: [wg, 1, 1],
     shaderKey: `rarl_mm_skinny_${weight}_${m}_${rows}_${wg}_${vec}_${xKContiguous}`,
-    variableComponents: [vec ? 4 : 1, xVec ? 4 : 1],
+    variableComponents: [vec ? 4 : 1, xVec || jVec ? 4 : 1],
     getUserCode: () => `
     var<workgroup> red : array<f32, ${rows * m * wg}>;
     ${MAIN} {
@@ -152,9 +171,9 @@ export function skinnyProgram(plan: SkinnyPlan, wg = config.workgroupSize, rowsO
       let K = uniforms.wShape.z;
       let KV = ${vec ? "K / 4" : "K"};
       let b = i32(workgroupId.z);
-      let row0 = (i32(workgroupId.y) * ${gx} + i32(workgroupId.x)) * ${rows};
+      let row0 = i32(workgroupId.y * numWorkgroups.x + workgroupId.x) * ${rows};
       let wBase = (b % uniforms.wShape.x) * R * KV;
-      let xBase = (b % uniforms.xShape.x) * ${m} * ${xVec ? "KV" : "K"};
+      let xBase = (b % uniforms.xShape.x) * ${xVec ? `${m} * KV` : jVec ? `${q4} * K` : `${m} * K`};
       let outBase = b * R * ${m};
       ${rowBases.join("\n      ")}
       ${decl.join("\n      ")}
