@@ -8,11 +8,13 @@
  * RARL_WEBGPU_DETERMINISTIC=0 turns that off (split-K's speed back, run-to-run exactness lost).
  *
  * The same wrapper routes skinny products (one output side <= 16: decode-time projections and lm_head chunks) to
- * the tuned kernel of matmul_skinny.ts; RARL_WEBGPU_TUNED_MATMUL=0 turns that off (tfjs's own program for every
- * shape). _FusedMatMul goes there only without bias and activation. A WEBGPU_MATMUL_PROGRAM_TYPE flag set by the
+ * the tuned kernel of matmul_skinny.ts, and large products that tfjs would run with its scalar program (N not a
+ * multiple of 4, transposeB) through the layout rewrites of matmul_layout.ts, so they run its vec4 program;
+ * RARL_WEBGPU_TUNED_MATMUL=0 turns both off (tfjs's own program for every shape). _FusedMatMul goes there only without bias and activation. A WEBGPU_MATMUL_PROGRAM_TYPE flag set by the
  * user (>= 0) forces tfjs's program, as in tfjs.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { planLayout, runLayout } from "./matmul_layout";
 import { planSkinny, runSkinny, skinnyMatmulOn } from "./matmul_skinny";
 import type { WebgpuBackendLike } from "./program";
 
@@ -55,8 +57,14 @@ export function registerWebgpuDeterministicMatmul(): void {
       const backend = args.backend as unknown as { thresholdToIncreaseWorkgroups: number };
       const env = tf.env();
       if (skinnyMatmulOn() && env.getNumber("WEBGPU_MATMUL_PROGRAM_TYPE") < 0 && a.dtype === "float32" && b.dtype === "float32" && !hasEpilogue(args)) {
+        const be = args.backend as unknown as WebgpuBackendLike;
         const plan = planSkinny(a.shape, b.shape, transposeA, transposeB);
-        if (plan) return runSkinny(args.backend as unknown as WebgpuBackendLike, a, b, plan);
+        if (plan) return runSkinny(be, a, b, plan);
+        const layout = planLayout(a.shape, b.shape, transposeA, transposeB, backend.thresholdToIncreaseWorkgroups);
+        if (layout) {
+          const bmm = tf.getKernel("BatchMatMul", "webgpu")!.kernelFunc; // this wrapper: the inner product is routed again
+          return runLayout(be, a, b, transposeA, transposeB, layout, (x, y, tA, tB) => bmm({ inputs: { a: x, b: y }, backend: args.backend, attrs: { transposeA: tA, transposeB: tB } }) as tf.TensorInfo);
+        }
       }
       if (!deterministicMatmulOn() || env.getNumber("WEBGPU_MATMUL_PROGRAM_TYPE") >= 0 || !wouldSplitK(a.shape, b.shape, transposeA, transposeB, backend.thresholdToIncreaseWorkgroups)) {
         return fn(args);
