@@ -18,6 +18,7 @@
  * has batch 1 (broadcast), the cases tfjs 4.22's own program computes correctly.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { getWebgpuInfo } from "../webgpu";
 import { flatLayout, MAIN, type WebgpuBackendLike, type WgslProgram } from "./program";
 
 /** Largest skinny side routed to this kernel. */
@@ -28,26 +29,45 @@ export const SKINNY_MIN_K = 32;
 
 /** Work split of the skinny kernel; {@link setSkinnyMatmulConfig} overrides it (benches, tuning on a GPU). */
 export interface SkinnyConfig {
-  /** Threads per workgroup, splitting K (a power of two, 32..256). Default 64. */
+  /** Threads per workgroup, splitting K (a power of two, 32..256). */
   workgroupSize: number;
   /** Weight rows per workgroup, or 0 for automatic (as many as keep rows·m <= 32 partial sums per thread, at most 4). */
   rows: number;
 }
 
-const DEFAULT_CONFIG: SkinnyConfig = { workgroupSize: 64, rows: 0 };
-let config: SkinnyConfig = { ...DEFAULT_CONFIG };
+/**
+ * Defaults. A GPU: 64 threads, automatic rows (R / rows workgroups, many threads in flight for a memory-bound
+ * product; not yet measured on a GPU). A software adapter (llvmpipe runs invocations on a few CPU threads, where a
+ * workgroup reduction is costly): 32 threads and 4 rows, the fastest split measured there (bench/matmul-gpu.ts).
+ */
+const GPU_CONFIG: SkinnyConfig = { workgroupSize: 64, rows: 0 };
+const SOFTWARE_CONFIG: SkinnyConfig = { workgroupSize: 32, rows: 4 };
+let override: SkinnyConfig | null = null;
 
-/** Overrides the work split (a partial config merges into the default); call with no argument to restore the default. */
+function defaultConfig(): SkinnyConfig {
+  return getWebgpuInfo()?.software ? SOFTWARE_CONFIG : GPU_CONFIG;
+}
+
+/** The work split in use. */
+export function skinnyMatmulConfig(): SkinnyConfig {
+  return override ?? defaultConfig();
+}
+
+/** Overrides the work split (a partial config merges into the adapter's default); call with no argument to restore the default. */
 export function setSkinnyMatmulConfig(c?: Partial<SkinnyConfig>): void {
-  const next = { ...DEFAULT_CONFIG, ...c };
+  if (!c) {
+    override = null;
+    return;
+  }
+  const next = { ...defaultConfig(), ...c };
   const wg = next.workgroupSize;
   if (!Number.isInteger(wg) || wg < 32 || wg > 256 || (wg & (wg - 1)) !== 0) throw new RangeError(`skinny matmul: workgroupSize ${wg} is not a power of two in 32..256`);
   if (!Number.isInteger(next.rows) || next.rows < 0 || next.rows > 8) throw new RangeError(`skinny matmul: rows ${next.rows} is not an integer in 0..8`);
-  config = next;
+  override = next;
 }
 
 /** Rows per workgroup for m skinny columns: partial sums rows·m per thread <= 32 and rows·m·wg <= 4096 (16 KiB of workgroup memory). */
-export function skinnyRows(m: number, wg: number, rows = config.rows): number {
+export function skinnyRows(m: number, wg: number, rows = skinnyMatmulConfig().rows): number {
   const cap = Math.max(1, Math.floor(Math.min(32, 4096 / wg) / m));
   return Math.min(rows > 0 ? rows : 4, cap);
 }
@@ -106,7 +126,7 @@ export function skinnyMatmulOn(): boolean {
 }
 
 /** The WGSL program: one workgroup per `rows` weight rows (x, y: a 2-D grid when there are more than 32768), batch on z. */
-export function skinnyProgram(plan: SkinnyPlan, wg = config.workgroupSize, rowsOpt = config.rows): WgslProgram & { variableComponents: number[] } {
+export function skinnyProgram(plan: SkinnyPlan, wg = skinnyMatmulConfig().workgroupSize, rowsOpt = skinnyMatmulConfig().rows): WgslProgram & { variableComponents: number[] } {
   const { R, K, m, xKContiguous, weight } = plan;
   const rows = skinnyRows(m, wg, rowsOpt);
   const vec = K % 4 === 0;
