@@ -2,7 +2,8 @@
  * Matmul on the webgpu backend for Qwen2-VL-2B's shapes: tfjs-backend-webgpu's own program vs @rarl/core's tuned
  * routes (the skinny kernel of matmul_skinny.ts, the vec4 layout rewrites of matmul_layout.ts) per shape class, with the raw N x N x N rate as the same-run reference.
  *
- *   tsx packages/core/bench/matmul-gpu.ts            (standalone; starts the webgpu backend)
+ *   tsx packages/core/bench/matmul-gpu.ts            (standalone; starts the webgpu backend; on a GPU, or with
+ *                                                     RARL_BENCH_MATMUL_SWEEP=1, also sweeps the skinny work split)
  *   npm run bench:gpu                                 (packages/grpo/bench/gpu.ts calls matmulGpuTable)
  *
  * Each figure: warm-up (shader compilation) first, then the best of `samples` timings of `reps` back-to-back
@@ -211,6 +212,38 @@ export async function matmulGpuTable(opts: MatmulTableOptions = {}): Promise<{ r
 }
 
 /**
+ * Tuning aid for a GPU: the skinny kernel's GFLOP/s on the decode shapes for each work split (threads per workgroup
+ * x weight rows per workgroup), set through `setConfig` (matmul_skinny.ts's setSkinnyMatmulConfig), and the best one.
+ */
+export async function skinnySweep(setConfig: (c?: { workgroupSize: number; rows: number }) => void, opts: MatmulTableOptions = {}): Promise<void> {
+  const { scale = 1, reps = 5, samples = 3, m = 8, print = console.log } = opts;
+  const splits = [32, 64, 128, 256].flatMap((workgroupSize) => [1, 2, 4].map((rows) => ({ workgroupSize, rows })));
+  print(`- skinny kernel work splits (threads x rows: GFLOP/s), best of ${samples} x ${reps}:`);
+  try {
+    for (const s0 of modelShapes(m).filter((x) => x.label.startsWith("decode") && !x.label.includes("LoRA"))) {
+      const s = scaleShape(s0, scale);
+      const a = tf.randomUniform(s.a, -1, 1, "float32", 5);
+      const b = tf.randomUniform(s.b, -1, 1, "float32", 6);
+      const tB = s.transposeB ?? false;
+      const flop = 2 * s.a[0] * s.a[1] * (tB ? s.b[0] : s.b[1]);
+      const rates: string[] = [];
+      let best = { rate: 0, split: "" };
+      for (const c of splits) {
+        setConfig(c);
+        const t = await timeProducts(a, b, false, tB, reps, samples);
+        const rate = flop / (t.ms * 1e6);
+        rates.push(`${c.workgroupSize}x${c.rows}: ${rate.toFixed(1)}`);
+        if (rate > best.rate) best = { rate, split: `${c.workgroupSize}x${c.rows}` };
+      }
+      tf.dispose([a, b]);
+      print(`  - ${s.label}: best ${best.split} (${rates.join(", ")})`);
+    }
+  } finally {
+    setConfig();
+  }
+}
+
+/**
  * Sizes for an adapter: a GPU gets the model's shapes (best of 5 x 20, raw N = 4096); a software adapter (llvmpipe
  * on CPU cores, ~1-10 GFLOP/s) half of every dim but m (best of 2 x 2, raw N = 1024), about 30 s.
  * RARL_BENCH_MATMUL_SCALE overrides the scale (1 on a software adapter: about 2 minutes on 2 shared cores).
@@ -230,7 +263,12 @@ async function main(): Promise<void> {
   const software = info?.software ?? true;
   console.log(`# webgpu matmul: ${info?.description || info?.device || "?"} (${info?.backendType ?? "?"}${software ? ", software adapter" : ""})`);
   const t0 = performance.now();
-  await matmulGpuTable(matmulTableDefaults(software));
+  const opts = matmulTableDefaults(software);
+  await matmulGpuTable(opts);
+  if (!software || process.env.RARL_BENCH_MATMUL_SWEEP === "1") {
+    const { setSkinnyMatmulConfig } = await import("../src/webgpu-kernels/matmul_skinny");
+    await skinnySweep(setSkinnyMatmulConfig, opts);
+  }
   console.log(`- took ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
 
