@@ -175,15 +175,24 @@ export function skinnyProgram(plan: SkinnyPlan, wg = skinnyMatmulConfig().workgr
     tree.push(`if (tid < ${s}) { for (var o = 0; o < ${rows * m}; o++) { red[o * ${wg} + tid] += red[o * ${wg} + tid + ${s}]; } }`);
     tree.push("workgroupBarrier();");
   }
+  // The bindings keep tfjs's input names (A, B), so errors about them (e.g. the binding-size guard) name the matmul's input.
+  const [wName, xName] = weight === "a" ? ["A", "B"] : ["B", "A"];
+  const named = (code: string) =>
+    code
+      .replaceAll("W[", `${wName}[`)
+      .replaceAll("X[", `${xName}[`)
+      .replaceAll("uniforms.wShape", `uniforms.${wName.toLowerCase()}Shape`)
+      .replaceAll("uniforms.xShape", `uniforms.${xName.toLowerCase()}Shape`);
   return {
-    variableNames: ["W", "X"],
+    variableNames: [wName, xName],
     outputShape: weight === "a" ? [batch, R, m] : [batch, m, R],
     dispatchLayout: flatLayout(3),
     dispatch: [gx, gy, batch],
     workgroupSize: [wg, 1, 1],
     shaderKey: `rarl_mm_skinny_${weight}_${m}_${rows}_${wg}_${vec}_${xKContiguous}`,
     variableComponents: [vec ? 4 : 1, xVec || jVec ? 4 : 1],
-    getUserCode: () => `
+    getUserCode: () =>
+      named(`
     var<workgroup> red : array<f32, ${rows * m * wg}>;
     ${MAIN} {
       let tid = i32(localId.x);
@@ -210,7 +219,7 @@ export function skinnyProgram(plan: SkinnyPlan, wg = skinnyMatmulConfig().workgr
           result[${weight === "a" ? `outBase + r * ${m} + j` : "outBase + j * R + r"}] = red[tid * ${wg}];
         }
       }
-    }`,
+    }`),
   };
 }
 
@@ -224,8 +233,13 @@ export function runSkinny(backend: WebgpuBackendLike, a: tf.TensorInfo, b: tf.Te
   const w3 = reshape({ inputs: { x: w }, backend, attrs: { shape: [plan.batchW, plan.R, plan.K] } }) as tf.TensorInfo;
   const xShape = plan.xKContiguous ? [plan.batchX, plan.m, plan.K] : [plan.batchX, plan.K, plan.m];
   const x3 = reshape({ inputs: { x }, backend, attrs: { shape: xShape } }) as tf.TensorInfo;
-  const res = backend.runWebGPUProgram(skinnyProgram(plan), [w3, x3], "float32");
-  const out = reshape({ inputs: { x: res }, backend, attrs: { shape: plan.outShape } }) as tf.TensorInfo;
-  for (const t of [w3, x3, res]) backend.disposeData(t.dataId);
-  return out;
+  try {
+    const res = backend.runWebGPUProgram(skinnyProgram(plan), [w3, x3], "float32");
+    const out = reshape({ inputs: { x: res }, backend, attrs: { shape: plan.outShape } }) as tf.TensorInfo;
+    backend.disposeData(res.dataId);
+    return out;
+  } finally {
+    backend.disposeData(w3.dataId);
+    backend.disposeData(x3.dataId);
+  }
 }
