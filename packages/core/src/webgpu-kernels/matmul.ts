@@ -14,6 +14,7 @@
  * user (>= 0) forces tfjs's program, as in tfjs.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { webgpuBindingLimit } from "../webgpu";
 import { planLayout, runLayout } from "./matmul_layout";
 import { planSkinny, runSkinny, skinnyMatmulOn } from "./matmul_skinny";
 import type { WebgpuBackendLike } from "./program";
@@ -60,7 +61,7 @@ export function registerWebgpuDeterministicMatmul(): void {
         const be = args.backend as unknown as WebgpuBackendLike;
         const plan = planSkinny(a.shape, b.shape, transposeA, transposeB);
         if (plan) return runSkinny(be, a, b, plan);
-        const layout = planLayout(a.shape, b.shape, transposeA, transposeB, backend.thresholdToIncreaseWorkgroups);
+        const layout = planLayout(a.shape, b.shape, transposeA, transposeB, backend.thresholdToIncreaseWorkgroups, webgpuBindingLimit());
         if (layout) {
           const bmm = tf.getKernel("BatchMatMul", "webgpu")!.kernelFunc; // this wrapper: the inner product is routed again
           return runLayout(be, a, b, transposeA, transposeB, layout, (x, y, tA, tB) => bmm({ inputs: { a: x, b: y }, backend: args.backend, attrs: { transposeA: tA, transposeB: tB } }) as tf.TensorInfo);

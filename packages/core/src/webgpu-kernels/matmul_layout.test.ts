@@ -63,6 +63,7 @@ describe("planLayout (which large products are rewritten for tfjs's vec4 program
     expect(planLayout([1536, 1535], [1535, 257], false, false)).toBeNull(); // K % 4 != 0: no vec4 program either way
     expect(planLayout([300, 63], [300, 63], false, true)).toBeNull();
     expect(planLayout([2, 300, 64], [3, 300, 64], false, true)).toBeNull(); // batch 2 vs 3
+    expect(planLayout([1536, 1536], [1536, 257], false, false, 8, 1536 * 257 * 4)).toBeNull(); // padded B would exceed one binding
   });
 });
 

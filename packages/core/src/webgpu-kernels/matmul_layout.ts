@@ -54,20 +54,25 @@ function dims(aShape: number[], bShape: number[], tA: boolean, tB: boolean): Dim
  * small-output program (few 32x32 tiles: `threshold` is the backend's thresholdToIncreaseWorkgroups), or the
  * product is small.
  */
-export function planLayout(aShape: number[], bShape: number[], tA: boolean, tB: boolean, threshold = 8): LayoutPlan | null {
+export function planLayout(aShape: number[], bShape: number[], tA: boolean, tB: boolean, threshold = 8, limitBytes = Number.POSITIVE_INFINITY): LayoutPlan | null {
   if (aShape.length < 2 || bShape.length < 2) return null;
   const { M, N, K, batchA, batchB } = dims(aShape, bShape, tA, tB);
   if (!(batchA === batchB || batchA === 1 || batchB === 1)) return null;
-  const batch = Math.max(batchA, batchB);
-  if (M <= LAYOUT_MIN_SIDE || N <= LAYOUT_MIN_SIDE || batch * M * N * K < LAYOUT_MIN_MACS) return null;
-  if (batch * Math.ceil(M / 32) * Math.ceil(N / 32) <= threshold) return null;
+  if (M <= LAYOUT_MIN_SIDE || N <= LAYOUT_MIN_SIDE || Math.max(batchA, batchB) * M * N * K < LAYOUT_MIN_MACS) return null;
+  if (Math.max(batchA, batchB) * Math.ceil(M / 32) * Math.ceil(N / 32) <= threshold) return null;
   // tfjs's vec4 condition on the left operand: K % 4 (A untransposed) or M % 4 (A transposed).
   const leftVec = (!tA && K % 4 === 0) || (tA && M % 4 === 0);
-  if (!tB) return leftVec && N % 4 !== 0 ? { kind: "padN", N4: Math.ceil(N / 4) * 4 } : null;
+  // Every tensor a rewrite makes (padded B, padded output, transposed copies) must fit one storage binding, as the
+  // inputs did: otherwise tfjs's own program runs (or the guard reports the input that is too large).
+  const fits = (elements: number) => elements * 4 <= limitBytes;
+  const M4 = Math.ceil(M / 4) * 4;
+  const N4 = Math.ceil(N / 4) * 4;
+  const batch = Math.max(batchA, batchB);
+  if (!tB) return leftVec && N % 4 !== 0 && fits(batchB * K * N4) && fits(batch * M * N4) ? { kind: "padN", N4 } : null;
   // Elements moved by the extra copies: transposing B reads and writes B; the swap copies A (unless transposeA)
   // and transposes the output (which the padding of M, if any, enlarges a little).
-  const costB = leftVec ? 2 * batchB * N * K : Number.POSITIVE_INFINITY;
-  const costSwap = K % 4 === 0 ? (tA ? 0 : 2 * batchA * M * K) + 2 * batch * M * N : Number.POSITIVE_INFINITY;
+  const costB = leftVec && fits(batch * M * N4) ? 2 * batchB * N * K : Number.POSITIVE_INFINITY;
+  const costSwap = K % 4 === 0 && fits(batchA * K * M4) && fits(batch * N * M4) ? (tA ? 0 : 2 * batchA * M * K) + 2 * batch * M * N : Number.POSITIVE_INFINITY;
   if (costB === Number.POSITIVE_INFINITY && costSwap === Number.POSITIVE_INFINITY) return null;
   return costB <= costSwap ? { kind: "transposeB" } : { kind: "swap" };
 }
