@@ -3,6 +3,7 @@
  * (the wasm ones are in wasm-fixes.ts). One file per kernel family under webgpu-kernels/, each tested against cpu:
  *  - softmax.ts: rows masked with -FLT_MAX came out NaN (seed of the running max one ulp too high).
  *  - matmul.ts: no split-K (float atomics) for long-K products, so runs are exact from run to run (resume).
+ *    It also routes skinny (matmul_skinny.ts) and scalar-layout (matmul_layout.ts) products (RARL_WEBGPU_TUNED_MATMUL=0: off).
  *  - segment_sum.ts: UnsortedSegmentSum (gather's gradient) summed in index order instead of with float atomics.
  *  - addn.ts: AddN of more tensors than one shader may bind is added in groups (it failed validation: garbage).
  *  - rmsnorm.ts, swiglu.ts: fused forward kernels (RarlRmsNorm, RarlSwiglu) behind the ops fusedRmsNorm and

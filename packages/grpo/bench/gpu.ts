@@ -22,6 +22,7 @@ import { fileURLToPath } from "node:url";
 import { getWebgpuInfo, initBackend, Rng } from "@rarl/core";
 import { buildQwen2VLFromSource, generate, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG, type Qwen2VLConfig } from "@rarl/model";
 import * as tf from "@tensorflow/tfjs-core";
+import { matmulGpuTable, matmulTableDefaults } from "../../core/bench/matmul-gpu";
 import { benchConfigJson, benchImagePrompt, randomSource } from "../../model/bench/random_checkpoint";
 import { compareWithTorch, formatTargets, issueTargets, type OurConfigFigures, type OurFigures, probeTorch, runTorchReference, type TorchRefSpec } from "../src/bench-torch";
 import { GRPO_DEFAULTS } from "../src/config";
@@ -155,6 +156,7 @@ async function main(): Promise<void> {
   const n = software ? 1024 : 4096;
   const gflops = await matmulRate(n, software ? 3 : 20);
   out(`- raw float32 matmul ${n}x${n}x${n}: ${gflops.toFixed(1)} GFLOP/s (${(gflops / 1000).toFixed(3)} TFLOP/s)`);
+  await matmulGpuTable({ ...matmulTableDefaults(software), print: out }); // tfjs vs tuned per model shape class
   const decodeTokens = software ? 8 : 128;
   const configJson: Record<string, Record<string, unknown>> = { bench: benchConfigJson(), "2b": QWEN2_VL_2B_INSTRUCT_CONFIG };
   const ours: OurFigures = { matmulTflops: gflops / 1000, configs: [], peakBytes: 0 };

@@ -5,9 +5,19 @@
  * backward pass through the lm_head (dLogits [T, V] x W [V, H], K = V) and any product over the vocabulary, so two
  * identical GRPO runs drifted apart (different samples by step 3) and resume was not exact. This wrapper makes tfjs
  * use its small-output-tile program (no atomics) for those shapes; every other shape keeps tfjs's choice.
- * RARL_WEBGPU_DETERMINISTIC=0 turns the wrapper off (split-K's speed back, run-to-run exactness lost).
+ * RARL_WEBGPU_DETERMINISTIC=0 turns that off (split-K's speed back, run-to-run exactness lost).
+ *
+ * The same wrapper routes skinny products (one output side <= 16: decode-time projections and lm_head chunks) to
+ * the tuned kernel of matmul_skinny.ts, and large products that tfjs would run with its scalar program (N not a
+ * multiple of 4, transposeB) through the layout rewrites of matmul_layout.ts, so they run its vec4 program;
+ * RARL_WEBGPU_TUNED_MATMUL=0 turns both off (tfjs's own program for every shape). _FusedMatMul goes there only without bias and activation. A WEBGPU_MATMUL_PROGRAM_TYPE flag set by the
+ * user (>= 0) forces tfjs's program, as in tfjs.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { webgpuBindingLimit } from "../webgpu";
+import { planLayout, runLayout } from "./matmul_layout";
+import { planSkinny, runSkinny, skinnyMatmulOn } from "./matmul_skinny";
+import type { WebgpuBackendLike } from "./program";
 
 /** tfjs-backend-webgpu's MatMulProgramType.MatMulSmallOutputSizeProgram. */
 const SMALL_OUTPUT_SIZE = 2;
@@ -29,6 +39,13 @@ export function deterministicMatmulOn(): boolean {
   return process.env.RARL_WEBGPU_DETERMINISTIC !== "0";
 }
 
+/** A _FusedMatMul with a bias, an activation or PReLU weights (or a BatchMatMul: none of those). */
+function hasEpilogue(args: Parameters<tf.KernelFunc>[0]): boolean {
+  const { bias, preluActivationWeights } = args.inputs as { bias?: tf.TensorInfo; preluActivationWeights?: tf.TensorInfo };
+  const activation = (args.attrs as { activation?: string } | undefined)?.activation;
+  return bias != null || preluActivationWeights != null || (activation != null && activation !== "linear");
+}
+
 /** Wraps the webgpu BatchMatMul and _FusedMatMul kernels (keeps their setup/dispose). */
 export function registerWebgpuDeterministicMatmul(): void {
   for (const name of ["BatchMatMul", "_FusedMatMul"]) {
@@ -40,6 +57,16 @@ export function registerWebgpuDeterministicMatmul(): void {
       const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
       const backend = args.backend as unknown as { thresholdToIncreaseWorkgroups: number };
       const env = tf.env();
+      if (skinnyMatmulOn() && env.getNumber("WEBGPU_MATMUL_PROGRAM_TYPE") < 0 && a.dtype === "float32" && b.dtype === "float32" && !hasEpilogue(args)) {
+        const be = args.backend as unknown as WebgpuBackendLike;
+        const plan = planSkinny(a.shape, b.shape, transposeA, transposeB);
+        if (plan) return runSkinny(be, a, b, plan);
+        const layout = planLayout(a.shape, b.shape, transposeA, transposeB, backend.thresholdToIncreaseWorkgroups, webgpuBindingLimit());
+        if (layout) {
+          const bmm = tf.getKernel("BatchMatMul", "webgpu")!.kernelFunc; // this wrapper: the inner product is routed again
+          return runLayout(be, a, b, transposeA, transposeB, layout, (x, y, tA, tB) => bmm({ inputs: { a: x, b: y }, backend: args.backend, attrs: { transposeA: tA, transposeB: tB } }) as tf.TensorInfo);
+        }
+      }
       if (!deterministicMatmulOn() || env.getNumber("WEBGPU_MATMUL_PROGRAM_TYPE") >= 0 || !wouldSplitK(a.shape, b.shape, transposeA, transposeB, backend.thresholdToIncreaseWorkgroups)) {
         return fn(args);
       }
