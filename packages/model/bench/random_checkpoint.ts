@@ -101,10 +101,22 @@ export function benchPromptIds(cfg: Qwen2VLConfig, imageTokens = 64, length = 25
   return ids;
 }
 
-/** The issue-3 bench prompt (benchPromptIds) with N(0,1) pixel values for its 1x16x16 image grid, drawn from `rng`. */
-export function benchImagePrompt(cfg: Qwen2VLConfig, rng: Rng): { inputIds: number[]; pixelValues: Float32Array; imageGridThw: number[][] } {
-  const pixelValues = Float32Array.from({ length: 256 * 1176 }, () => rng.normal());
-  return { inputIds: benchPromptIds(cfg), pixelValues, imageGridThw: [[1, 16, 16]] };
+/**
+ * The issue-3 bench prompt (benchPromptIds) with N(0,1) pixel values drawn from `rng`. Default: a 224x224 image (1x16x16
+ * patch grid, 64 image tokens) in a 256-token prompt. `side` (a multiple of 28) sets the image, `length` the whole
+ * prompt: issue 14's 2B step uses a 448x448 image (256 image tokens) with 256 text tokens, length 512.
+ */
+export function benchImagePrompt(
+  cfg: Qwen2VLConfig,
+  rng: Rng,
+  opts: { side?: number; length?: number } = {},
+): { inputIds: number[]; pixelValues: Float32Array; imageGridThw: number[][] } {
+  const side = opts.side ?? 224;
+  if (side % 28 !== 0) throw new RangeError(`benchImagePrompt: side ${side} is not a multiple of 28`);
+  const g = side / 14;
+  const imageTokens = (g / 2) ** 2;
+  const pixelValues = Float32Array.from({ length: g * g * 1176 }, () => rng.normal());
+  return { inputIds: benchPromptIds(cfg, imageTokens, opts.length ?? 256), pixelValues, imageGridThw: [[1, g, g]] };
 }
 
 
