@@ -1,50 +1,21 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { describe, expect, it } from "vitest";
 import { initBackend } from "../backend";
-import { Rng } from "../rng";
 import { relErr } from "../testing/compare";
 import { webgpuSkipReason } from "../testing/webgpu";
+import { type MatmulCase, matmulProduct as product, programsRun, randn } from "./matmul-testing";
 import { planLayout } from "./matmul_layout";
 
 await initBackend({ prefer: ["cpu"] });
 const why = await webgpuSkipReason();
 
-function randn(shape: number[], seed: number): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal());
-}
 
-type Case = { a: number[]; b: number[]; tA?: boolean; tB?: boolean; label: string };
+type Case = MatmulCase;
 
-/** Shader keys of the webgpu programs that `f` runs (a spy on the backend's runWebGPUProgram). */
-async function programsRun(f: () => Promise<void>): Promise<string[]> {
-  await tf.setBackend("webgpu");
-  const be = tf.backend() as unknown as { runWebGPUProgram: (p: { shaderKey: string }, ...rest: unknown[]) => unknown };
-  const orig = be.runWebGPUProgram;
-  const keys: string[] = [];
-  be.runWebGPUProgram = function (this: unknown, p: { shaderKey: string }, ...rest: unknown[]) {
-    const r = orig.call(this, p, ...rest);
-    keys.push(p.shaderKey);
-    return r;
-  };
-  try {
-    await f();
-  } finally {
-    be.runWebGPUProgram = orig;
-  }
-  return keys;
-}
 
 /** isVec4 of each tfjs packed matmul program run (its shader key: matMulPacked_<ept>_<tA>_<tB>_<act>_<fitA>_<fitB>_<fitInner>_<isVec4>_...). */
 const packedVec4 = (keys: string[]) => keys.filter((k) => k.startsWith("matMulPacked_")).map((k) => k.split("_")[8] === "true");
 
-async function product(backend: string, c: Case, a: Float32Array, b: Float32Array): Promise<{ y: Float32Array; shape: number[] }> {
-  await tf.setBackend(backend);
-  const y = tf.tidy(() => tf.matMul(tf.tensor(a, c.a), tf.tensor(b, c.b), c.tA ?? false, c.tB ?? false));
-  const out = { y: (await y.data()) as Float32Array, shape: y.shape };
-  y.dispose();
-  return out;
-}
 
 describe("planLayout (which large products are rewritten for tfjs's vec4 program)", () => {
   it("pads N to a multiple of 4, transposes B or swaps the product under transposeB, whichever copies less", () => {

@@ -1,47 +1,18 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { afterEach, describe, expect, it } from "vitest";
 import { initBackend } from "../backend";
-import { Rng } from "../rng";
 import { relErr } from "../testing/compare";
 import { webgpuSkipReason } from "../testing/webgpu";
+import { type MatmulCase, matmulProduct as product, programsRun, randn } from "./matmul-testing";
 import { planSkinny, setSkinnyMatmulConfig, skinnyRows } from "./matmul_skinny";
 
 await initBackend({ prefer: ["cpu"] });
 const why = await webgpuSkipReason();
 
-function randn(shape: number[], seed: number): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal());
-}
 
-type Case = { a: number[]; b: number[]; tA?: boolean; tB?: boolean; label: string };
+type Case = MatmulCase;
 
-async function product(backend: string, c: Case, a: Float32Array, b: Float32Array): Promise<{ y: Float32Array; shape: number[] }> {
-  await tf.setBackend(backend);
-  const y = tf.tidy(() => tf.matMul(tf.tensor(a, c.a), tf.tensor(b, c.b), c.tA ?? false, c.tB ?? false));
-  const out = { y: (await y.data()) as Float32Array, shape: y.shape };
-  y.dispose();
-  return out;
-}
 
-/** Shader keys of the webgpu programs that `f` runs (a spy on the backend's runWebGPUProgram). */
-async function programsRun(f: () => Promise<void>): Promise<string[]> {
-  await tf.setBackend("webgpu");
-  const be = tf.backend() as unknown as { runWebGPUProgram: (p: { shaderKey: string }, ...rest: unknown[]) => unknown };
-  const orig = be.runWebGPUProgram;
-  const keys: string[] = [];
-  be.runWebGPUProgram = function (this: unknown, p: { shaderKey: string }, ...rest: unknown[]) {
-    const r = orig.call(this, p, ...rest);
-    keys.push(p.shaderKey);
-    return r;
-  };
-  try {
-    await f();
-  } finally {
-    be.runWebGPUProgram = orig;
-  }
-  return keys;
-}
 
 describe("planSkinny (which products the skinny kernel takes)", () => {
   it("takes W [R, K] x xT [K, m] (Linear.applyT) and h [m, K] x W [R, K]ᵀ (lm_head chunk) for m <= 16", () => {
