@@ -218,7 +218,7 @@ async function main(): Promise<void> {
   // The GPU whose float32 peak the matmul target uses: PyTorch's CUDA device name where it ran (the adapter's
   // description may not name the model), else the adapter's; a software adapter has no peak.
   const gpuName = software ? `${info.device || info.description} (software adapter)` : ref?.cuda ? ref.deviceName : info.description || info.device;
-  for (const l of formatTargets(issueTargets(ours, ref, gpuName, refMissing || undefined))) out(l);
+  for (const l of formatTargets(issueTargets(ours, ref, gpuName, refMissing || undefined, software))) out(l);
   if (software) out("- Software adapter: these figures test the path only; GPU figures await a machine with a GPU.");
   const file = path.join(here, "RESULTS-gpu.md");
   const tmp = `${file}.${process.pid}.tmp`;

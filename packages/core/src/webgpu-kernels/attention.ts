@@ -28,7 +28,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { bmm } from "../bmm";
 import { RarlError } from "../errors";
-import { flatLayout, MAIN, NEG_FLT_MAX, type WebgpuBackendLike, type WgslProgram } from "./program";
+import { flatLayout, MAIN, NEG_FLT_MAX, registerWebgpuKernel, type WebgpuBackendLike, type WgslProgram } from "./program";
 
 /** Name of the fused kernel registered for the webgpu backend. */
 export const ATTENTION_KERNEL = "RarlAttention";
@@ -265,22 +265,16 @@ function attentionProgram(B: number, nh: number, kvh: number, S: number, D: numb
 
 /** Registers the fused attention kernel for the webgpu backend (called when the webgpu backend is prepared). */
 export function registerWebgpuAttention(): void {
-  if (!tf.getKernel("Reshape", "webgpu")) return;
-  if (tf.getKernel(ATTENTION_KERNEL, "webgpu")) tf.unregisterKernel(ATTENTION_KERNEL, "webgpu");
-  tf.registerKernel({
-    kernelName: ATTENTION_KERNEL,
-    backendName: "webgpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const b = backend as WebgpuBackendLike;
-      const ins = inputs as Record<string, tf.TensorInfo>;
-      const { queries, keys, values, mask } = ins;
-      const prefix = ins.prefixKeys !== undefined;
-      const [B, nh, S, D] = queries.shape;
-      const kvh = keys.shape[1];
-      const program = attentionProgram(B, nh, kvh, S, D, prefix);
-      const list = prefix ? [queries, keys, values, mask, ins.prefixKeys, ins.prefixValues, ins.rowPrompt] : [queries, keys, values, mask];
-      return b.runWebGPUProgram(program, list, "float32", [{ type: "float32", data: [(attrs as { scale: number }).scale] }]);
-    },
+  registerWebgpuKernel(ATTENTION_KERNEL, ({ inputs, backend, attrs }) => {
+    const b = backend as WebgpuBackendLike;
+    const ins = inputs as Record<string, tf.TensorInfo>;
+    const { queries, keys, values, mask } = ins;
+    const prefix = ins.prefixKeys !== undefined;
+    const [B, nh, S, D] = queries.shape;
+    const kvh = keys.shape[1];
+    const program = attentionProgram(B, nh, kvh, S, D, prefix);
+    const list = prefix ? [queries, keys, values, mask, ins.prefixKeys, ins.prefixValues, ins.rowPrompt] : [queries, keys, values, mask];
+    return b.runWebGPUProgram(program, list, "float32", [{ type: "float32", data: [(attrs as { scale: number }).scale] }]);
   });
 }
 

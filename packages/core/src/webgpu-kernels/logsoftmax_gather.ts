@@ -12,7 +12,7 @@
  * `logSoftmaxGatherStats` runs the kernel on webgpu and {@link logSoftmaxGatherComposite} (tfjs ops) elsewhere.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { flatLayout, MAIN, NEG_FLT_MAX, type WebgpuBackendLike, type WgslProgram } from "./program";
+import { flatLayout, MAIN, NEG_FLT_MAX, registerWebgpuKernel, type WebgpuBackendLike, type WgslProgram } from "./program";
 
 /** Name of the kernel registered for the webgpu backend (inputs logits [N, Vc] float32, ids [N] int32; attr start). */
 export const LOGSOFTMAX_GATHER_KERNEL = "RarlLogSoftmaxGather";
@@ -100,17 +100,11 @@ function program(rows: number): WgslProgram {
 
 /** Registers the kernel for the webgpu backend (called when the webgpu backend is prepared). */
 export function registerWebgpuLogSoftmaxGather(): void {
-  if (!tf.getKernel("Reshape", "webgpu")) return;
-  if (tf.getKernel(LOGSOFTMAX_GATHER_KERNEL, "webgpu")) tf.unregisterKernel(LOGSOFTMAX_GATHER_KERNEL, "webgpu");
-  tf.registerKernel({
-    kernelName: LOGSOFTMAX_GATHER_KERNEL,
-    backendName: "webgpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const b = backend as WebgpuBackendLike;
-      const { logits, ids } = inputs as { logits: tf.TensorInfo; ids: tf.TensorInfo };
-      const start = (attrs as { start: number }).start;
-      return b.runWebGPUProgram(program(logits.shape[0]), [logits, ids], "float32", [{ type: "int32", data: [start] }]);
-    },
+  registerWebgpuKernel(LOGSOFTMAX_GATHER_KERNEL, ({ inputs, backend, attrs }) => {
+    const b = backend as WebgpuBackendLike;
+    const { logits, ids } = inputs as { logits: tf.TensorInfo; ids: tf.TensorInfo };
+    const start = (attrs as { start: number }).start;
+    return b.runWebGPUProgram(program(logits.shape[0]), [logits, ids], "float32", [{ type: "int32", data: [start] }]);
   });
 }
 

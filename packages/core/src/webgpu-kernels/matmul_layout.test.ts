@@ -3,8 +3,8 @@ import { describe, expect, it } from "vitest";
 import { initBackend } from "../backend";
 import { relErr } from "../testing/compare";
 import { webgpuSkipReason } from "../testing/webgpu";
-import { type MatmulCase, matmulProduct as product, programsRun, randn } from "./matmul-testing";
 import { planLayout } from "./matmul_layout";
+import { type MatmulCase, matmulProduct as product, programsRun, randn } from "./matmul-testing";
 
 await initBackend({ prefer: ["cpu"] });
 const why = await webgpuSkipReason();

@@ -3,8 +3,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { initBackend } from "../backend";
 import { relErr } from "../testing/compare";
 import { webgpuSkipReason } from "../testing/webgpu";
-import { type MatmulCase, matmulProduct as product, programsRun, randn } from "./matmul-testing";
 import { planSkinny, setSkinnyMatmulConfig, skinnyRows } from "./matmul_skinny";
+import { type MatmulCase, matmulProduct as product, programsRun, randn } from "./matmul-testing";
 
 await initBackend({ prefer: ["cpu"] });
 const why = await webgpuSkipReason();

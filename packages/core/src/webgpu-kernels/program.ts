@@ -4,7 +4,7 @@
  * `outShape`), getters `get<Name>(coords...)`, `getCoordsFromIndex`, `setOutputAtIndex` / `setOutputAtCoords`, and
  * calls `fn main(index : i32)` once per invocation (index = flat global invocation id).
  */
-import type * as tf from "@tensorflow/tfjs-core";
+import * as tf from "@tensorflow/tfjs-core";
 
 export interface WgslProgram {
   variableNames: string[];
@@ -47,4 +47,14 @@ export const NEG_FLT_MAX = "bitcast<f32>(0xff7fffffu)";
 /** Flat dispatch: x covers every output dim. */
 export function flatLayout(rank: number): { x: number[] } {
   return { x: Array.from({ length: rank }, (_, i) => i) };
+}
+
+/**
+ * Registers `kernelFunc` as the webgpu kernel `kernelName`, replacing one already registered (tfjs's, or ours from an
+ * earlier call). Does nothing while tfjs-backend-webgpu has not registered its kernels (Reshape among them).
+ */
+export function registerWebgpuKernel(kernelName: string, kernelFunc: tf.KernelFunc): void {
+  if (!tf.getKernel("Reshape", "webgpu")) return;
+  if (tf.getKernel(kernelName, "webgpu")) tf.unregisterKernel(kernelName, "webgpu");
+  tf.registerKernel({ kernelName, backendName: "webgpu", kernelFunc });
 }

@@ -8,7 +8,7 @@
  * replaces, autodiff included, so those backends compute what they computed before.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { flatLayout, MAIN, type WebgpuBackendLike, type WgslProgram } from "./program";
+import { flatLayout, MAIN, registerWebgpuKernel, type WebgpuBackendLike, type WgslProgram } from "./program";
 
 /** Name of the fused kernel registered for the webgpu backend (inputs x [rows, cols], weight [cols]; attr eps). */
 export const RMS_NORM_KERNEL = "RarlRmsNorm";
@@ -58,23 +58,18 @@ function rmsNormProgram(rows: number, cols: number): WgslProgram {
 export function registerWebgpuRmsNorm(): void {
   const reshape = tf.getKernel("Reshape", "webgpu")?.kernelFunc;
   if (!reshape) return;
-  if (tf.getKernel(RMS_NORM_KERNEL, "webgpu")) tf.unregisterKernel(RMS_NORM_KERNEL, "webgpu");
-  tf.registerKernel({
-    kernelName: RMS_NORM_KERNEL,
-    backendName: "webgpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const b = backend as WebgpuBackendLike;
-      const { x, weight } = inputs as { x: tf.TensorInfo; weight: tf.TensorInfo };
-      const eps = (attrs as { eps: number }).eps;
-      const cols = x.shape[x.shape.length - 1];
-      const rows = tf.util.sizeFromShape(x.shape) / cols;
-      const flat = reshape({ inputs: { x }, backend, attrs: { shape: [rows, cols] } }) as tf.TensorInfo;
-      const res = b.runWebGPUProgram(rmsNormProgram(rows, cols), [flat, weight], "float32", [{ type: "float32", data: [eps] }]);
-      const out = reshape({ inputs: { x: res }, backend, attrs: { shape: x.shape } }) as tf.TensorInfo;
-      b.disposeData(flat.dataId);
-      b.disposeData(res.dataId);
-      return out;
-    },
+  registerWebgpuKernel(RMS_NORM_KERNEL, ({ inputs, backend, attrs }) => {
+    const b = backend as WebgpuBackendLike;
+    const { x, weight } = inputs as { x: tf.TensorInfo; weight: tf.TensorInfo };
+    const eps = (attrs as { eps: number }).eps;
+    const cols = x.shape[x.shape.length - 1];
+    const rows = tf.util.sizeFromShape(x.shape) / cols;
+    const flat = reshape({ inputs: { x }, backend, attrs: { shape: [rows, cols] } }) as tf.TensorInfo;
+    const res = b.runWebGPUProgram(rmsNormProgram(rows, cols), [flat, weight], "float32", [{ type: "float32", data: [eps] }]);
+    const out = reshape({ inputs: { x: res }, backend, attrs: { shape: x.shape } }) as tf.TensorInfo;
+    b.disposeData(flat.dataId);
+    b.disposeData(res.dataId);
+    return out;
   });
 }
 

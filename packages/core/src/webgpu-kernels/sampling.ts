@@ -21,7 +21,7 @@
  * within exp's float32 rounding of a boundary (the tests count those).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { flatLayout, MAIN, NEG_FLT_MAX, type WebgpuBackendLike, type WgslProgram } from "./program";
+import { flatLayout, MAIN, NEG_FLT_MAX, registerWebgpuKernel, type WebgpuBackendLike, type WgslProgram } from "./program";
 
 /** Name of the kernel registered for the webgpu backend (inputs logits [B, V], u [B], optional allowed [V]). */
 export const SAMPLE_ROWS_KERNEL = "RarlSampleRows";
@@ -365,26 +365,20 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
 
 /** Registers the sampling kernel for the webgpu backend (called when the webgpu backend is prepared). */
 export function registerWebgpuSampling(): void {
-  if (!tf.getKernel("Reshape", "webgpu")) return;
-  if (tf.getKernel(SAMPLE_ROWS_KERNEL, "webgpu")) tf.unregisterKernel(SAMPLE_ROWS_KERNEL, "webgpu");
-  tf.registerKernel({
-    kernelName: SAMPLE_ROWS_KERNEL,
-    backendName: "webgpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const b = backend as WebgpuBackendLike;
-      const { logits, u, allowed } = inputs as { logits: tf.TensorInfo; u: tf.TensorInfo; allowed?: tf.TensorInfo };
-      const a = attrs as unknown as Required<DeviceSamplingParams>;
-      const ins = allowed ? [logits, u, allowed] : [logits, u];
-      return b.runWebGPUProgram(sampleRowsProgram(logits.shape[0], !!allowed), ins, "float32", [
-        { type: "int32", data: [a.greedy ? 1 : 0] },
-        { type: "int32", data: [a.topK] },
-        { type: "float32", data: [a.temperature] },
-        { type: "float32", data: [a.topP] },
-        { type: "uint32", data: [fraction32(a.topP)] },
-        { type: "float32", data: [a.minP] },
-        { type: "float32", data: [a.minP > 0 ? Math.log(a.minP) : 0] },
-      ]);
-    },
+  registerWebgpuKernel(SAMPLE_ROWS_KERNEL, ({ inputs, backend, attrs }) => {
+    const b = backend as WebgpuBackendLike;
+    const { logits, u, allowed } = inputs as { logits: tf.TensorInfo; u: tf.TensorInfo; allowed?: tf.TensorInfo };
+    const a = attrs as unknown as Required<DeviceSamplingParams>;
+    const ins = allowed ? [logits, u, allowed] : [logits, u];
+    return b.runWebGPUProgram(sampleRowsProgram(logits.shape[0], !!allowed), ins, "float32", [
+      { type: "int32", data: [a.greedy ? 1 : 0] },
+      { type: "int32", data: [a.topK] },
+      { type: "float32", data: [a.temperature] },
+      { type: "float32", data: [a.topP] },
+      { type: "uint32", data: [fraction32(a.topP)] },
+      { type: "float32", data: [a.minP] },
+      { type: "float32", data: [a.minP > 0 ? Math.log(a.minP) : 0] },
+    ]);
   });
 }
 

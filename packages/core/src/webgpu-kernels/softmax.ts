@@ -7,7 +7,7 @@
  * as on cpu).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { flatLayout, MAIN, NEG_FLT_MAX, type WebgpuBackendLike, type WgslProgram } from "./program";
+import { flatLayout, MAIN, NEG_FLT_MAX, registerWebgpuKernel, type WebgpuBackendLike, type WgslProgram } from "./program";
 
 function softmaxProgram(rows: number, cols: number): WgslProgram {
   const wg = cols >= 4096 ? 256 : 64;
@@ -62,22 +62,17 @@ function softmaxProgram(rows: number, cols: number): WgslProgram {
 export function registerWebgpuSoftmax(): void {
   const reshape = tf.getKernel("Reshape", "webgpu")?.kernelFunc;
   if (!reshape) return;
-  if (tf.getKernel("Softmax", "webgpu")) tf.unregisterKernel("Softmax", "webgpu");
-  tf.registerKernel({
-    kernelName: "Softmax",
-    backendName: "webgpu",
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const b = backend as WebgpuBackendLike;
-      const logits = (inputs as { logits: tf.TensorInfo }).logits;
-      const dim = (attrs as { dim: number }).dim;
-      const cols = logits.shape[dim];
-      const rows = tf.util.sizeFromShape(logits.shape) / cols;
-      const flat = reshape({ inputs: { x: logits }, backend, attrs: { shape: [rows, cols] } }) as tf.TensorInfo;
-      const res = b.runWebGPUProgram(softmaxProgram(rows, cols), [flat], logits.dtype);
-      const out = reshape({ inputs: { x: res }, backend, attrs: { shape: logits.shape } }) as tf.TensorInfo;
-      b.disposeData(flat.dataId);
-      b.disposeData(res.dataId);
-      return out;
-    },
+  registerWebgpuKernel("Softmax", ({ inputs, backend, attrs }) => {
+    const b = backend as WebgpuBackendLike;
+    const logits = (inputs as { logits: tf.TensorInfo }).logits;
+    const dim = (attrs as { dim: number }).dim;
+    const cols = logits.shape[dim];
+    const rows = tf.util.sizeFromShape(logits.shape) / cols;
+    const flat = reshape({ inputs: { x: logits }, backend, attrs: { shape: [rows, cols] } }) as tf.TensorInfo;
+    const res = b.runWebGPUProgram(softmaxProgram(rows, cols), [flat], logits.dtype);
+    const out = reshape({ inputs: { x: res }, backend, attrs: { shape: logits.shape } }) as tf.TensorInfo;
+    b.disposeData(flat.dataId);
+    b.disposeData(res.dataId);
+    return out;
   });
 }

@@ -6,7 +6,7 @@
  * backward in plain tfjs ops. On every other backend it is exactly the tfjs composite it replaces, autodiff included.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { flatLayout, MAIN, type WebgpuBackendLike, type WgslProgram } from "./program";
+import { flatLayout, MAIN, registerWebgpuKernel, type WebgpuBackendLike, type WgslProgram } from "./program";
 
 /** Name of the fused kernel registered for the webgpu backend (inputs gate, up of one shape). */
 export const SWIGLU_KERNEL = "RarlSwiglu";
@@ -38,21 +38,16 @@ function swigluProgram(size: number): WgslProgram {
 export function registerWebgpuSwiglu(): void {
   const reshape = tf.getKernel("Reshape", "webgpu")?.kernelFunc;
   if (!reshape) return;
-  if (tf.getKernel(SWIGLU_KERNEL, "webgpu")) tf.unregisterKernel(SWIGLU_KERNEL, "webgpu");
-  tf.registerKernel({
-    kernelName: SWIGLU_KERNEL,
-    backendName: "webgpu",
-    kernelFunc: ({ inputs, backend }) => {
-      const b = backend as WebgpuBackendLike;
-      const { gate, up } = inputs as { gate: tf.TensorInfo; up: tf.TensorInfo };
-      const size = tf.util.sizeFromShape(gate.shape);
-      const g = reshape({ inputs: { x: gate }, backend, attrs: { shape: [size] } }) as tf.TensorInfo;
-      const u = reshape({ inputs: { x: up }, backend, attrs: { shape: [size] } }) as tf.TensorInfo;
-      const res = b.runWebGPUProgram(swigluProgram(size), [g, u], "float32");
-      const out = reshape({ inputs: { x: res }, backend, attrs: { shape: gate.shape } }) as tf.TensorInfo;
-      for (const t of [g, u, res]) b.disposeData(t.dataId);
-      return out;
-    },
+  registerWebgpuKernel(SWIGLU_KERNEL, ({ inputs, backend }) => {
+    const b = backend as WebgpuBackendLike;
+    const { gate, up } = inputs as { gate: tf.TensorInfo; up: tf.TensorInfo };
+    const size = tf.util.sizeFromShape(gate.shape);
+    const g = reshape({ inputs: { x: gate }, backend, attrs: { shape: [size] } }) as tf.TensorInfo;
+    const u = reshape({ inputs: { x: up }, backend, attrs: { shape: [size] } }) as tf.TensorInfo;
+    const res = b.runWebGPUProgram(swigluProgram(size), [g, u], "float32");
+    const out = reshape({ inputs: { x: res }, backend, attrs: { shape: gate.shape } }) as tf.TensorInfo;
+    for (const t of [g, u, res]) b.disposeData(t.dataId);
+    return out;
   });
 }
 
