@@ -7,8 +7,11 @@
  * Each rep runs the op and reads the [B, S, 1536] result back; fused and composite reps alternate (so machine
  * load hits both alike) after one warm-up each (shader compilation). Prints the median per-call time of each, their
  * ratio (composite / fused: > 1 means the fused kernel is faster) and the max |fused − composite|.
- * Run: `npx tsx packages/core/bench/attention-gpu.ts [reps]` (default 5). Not a test: nothing is asserted.
+ * Run: `npx tsx packages/core/bench/attention-gpu.ts [reps]` (default 5), or `attentionGpuTable` from `npm run bench:gpu`.
+ * Not a test: nothing is asserted.
  */
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { getWebgpuInfo } from "../src/webgpu";
@@ -71,13 +74,18 @@ async function timeOnce(op: typeof fusedAttention, p: Problem): Promise<{ ms: nu
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function main(): Promise<void> {
-  const reps = Number(process.argv[2] ?? 5);
-  delete process.env.RARL_BACKEND;
-  await initBackend({ prefer: ["webgpu"] });
-  if (tf.getBackend() !== "webgpu") throw new Error(`webgpu did not start (backend ${tf.getBackend()})`);
-  const info = getWebgpuInfo();
-  console.log(`adapter: ${info ? `${info.vendor} ${info.architecture} (${info.description}; ${info.backendType}, ${info.featureLevel}${info.software ? ", software" : ""})` : "unknown"}; heads ${NH} / kv heads ${KVH}, D ${D}; ${reps} reps`);
+/**
+ * Times fused attention against the composite on the running webgpu backend and prints a markdown table through
+ * `print` (one row per problem: median ms of each, composite / fused, max |fused − composite|).
+ */
+export async function attentionGpuTable(opts: { reps?: number; print?: (line: string) => void } = {}): Promise<void> {
+  const reps = opts.reps ?? 5;
+  const print = opts.print ?? console.log;
+  if (tf.getBackend() !== "webgpu") throw new Error(`attentionGpuTable: the backend is ${tf.getBackend()}, not webgpu`);
+  print(`- fused attention (RarlAttention) vs the tfjs composite, one layer, ${NH} heads / ${KVH} kv heads, D ${D}; median of ${reps} alternating reps, each with a read-back:`);
+  print("");
+  print("| problem | fused (ms) | composite (ms) | composite / fused | max abs diff |");
+  print("| --- | ---: | ---: | ---: | ---: |");
   const problems = [
     problem("prefill B=1 S=T=128", 1, 128, 0, () => 16),
     problem("decode B=8 S=1 T=300", 8, 1, 299, (b) => 10 * b),
@@ -96,15 +104,29 @@ async function main(): Promise<void> {
     }
     const mf = median(tf_);
     const mc = median(tc);
-    console.log(`${p.name}: fused ${mf.toFixed(1)} ms, composite ${mc.toFixed(1)} ms, composite/fused ${(mc / mf).toFixed(2)}x; max |fused - composite| ${diff.toExponential(2)}`);
+    print(`| ${p.name} | ${mf.toFixed(1)} | ${mc.toFixed(1)} | ${(mc / mf).toFixed(2)}x | ${diff.toExponential(2)} |`);
     tf.dispose([p.q, p.k, p.v, p.mask, ...(p.prefix ? [p.prefix.k, p.prefix.v, p.prefix.rowPrompt] : [])]);
   }
+  print("");
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+async function main(): Promise<void> {
+  const reps = Number(process.argv[2] ?? 5);
+  delete process.env.RARL_BACKEND;
+  await initBackend({ prefer: ["webgpu"] });
+  if (tf.getBackend() !== "webgpu") throw new Error(`webgpu did not start (backend ${tf.getBackend()})`);
+  const info = getWebgpuInfo();
+  console.log(`adapter: ${info ? `${info.vendor} ${info.architecture} (${info.description}; ${info.backendType}, ${info.featureLevel}${info.software ? ", software" : ""})` : "unknown"}`);
+  await attentionGpuTable({ reps });
+}
+
+// Standalone only (not when bench:gpu imports this module).
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  main().then(
+    () => process.exit(0),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}

@@ -21,9 +21,11 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { getWebgpuInfo, initBackend, Rng } from "@rarl/core";
-import { buildQwen2VLFromSource, generate, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG, type Qwen2VLConfig } from "@rarl/model";
+import { buildQwen2VLFromSource, generate, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG, type Qwen2VLConfig, type ResolvedSamplingParams, resolveSamplingParams, sampleRow } from "@rarl/model";
 import * as tf from "@tensorflow/tfjs-core";
+import { attentionGpuTable } from "../../core/bench/attention-gpu";
 import { matmulGpuTable, matmulTableDefaults } from "../../core/bench/matmul-gpu";
+import { samplingGpuTable } from "../../core/bench/sampling-gpu";
 import { benchConfigJson, benchImagePrompt, randomSource } from "../../model/bench/random_checkpoint";
 import { compareWithTorch, formatTargets, issueTargets, type OurConfigFigures, type OurFigures, probeTorch, runTorchReference, type TorchRefSpec } from "../src/bench-torch";
 import { GRPO_DEFAULTS } from "../src/config";
@@ -163,6 +165,10 @@ async function main(): Promise<void> {
   const gflops = await matmulRate(n, software ? 3 : 20);
   out(`- raw float32 matmul ${n}x${n}x${n}: ${gflops.toFixed(1)} GFLOP/s (${(gflops / 1000).toFixed(3)} TFLOP/s)`);
   await matmulGpuTable({ ...matmulTableDefaults(software), print: out }); // tfjs vs tuned per model shape class
+  await attentionGpuTable({ reps: software ? 5 : 20, print: out }); // fused attention vs the tfjs composite
+  // The bench's Rng is @rarl/core's source copy; sampleRow only calls its random().
+  const hostSampler = { resolveSamplingParams, sampleRow: (raw: Float32Array, seen: number[], p: object, rng: { random(): number }, scratch: Float32Array) => sampleRow(raw, seen, p as ResolvedSamplingParams, rng as Rng, scratch) };
+  await samplingGpuTable(hostSampler, { reps: software ? 5 : 20, print: out }); // token selection on the GPU vs the host
   const decodeTokens = software ? 8 : 128;
   const configJson: Record<string, Record<string, unknown>> = { bench: benchConfigJson(), "2b": QWEN2_VL_2B_INSTRUCT_CONFIG };
   const ours: OurFigures = { matmulTflops: gflops / 1000, configs: [], peakBytes: 0 };

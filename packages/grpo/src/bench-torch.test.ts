@@ -143,7 +143,7 @@ describe("issue-14 targets", () => {
     const bench: OurFigures = { matmulTflops: 0.003, peakBytes: 0, configs: [{ ...ours.configs[0], key: "bench", label: "bench config", decodeTokS: { "1": 1.6, "8": 10.9 } }] };
     const v = issueTargets(bench, null, "llvmpipe (software adapter)", "torch is not installed", true);
     expect(v.map((x) => x.status)).toEqual(["not measured", "not measured", "peak unknown"]);
-    expect(v[1].detail).toBe("software adapter, not a GPU; there: bench config (2B not run): 10.90 / 1.60 tok/s = 6.81x");
+    expect(v[1].detail).toBe("on a software adapter, not a GPU: bench config (2B not run): 10.90 / 1.60 tok/s = 6.81x");
     expect(issueTargets(bench, null, "llvmpipe (software adapter)", "torch is not installed", false)[1].status).toBe("met");
   });
 });

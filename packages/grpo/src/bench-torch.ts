@@ -299,7 +299,7 @@ export function issueTargets(ours: OurFigures, ref: TorchRefResult | null, gpuNa
     out.push({ target: mm, status: x >= 0.25 ? "met" : "not met", detail: `ours ${fmt(ours.matmulTflops, 3)} TFLOP/s = ${(100 * x).toFixed(1)}% of the ${peak.name}'s ${peak.tflops} TFLOP/s` });
   }
   if (!software) return out;
-  return out.map((v) => (v.status === "met" || v.status === "not met" ? { ...v, status: "not measured", detail: `software adapter, not a GPU; there: ${v.detail}` } : v));
+  return out.map((v) => (v.status === "met" || v.status === "not met" ? { ...v, status: "not measured", detail: `on a software adapter, not a GPU: ${v.detail}` } : v));
 }
 
 /** Markdown lines for the verdicts. */
