@@ -79,6 +79,9 @@ describe("templates and variables", () => {
     fs.writeFileSync(mod, 'export default [{ name: "js", user: "Look: {question}", variables: ["question"] }];');
     const [js] = await loadTemplates(mod);
     expect(js.name).toBe("js");
+    // The TS modules get their own (empty) tsconfig: otherwise the transform takes the nearest one above the temp
+    // folder, and a stray /tmp/tsconfig.json with an unresolvable "extends" once failed this test in CI.
+    fs.writeFileSync(path.join(dir, "tsconfig.json"), "{}\n");
     const ts = path.join(dir, "t.ts");
     fs.writeFileSync(ts, 'const t: { name: string; user: string; variables: string[] } = { name: "ts", user: "{question}?", variables: ["question"] };\nexport const templates = [t];\n');
     expect((await loadTemplates(ts))[0].user).toBe("{question}?");
