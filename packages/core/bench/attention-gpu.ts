@@ -10,12 +10,11 @@
  * Run: `npx tsx packages/core/bench/attention-gpu.ts [reps]` (default 5), or `attentionGpuTable` from `npm run bench:gpu`.
  * Not a test: nothing is asserted.
  */
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend";
 import { getWebgpuInfo } from "../src/webgpu";
 import { type AttentionPrefix, attentionComposite, fusedAttention } from "../src/webgpu-kernels/attention";
+import { runIfMain } from "./machine";
 
 const MASK_MIN = -3.4028234663852886e38;
 const NH = 12;
@@ -121,12 +120,4 @@ async function main(): Promise<void> {
 }
 
 // Standalone only (not when bench:gpu imports this module).
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

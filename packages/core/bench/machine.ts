@@ -1,5 +1,7 @@
 import { execFileSync } from "node:child_process";
 import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 /** CPU model (lscpu, else os.cpus), logical cores, RAM, node version, load average: the header of every RESULTS.md. */
 export function machineInfo(): { cpu: string; cores: number; ramGiB: number; node: string; load: string } {
@@ -20,4 +22,19 @@ export function machineInfo(): { cpu: string; cores: number; ramGiB: number; nod
       .map((x) => x.toFixed(2))
       .join(" "),
   };
+}
+
+/**
+ * Runs `main` when the module at `metaUrl` is the script node was started with (`npx tsx bench/x.ts`), not when
+ * another bench imports it (bench:gpu imports the matmul, attention and sampling tables); exits 0, or 1 with the error.
+ */
+export function runIfMain(metaUrl: string, main: () => Promise<void>): void {
+  if (!process.argv[1] || fileURLToPath(metaUrl) !== path.resolve(process.argv[1])) return;
+  main().then(
+    () => process.exit(0),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

@@ -13,9 +13,8 @@
  * chunk 21845 rows = 128 MiB, vision 1280/5120, LoRA r = 8); with `scale` < 1 every dimension except m (the rows
  * in flight) is scaled down, for software adapters (see matmulTableDefaults).
  */
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
+import { runIfMain } from "./machine";
 
 export interface MatmulShape {
   /** Shape class, e.g. "decode q/o proj W x xT". */
@@ -273,12 +272,4 @@ async function main(): Promise<void> {
 }
 
 // Standalone only (not when bench:gpu imports this module).
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

@@ -4,11 +4,9 @@
 // Printed as ms per step (best of several runs) and the host / device ratio (same run, same logits). Not a test.
 // Run from packages/core: `npx tsx bench/sampling-gpu.ts` (after `npm run build`: @rarl/model's built host sampler is
 // the reference), or `samplingGpuTable` from `npm run bench:gpu` (which passes @rarl/model's sampler in).
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
 import { getWebgpuInfo, initBackend, Rng, sampleRowsOnDevice } from "../src/index";
-import { machineInfo } from "./machine";
+import { machineInfo, runIfMain } from "./machine";
 
 const B = 8;
 const V = 151936;
@@ -89,12 +87,4 @@ async function main(): Promise<void> {
 }
 
 // Standalone only (not when bench:gpu imports this module).
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  main().then(
-    () => process.exit(0),
-    (e) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);
