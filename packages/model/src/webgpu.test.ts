@@ -15,6 +15,7 @@ import { runParity } from "./parity/run";
 import { loadQwen2VL } from "./qwen2_vl/loading";
 import type { Qwen2VLForConditionalGeneration } from "./qwen2_vl/model";
 import { openReference, refArray, refImagePrompt, refRows, tinyFixtureDir } from "./qwen2_vl/parity_fixture";
+import { expectCloseToScale } from "./testing/close";
 
 const why = await webgpuSkipReason();
 const suffix = why ? ` (skipped: ${why})` : "";
@@ -167,43 +168,18 @@ describe.skipIf(why !== null)(`Qwen2-VL on webgpu${suffix}`, () => {
       const onGpu = await setup("webgpu");
       const gpu = await grads(onGpu);
       expect(onGpu.vars).toHaveLength(4);
-      for (let i = 0; i < gpu.length; i++) {
-        let scale = 0;
-        let diff = 0;
-        for (let j = 0; j < cpu[i].length; j++) {
-          scale = Math.max(scale, Math.abs(cpu[i][j]));
-          diff = Math.max(diff, Math.abs(gpu[i][j] - cpu[i][j]));
-        }
-        expect(scale).toBeGreaterThan(0);
-        expect(diff / scale).toBeLessThan(1e-3);
-      }
+      expectCloseToScale(gpu, cpu, 1e-3);
       // Gradient checkpointing (each layer, fused attention included, recomputed in the backward pass) gives the same gradients.
       onGpu.model.gradientCheckpointing = true;
       const ck = await grads(onGpu).finally(() => {
         onGpu.model.gradientCheckpointing = false;
       });
-      for (let i = 0; i < gpu.length; i++) {
-        let scale = 0;
-        let diff = 0;
-        for (let j = 0; j < gpu[i].length; j++) {
-          scale = Math.max(scale, Math.abs(gpu[i][j]));
-          diff = Math.max(diff, Math.abs(ck[i][j] - gpu[i][j]));
-        }
-        expect(diff / scale).toBeLessThan(1e-5);
-      }
+      expectCloseToScale(ck, gpu, 1e-5);
       // The vocabulary-chunked lm_head (5 chunks) gives the same gradients.
       const onChunks = await setup("webgpu", 8_000_000);
       expect(onChunks.model.model.weights.embedChunks?.chunks.length).toBe(5);
       const chunked = await grads(onChunks);
-      for (let i = 0; i < gpu.length; i++) {
-        let scale = 0;
-        let diff = 0;
-        for (let j = 0; j < gpu[i].length; j++) {
-          scale = Math.max(scale, Math.abs(gpu[i][j]));
-          diff = Math.max(diff, Math.abs(chunked[i][j] - gpu[i][j]));
-        }
-        expect(diff / scale).toBeLessThan(1e-4);
-      }
+      expectCloseToScale(chunked, gpu, 1e-4);
       const eps = 5e-2;
       for (let i = 0; i < gpu.length; i++) {
         const g = gpu[i];

@@ -11,6 +11,7 @@ import { completionLogprobs } from "../generation/completion";
 import type { TokenizedPrompt } from "../generation/types";
 import { checkpoint } from "../nn/checkpoint";
 import { setLoraTraining } from "../nn/linear";
+import { expectCloseToScale } from "../testing/close";
 import { loadQwen2VL } from "./loading";
 import type { Qwen2VLForConditionalGeneration } from "./model";
 import { openReference, refImagePrompt, refRows, tinyFixtureDir } from "./parity_fixture";
@@ -46,19 +47,6 @@ function gradsOf(vars: tf.Variable[], on: boolean, sharePrompts: boolean): { val
   }
 }
 
-function expectClose(a: Float32Array[], b: Float32Array[], rel: number): void {
-  expect(a.length).toBe(b.length);
-  for (let k = 0; k < a.length; k++) {
-    let scale = 0;
-    let diff = 0;
-    for (let i = 0; i < a[k].length; i++) {
-      scale = Math.max(scale, Math.abs(b[k][i]));
-      diff = Math.max(diff, Math.abs(a[k][i] - b[k][i]));
-    }
-    expect(scale).toBeGreaterThan(0); // a gradient that is all zeros would make the comparison vacuous
-    expect(diff).toBeLessThanOrEqual(rel * scale);
-  }
-}
 
 describe("checkpoint (generic)", () => {
   it("two outputs, an input, a constant and a variable: same values and gradients as the plain block", () => {
@@ -80,7 +68,7 @@ describe("checkpoint (generic)", () => {
       });
     const plain = run(false);
     const ck = run(true);
-    expectClose([ck[0] as Float32Array, ck[1] as Float32Array], [plain[0] as Float32Array, plain[1] as Float32Array], 1e-6);
+    expectCloseToScale([ck[0] as Float32Array, ck[1] as Float32Array], [plain[0] as Float32Array, plain[1] as Float32Array], 1e-6);
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) run(true);
     expect(tf.memory().numTensors).toBe(before);
@@ -105,7 +93,7 @@ describe("gradientCheckpointing on the tiny fixture", () => {
         const off = gradsOf(vars, false, share);
         const on = gradsOf(vars, true, share);
         expect(Math.abs(on.value - off.value)).toBeLessThanOrEqual(1e-6 * Math.abs(off.value));
-        expectClose(on.grads, off.grads, 1e-5);
+        expectCloseToScale(on.grads, off.grads, 1e-5);
       }
       // numTensors flat over repeated checkpointed steps
       gradsOf(vars, true, true);
@@ -151,7 +139,7 @@ describe("gradientCheckpointing on the tiny fixture", () => {
       const off = gradsOf(vars, false, false);
       const on = gradsOf(vars, true, false);
       expect(Math.abs(on.value - off.value)).toBeLessThanOrEqual(1e-6 * Math.abs(off.value));
-      expectClose(on.grads, off.grads, 1e-5);
+      expectCloseToScale(on.grads, off.grads, 1e-5);
     } finally {
       for (const r of restore) r();
       tf.dispose(vars);
