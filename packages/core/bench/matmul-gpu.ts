@@ -14,6 +14,7 @@
  * in flight) is scaled down, for software adapters (see matmulTableDefaults).
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { programsRun } from "../src/webgpu-kernels/matmul-testing";
 import { runIfMain } from "./machine";
 
 export interface MatmulShape {
@@ -118,23 +119,13 @@ function withTuned<T>(on: boolean, f: () => Promise<T>): Promise<T> {
   });
 }
 
-/** Shader keys of the programs one product runs (a spy on the backend's runWebGPUProgram). */
+/** Shader keys of the programs one product runs (the kernel tests' spy on runWebGPUProgram). */
 async function programKeys(a: tf.Tensor, b: tf.Tensor, tA: boolean, tB: boolean): Promise<string> {
-  const be = tf.backend() as unknown as { runWebGPUProgram: (p: { shaderKey: string }, ...r: unknown[]) => unknown };
-  const orig = be.runWebGPUProgram;
-  const keys: string[] = [];
-  be.runWebGPUProgram = function (this: unknown, p: { shaderKey: string }, ...r: unknown[]) {
-    const out = orig.call(this, p, ...r);
-    keys.push(p.shaderKey);
-    return out;
-  };
-  try {
+  const keys = await programsRun(async () => {
     const y = tf.matMul(a, b, tA, tB);
     await y.data();
     y.dispose();
-  } finally {
-    be.runWebGPUProgram = orig;
-  }
+  });
   return keys.join(";");
 }
 

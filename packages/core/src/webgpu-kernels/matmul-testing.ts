@@ -1,4 +1,4 @@
-/** Test helpers shared by the matmul kernel tests (not part of the package API). */
+/** Helpers shared by the matmul kernel tests and bench/matmul-gpu.ts (not part of the package API; no vitest). */
 import * as tf from "@tensorflow/tfjs-core";
 import { Rng } from "../rng";
 
