@@ -11,7 +11,7 @@ export { checkWebgpuLimits, getWebgpuInfo, WEBGPU_LIMITS, WEBGPU_REQUIRED_LIMITS
 export { fusedRmsNorm, rmsNormComposite } from "./webgpu-kernels/rmsnorm";
 export { fusedSwiglu, swigluComposite } from "./webgpu-kernels/swiglu";
 export { type DeviceSamplingParams, deviceSamplingAvailable, sampleRowsOnDevice } from "./webgpu-kernels/sampling";
-export { combineLogSoftmaxStats, logSoftmaxGatherComposite, logSoftmaxGatherStats } from "./webgpu-kernels/logsoftmax_gather";
+export { combineLogSoftmaxStats, logSoftmaxGatherAvailable, logSoftmaxGatherComposite, logSoftmaxGatherStats } from "./webgpu-kernels/logsoftmax_gather";
 export {
   ATTENTION_KERNEL,
   type AttentionPrefix,

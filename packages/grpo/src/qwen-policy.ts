@@ -5,12 +5,10 @@ import {
   buildBatch,
   generate,
   type LoraAdapter,
-  lmHeadChunks,
-  lmHeadWeight,
+  logprobHead,
   type Qwen2VLForConditionalGeneration,
   type Qwen2VLProcessor,
   tokenLogprobs,
-  transposedLmHead,
 } from "@rarl/model";
 import * as tf from "@tensorflow/tfjs-core";
 import { TrainConfigError } from "./errors";
@@ -235,12 +233,8 @@ export class QwenPolicy implements Policy<QwenPromptInput, QwenPrepared> {
         let h = tf.reshape(tf.slice(hs[hs.length - 1], [0, Lp - 1, 0], [B, Lc, H]), [B * Lc, H]) as tf.Tensor2D;
         // logits / T = (h / T) · Wᵀ: scaling the lm_head input divides the logits by the temperature.
         if (temperature !== 1) h = tf.div(h, temperature);
-        const chunks = lmHeadChunks(this.model);
-        const ids = tf.tensor1d(tgt, "int32");
-        const ent = withEntropy ? entOut : undefined;
-        const lp = chunks
-          ? tokenLogprobs(h, chunks, ids, undefined, undefined, ent)
-          : tokenLogprobs(h, lmHeadWeight(this.model), ids, undefined, transposedLmHead(this.model), ent);
+        const head = logprobHead(this.model);
+        const lp = tokenLogprobs(h, head.weight, tf.tensor1d(tgt, "int32"), undefined, head.weightT, withEntropy ? entOut : undefined);
         if (entOut.entropy) {
           entropy = tf.keep(fit(entOut.entropy));
           entOut.entropy.dispose();

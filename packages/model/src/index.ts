@@ -41,7 +41,7 @@ export {
   type TextPrompt,
 } from "./generation/generate";
 export { type CompletionBatch, type CompletionLogprobs, completionLogprobs, completionLogprobsHost, readCompletionLogprobs } from "./generation/completion";
-export { headLogits, lmHeadChunks, lmHeadWeight, releaseTransposedLmHead, transposedLmHead } from "./generation/lm_head";
+export { headLogits, lmHeadChunks, lmHeadWeight, logprobHead, releaseTransposedLmHead, transposedLmHead } from "./generation/lm_head";
 export { VocabChunks, vocabChunkRows } from "./nn/vocab_chunks";
 export { type ResolvedSamplingParams, type RowChoice, type SamplingParams, resolveSamplingParams, sampleRow, selectToken } from "./generation/sampling";
 export { type FinishReason, type StopConfig, StopTracker } from "./generation/stopping";

@@ -126,8 +126,13 @@ export function logSoftmaxGatherComposite(logits: tf.Tensor2D, ids: tf.Tensor1D,
 }
 
 /** Whether the fused kernel runs for this call (webgpu with the kernel registered, float32 logits). */
+/** Whether the fused kernel runs here (the webgpu backend, with @rarl/core's kernels registered). */
+export function logSoftmaxGatherAvailable(): boolean {
+  return tf.getBackend() === "webgpu" && tf.getKernel(LOGSOFTMAX_GATHER_KERNEL, "webgpu") !== undefined;
+}
+
 function fused(logits: tf.Tensor): boolean {
-  return tf.getBackend() === "webgpu" && logits.dtype === "float32" && tf.getKernel(LOGSOFTMAX_GATHER_KERNEL, "webgpu") !== undefined;
+  return logits.dtype === "float32" && logSoftmaxGatherAvailable();
 }
 
 /**

@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { KVCache, type Qwen2VLForConditionalGeneration } from "../qwen2_vl/model";
 import { InvalidGenerationParamError, SequenceTooLongError } from "./errors";
 import { buildBatch } from "./generate";
-import { lmHeadChunks, lmHeadOnHost, lmHeadWeight, transposedLmHead } from "./lm_head";
+import { lmHeadOnHost, logprobHead } from "./lm_head";
 import { tokenLogprobs } from "./token_logprobs";
 import type { TokenizedPrompt } from "./types";
 
@@ -116,11 +116,9 @@ export function completionLogprobs(model: Qwen2VLForConditionalGeneration, batch
       const V = logits.shape[1] as number;
       const flat = Int32Array.from(tgt, (t, i) => i * V + t);
       lp = tf.gather(tf.reshape(tf.logSoftmax(logits), [-1]), tf.tensor1d(flat, "int32"));
-    } else if (lmHeadChunks(model)) {
-      lp = tokenLogprobs(h, lmHeadChunks(model)!, tf.tensor1d(tgt, "int32"));
     } else {
-      const W = lmHeadWeight(model);
-      lp = tokenLogprobs(h, W, tf.tensor1d(tgt, "int32"), undefined, batch.transposedLmHead === false ? undefined : transposedLmHead(model));
+      const head = logprobHead(model, batch.transposedLmHead !== false);
+      lp = tokenLogprobs(h, head.weight, tf.tensor1d(tgt, "int32"), undefined, head.weightT);
     }
     return { logprobs: tf.mul(tf.reshape(lp, [B, Lc]), mask) as tf.Tensor2D, mask };
   });
@@ -249,6 +247,11 @@ function hiddenSharedPrompts(model: Qwen2VLForConditionalGeneration, batch: Comp
   }
 }
 
+/** Per row, the first len(completion) values of a row-major [B, Lc] read-back (the padding dropped). */
+function completionRows(data: Float32Array, lc: number, completions: number[][]): number[][] {
+  return completions.map((c, b) => Array.from(data.subarray(b * lc, b * lc + c.length)));
+}
+
 /**
  * Async host version of {@link completionLogprobs}: per row, the log-probs of that completion's tokens (no padding).
  * Works on every backend (webgpu has no synchronous read-back in Node).
@@ -256,9 +259,7 @@ function hiddenSharedPrompts(model: Qwen2VLForConditionalGeneration, batch: Comp
 export async function readCompletionLogprobs(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch): Promise<number[][]> {
   const r = completionLogprobs(model, batch);
   try {
-    const lc = r.logprobs.shape[1];
-    const data = await r.logprobs.data();
-    return batch.completions.map((c, b) => Array.from(data.subarray(b * lc, b * lc + c.length)));
+    return completionRows((await r.logprobs.data()) as Float32Array, r.logprobs.shape[1], batch.completions);
   } finally {
     r.logprobs.dispose();
     r.mask.dispose();
@@ -269,9 +270,7 @@ export async function readCompletionLogprobs(model: Qwen2VLForConditionalGenerat
 export function completionLogprobsHost(model: Qwen2VLForConditionalGeneration, batch: CompletionBatch): number[][] {
   const r = completionLogprobs(model, batch);
   try {
-    const lc = r.logprobs.shape[1];
-    const data = r.logprobs.dataSync();
-    return batch.completions.map((c, b) => Array.from(data.subarray(b * lc, b * lc + c.length)));
+    return completionRows(r.logprobs.dataSync() as Float32Array, r.logprobs.shape[1], batch.completions);
   } finally {
     r.logprobs.dispose();
     r.mask.dispose();

@@ -50,6 +50,16 @@ export function transposedLmHead(model: Qwen2VLForConditionalGeneration): tf.Ten
   return wt;
 }
 
+/**
+ * The lm_head as `tokenLogprobs` takes it: its vocabulary chunks, or the [V, H] weight with its cached
+ * transposed copy (none with `transposed` false). Throws for a host-resident head (see {@link lmHeadOnHost}).
+ */
+export function logprobHead(model: Qwen2VLForConditionalGeneration, transposed = true): { weight: tf.Tensor2D | VocabChunks; weightT?: tf.Tensor2D } {
+  const chunks = lmHeadChunks(model);
+  if (chunks) return { weight: chunks };
+  return { weight: lmHeadWeight(model), weightT: transposed ? transposedLmHead(model) : undefined };
+}
+
 /** Frees the transposed copy made by {@link transposedLmHead}, if any. */
 export function releaseTransposedLmHead(model: Qwen2VLForConditionalGeneration): void {
   const hit = cache.get(model);

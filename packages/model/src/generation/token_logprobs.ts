@@ -12,7 +12,7 @@
  */
 // tfjs-core's Node entry registers no gradients; @rarl/core registers them all when loaded (its backend module
 // imports them), so importing from it guarantees autodiff works through this module.
-import { combineLogSoftmaxStats, gradientsRegistered, logSoftmaxGatherStats, webgpuBindingLimit } from "@rarl/core";
+import { combineLogSoftmaxStats, gradientsRegistered, logSoftmaxGatherAvailable, logSoftmaxGatherStats, webgpuBindingLimit } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { VocabChunks } from "../nn/vocab_chunks";
 
@@ -58,7 +58,7 @@ export function tokenLogprobs(
   for (let s = 0; s < n; s += rows) bounds.push([s, Math.min(n, s + rows)]);
 
   // The forward's log-softmax statistics by @rarl/core's fused kernel on webgpu; other backends run the tfjs ops below.
-  const fusedStats = tf.getBackend() === "webgpu";
+  const fusedStats = logSoftmaxGatherAvailable();
   const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     const hx = x as tf.Tensor2D;
     save([hx, ids]); // ids too: the caller may dispose it (e.g. at the end of a tidy) before the backward pass
@@ -70,8 +70,7 @@ export function tokenLogprobs(
         if (fusedStats) {
           // webgpu: per vocabulary chunk, one fused kernel gives max, Σexp, the target logit and Σexp·x; the chunks
           // combine with online-softmax rescaling (no [c, V] concat, softmax or exp in generic kernels).
-          const vocab: Array<[tf.Tensor2D, number]> = chunked ? weight.chunks.map((w, i) => [tf.matMul(hc, w, false, true), weight.starts[i]]) : [[lm.logits(hc), 0]];
-          const st = combineLogSoftmaxStats(vocab.map(([l, start]) => logSoftmaxGatherStats(l, idc, start)));
+          const st = combineLogSoftmaxStats(lm.chunkLogits(hc).map(([l, start]) => logSoftmaxGatherStats(l, idc, start)));
           if (entropyOut) ents.push(tf.sub(st.lse, st.meanLogit));
           return tf.sub(st.target, st.lse);
         }
@@ -105,10 +104,12 @@ export function tokenLogprobs(
 }
 
 /** The lm_head products tokenLogprobs needs, as {@link VocabChunks} offers them, over one [V, H] weight. */
-function plainLmHead(weight: tf.Tensor2D, weightT?: tf.Tensor2D): Pick<VocabChunks, "logits" | "gather" | "weightedSum"> {
+function plainLmHead(weight: tf.Tensor2D, weightT?: tf.Tensor2D): Pick<VocabChunks, "logits" | "chunkLogits" | "gather" | "weightedSum"> {
+  // [c, V] logits of a chunk, softmax axis last.
+  const logits = (hc: tf.Tensor2D): tf.Tensor2D => (weightT ? tf.matMul(hc, weightT) : (tf.transpose(tf.matMul(weight, tf.transpose(hc))) as tf.Tensor2D));
   return {
-    // [c, V] logits of a chunk, softmax axis last.
-    logits: (hc) => (weightT ? tf.matMul(hc, weightT) : (tf.transpose(tf.matMul(weight, tf.transpose(hc))) as tf.Tensor2D)),
+    logits,
+    chunkLogits: (hc) => [[logits(hc), 0]],
     gather: (idc) => tf.gather(weight, idc) as tf.Tensor2D,
     weightedSum: (p) => tf.matMul(p, weight),
   };

@@ -60,10 +60,15 @@ export class VocabChunks {
     });
   }
 
+  /** Logits h [N, H] x Wᵀ per chunk: [N, rows of chunk i] with the chunk's first vocabulary index. */
+  chunkLogits(h: tf.Tensor2D): Array<[tf.Tensor2D, number]> {
+    return this.chunks.map((c, i) => [tf.matMul(h, c, false, true), this.starts[i]]);
+  }
+
   /** Logits h [N, H] x Wᵀ -> [N, V] (the caller keeps N·V·4 bytes within the binding limit). */
   logits(h: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
-      const parts = this.chunks.map((c) => tf.matMul(h, c, false, true));
+      const parts = this.chunkLogits(h).map(([l]) => l);
       return (parts.length === 1 ? parts[0] : tf.concat(parts, 1)) as tf.Tensor2D;
     });
   }
