@@ -137,52 +137,83 @@ export function skinnyProgram(plan: SkinnyPlan, wg = skinnyMatmulConfig().workgr
   const batch = Math.max(plan.batchW, plan.batchX);
   // X [K, m] with m % 4 == 0: columns read as vec4 along m (m/4 loads per k) into vec4 accumulators.
   const jVec = !xKContiguous && m % 4 === 0;
-  const q4 = m / 4;
-  const lines: string[] = [];
-  const decl: string[] = [];
-  const stores: string[] = [];
-  if (jVec) {
-    for (let p = 0; p < rows; p++) for (let q = 0; q < q4; q++) decl.push(`var acc_${p}_${q} = vec4<f32>(0.0);`);
-    const ks = vec ? 4 : 1;
-    for (let c = 0; c < ks; c++) for (let q = 0; q < q4; q++) lines.push(`let x${c}_${q} = X[xBase + (${ks} * kk + ${c}) * ${q4} + ${q}];`);
-    for (let p = 0; p < rows; p++) {
-      lines.push(`let w${p} = W[wRow${p} + kk];`);
-      for (let q = 0; q < q4; q++) {
-        let e = `acc_${p}_${q}`;
-        for (let c = 0; c < ks; c++) e = `fma(vec4<f32>(w${p}${vec ? `[${c}]` : ""}), x${c}_${q}, ${e})`;
-        lines.push(`acc_${p}_${q} = ${e};`);
-      }
-    }
-    for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) stores.push(`red[${(p * m + j) * wg} + tid] = acc_${p}_${j >> 2}[${j & 3}];`);
-  } else {
-    for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) decl.push(`var acc_${p}_${j} = 0.0;`);
-    // Body of the K loop at step `kk` (vec4 index when vec, element index otherwise).
-    for (let j = 0; j < m; j++) {
-      if (xVec) lines.push(`let x${j} = X[xBase + ${j} * KV + kk];`);
-      else if (vec) lines.push(`let x${j} = vec4<f32>(X[xBase + (4 * kk) * ${m} + ${j}], X[xBase + (4 * kk + 1) * ${m} + ${j}], X[xBase + (4 * kk + 2) * ${m} + ${j}], X[xBase + (4 * kk + 3) * ${m} + ${j}]);`);
-      else lines.push(`let x${j} = X[xBase + ${xKContiguous ? `${j} * K + kk` : `kk * ${m} + ${j}`}];`);
-    }
-    for (let p = 0; p < rows; p++) {
-      lines.push(`let w${p} = W[wRow${p} + kk];`);
-      for (let j = 0; j < m; j++) lines.push(vec ? `acc_${p}_${j} += dot(w${p}, x${j});` : `acc_${p}_${j} = fma(w${p}, x${j}, acc_${p}_${j});`);
-    }
-    for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) stores.push(`red[${(p * m + j) * wg} + tid] = acc_${p}_${j};`);
-  }
-  const rowBases: string[] = [];
-  for (let p = 0; p < rows; p++) rowBases.push(`let wRow${p} = wBase + min(row0 + ${p}, R - 1) * KV;`);
-  const tree: string[] = [];
-  for (let s = wg / 2; s >= 1; s /= 2) {
-    tree.push(`if (tid < ${s}) { for (var o = 0; o < ${rows * m}; o++) { red[o * ${wg} + tid] += red[o * ${wg} + tid + ${s}]; } }`);
-    tree.push("workgroupBarrier();");
-  }
   // The bindings keep tfjs's input names (A, B), so errors about them (e.g. the binding-size guard) name the matmul's input.
   const [wName, xName] = weight === "a" ? ["A", "B"] : ["B", "A"];
-  const named = (code: string) =>
-    code
-      .replaceAll("W[", `${wName}[`)
-      .replaceAll("X[", `${xName}[`)
-      .replaceAll("uniforms.wShape", `uniforms.${wName.toLowerCase()}Shape`)
-      .replaceAll("uniforms.xShape", `uniforms.${xName.toLowerCase()}Shape`);
+  // The WGSL text is built only when tfjs compiles the program (a pipeline-cache miss), not on every dispatch.
+  const getUserCode = () => {
+    const q4 = m / 4;
+    const lines: string[] = [];
+    const decl: string[] = [];
+    const stores: string[] = [];
+    if (jVec) {
+      for (let p = 0; p < rows; p++) for (let q = 0; q < q4; q++) decl.push(`var acc_${p}_${q} = vec4<f32>(0.0);`);
+      const ks = vec ? 4 : 1;
+      for (let c = 0; c < ks; c++) for (let q = 0; q < q4; q++) lines.push(`let x${c}_${q} = X[xBase + (${ks} * kk + ${c}) * ${q4} + ${q}];`);
+      for (let p = 0; p < rows; p++) {
+        lines.push(`let w${p} = W[wRow${p} + kk];`);
+        for (let q = 0; q < q4; q++) {
+          let e = `acc_${p}_${q}`;
+          for (let c = 0; c < ks; c++) e = `fma(vec4<f32>(w${p}${vec ? `[${c}]` : ""}), x${c}_${q}, ${e})`;
+          lines.push(`acc_${p}_${q} = ${e};`);
+        }
+      }
+      for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) stores.push(`red[${(p * m + j) * wg} + tid] = acc_${p}_${j >> 2}[${j & 3}];`);
+    } else {
+      for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) decl.push(`var acc_${p}_${j} = 0.0;`);
+      // Body of the K loop at step `kk` (vec4 index when vec, element index otherwise).
+      for (let j = 0; j < m; j++) {
+        if (xVec) lines.push(`let x${j} = X[xBase + ${j} * KV + kk];`);
+        else if (vec) lines.push(`let x${j} = vec4<f32>(X[xBase + (4 * kk) * ${m} + ${j}], X[xBase + (4 * kk + 1) * ${m} + ${j}], X[xBase + (4 * kk + 2) * ${m} + ${j}], X[xBase + (4 * kk + 3) * ${m} + ${j}]);`);
+        else lines.push(`let x${j} = X[xBase + ${xKContiguous ? `${j} * K + kk` : `kk * ${m} + ${j}`}];`);
+      }
+      for (let p = 0; p < rows; p++) {
+        lines.push(`let w${p} = W[wRow${p} + kk];`);
+        for (let j = 0; j < m; j++) lines.push(vec ? `acc_${p}_${j} += dot(w${p}, x${j});` : `acc_${p}_${j} = fma(w${p}, x${j}, acc_${p}_${j});`);
+      }
+      for (let p = 0; p < rows; p++) for (let j = 0; j < m; j++) stores.push(`red[${(p * m + j) * wg} + tid] = acc_${p}_${j};`);
+    }
+    const rowBases: string[] = [];
+    for (let p = 0; p < rows; p++) rowBases.push(`let wRow${p} = wBase + min(row0 + ${p}, R - 1) * KV;`);
+    const tree: string[] = [];
+    for (let s = wg / 2; s >= 1; s /= 2) {
+      tree.push(`if (tid < ${s}) { for (var o = 0; o < ${rows * m}; o++) { red[o * ${wg} + tid] += red[o * ${wg} + tid + ${s}]; } }`);
+      tree.push("workgroupBarrier();");
+    }
+    const named = (code: string) =>
+      code
+        .replaceAll("W[", `${wName}[`)
+        .replaceAll("X[", `${xName}[`)
+        .replaceAll("uniforms.wShape", `uniforms.${wName.toLowerCase()}Shape`)
+        .replaceAll("uniforms.xShape", `uniforms.${xName.toLowerCase()}Shape`);
+    return named(`
+      var<workgroup> red : array<f32, ${rows * m * wg}>;
+      ${MAIN} {
+        let tid = i32(localId.x);
+        let R = uniforms.wShape.y;
+        let K = uniforms.wShape.z;
+        let KV = ${vec ? "K / 4" : "K"};
+        let b = i32(workgroupId.z);
+        let row0 = i32(workgroupId.y * numWorkgroups.x + workgroupId.x) * ${rows};
+        let wBase = (b % uniforms.wShape.x) * R * KV;
+        let xBase = (b % uniforms.xShape.x) * ${xVec ? `${m} * KV` : jVec ? `${q4} * K` : `${m} * K`};
+        let outBase = b * R * ${m};
+        ${rowBases.join("\n      ")}
+        ${decl.join("\n      ")}
+        for (var kk = tid; kk < KV; kk += ${wg}) {
+          ${lines.join("\n        ")}
+        }
+        ${stores.join("\n      ")}
+        workgroupBarrier();
+        ${tree.join("\n      ")}
+        if (tid < ${rows * m}) {
+          let r = row0 + tid / ${m};
+          let j = tid % ${m};
+          if (r < R) {
+            result[${weight === "a" ? `outBase + r * ${m} + j` : "outBase + j * R + r"}] = red[tid * ${wg}];
+          }
+        }
+      }`);
+  };
   return {
     variableNames: [wName, xName],
     outputShape: weight === "a" ? [batch, R, m] : [batch, m, R],
@@ -191,35 +222,7 @@ export function skinnyProgram(plan: SkinnyPlan, wg = skinnyMatmulConfig().workgr
     workgroupSize: [wg, 1, 1],
     shaderKey: `rarl_mm_skinny_${weight}_${m}_${rows}_${wg}_${vec}_${xKContiguous}`,
     variableComponents: [vec ? 4 : 1, xVec || jVec ? 4 : 1],
-    getUserCode: () =>
-      named(`
-    var<workgroup> red : array<f32, ${rows * m * wg}>;
-    ${MAIN} {
-      let tid = i32(localId.x);
-      let R = uniforms.wShape.y;
-      let K = uniforms.wShape.z;
-      let KV = ${vec ? "K / 4" : "K"};
-      let b = i32(workgroupId.z);
-      let row0 = i32(workgroupId.y * numWorkgroups.x + workgroupId.x) * ${rows};
-      let wBase = (b % uniforms.wShape.x) * R * KV;
-      let xBase = (b % uniforms.xShape.x) * ${xVec ? `${m} * KV` : jVec ? `${q4} * K` : `${m} * K`};
-      let outBase = b * R * ${m};
-      ${rowBases.join("\n      ")}
-      ${decl.join("\n      ")}
-      for (var kk = tid; kk < KV; kk += ${wg}) {
-        ${lines.join("\n        ")}
-      }
-      ${stores.join("\n      ")}
-      workgroupBarrier();
-      ${tree.join("\n      ")}
-      if (tid < ${rows * m}) {
-        let r = row0 + tid / ${m};
-        let j = tid % ${m};
-        if (r < R) {
-          result[${weight === "a" ? `outBase + r * ${m} + j` : "outBase + j * R + r"}] = red[tid * ${wg}];
-        }
-      }
-    }`),
+    getUserCode,
   };
 }
 
