@@ -24,7 +24,7 @@ export {
 export { bmm } from "./bmm";
 export { writeFileAtomic } from "./fs";
 export { closestName, editDistance } from "./suggest";
-export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, type LockHolder, type OutputLock } from "./lock";
+export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, pidAlive, type LockHolder, type OutputLock } from "./lock";
 export { JsonlWriter, repairJsonlForAppend, splitTornTail, warnTornTail } from "./jsonl";
 export { readToHost } from "./host-read";
 export * from "./safetensors/index";

@@ -44,15 +44,19 @@ function readHolder(file: string): LockHolder | null {
   }
 }
 
-/** True when `pid` runs on this machine (or may: another host's PID cannot be checked, nor one we may not signal). */
-function alive(h: LockHolder): boolean {
-  if (h.host !== os.hostname()) return true;
+/** True when process `pid` of this machine runs (or may: one we may not signal counts as running). */
+export function pidAlive(pid: number): boolean {
   try {
-    process.kill(h.pid, 0);
+    process.kill(pid, 0);
     return true;
-  } catch (e: any) {
-    return e?.code === "EPERM";
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/** True when the holder runs (or may: another host's PID cannot be checked). */
+function alive(h: LockHolder): boolean {
+  return h.host !== os.hostname() || pidAlive(h.pid);
 }
 
 const held = new Map<string, string>(); // lock file -> our token

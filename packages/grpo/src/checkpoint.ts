@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { openSafetensors, type RngState, type TensorToWrite, writeFileAtomic, writeSafetensors } from "@rarl/core";
+import { openSafetensors, pidAlive, type RngState, type TensorToWrite, writeFileAtomic, writeSafetensors } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { CheckpointError } from "./errors";
 import type { AdamWState } from "./optim/adamw";
@@ -45,16 +45,6 @@ export function listCheckpoints(checkpointsDir: string): Array<{ step: number; d
     .filter((n) => n.startsWith(PREFIX) && /^\d+$/.test(n.slice(PREFIX.length)) && fs.existsSync(path.join(checkpointsDir, n, "trainer_state.json")))
     .map((n) => ({ step: Number(n.slice(PREFIX.length)), dir: path.join(checkpointsDir, n) }))
     .sort((a, b) => a.step - b.step);
-}
-
-/** True when a process with this id runs (EPERM: it runs under another user). */
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /**
