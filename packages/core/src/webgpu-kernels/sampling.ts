@@ -44,6 +44,9 @@ export interface DeviceSamplingParams {
 
 function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
   const allowed = (id: string) => (masked ? `(allowed[${id}] > 0.5)` : "true");
+  // Whether id c (logit/T in y, order key in key) survives the suppression mask, top-k, top-p (ties below tieLimit)
+  // and min-p: the one condition the block masses and the inverse-CDF walk must share.
+  const survives = `${allowed("c")} && key >= kk && (key > kp || (key == kp && c < tieLimit)) && (!useMinP || y - mp >= uniforms.logMinP)`;
   return {
     variableNames: masked ? ["logits", "u", "allowed"] : ["logits", "u"],
     outputShape: [rows, 2],
@@ -316,7 +319,7 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
         for (var c = start; c < end; c++) {
           let y = logits[base + c] / T;
           let key = orderKey(y);
-          if (${allowed("c")} && key >= kk && (key > kp || (key == kp && c < tieLimit)) && (!useMinP || y - mp >= uniforms.logMinP)) {
+          if (${survives}) {
             blockMass = add64(blockMass, quant(exp(y - mp)));
             lastKept = c;
           }
@@ -344,7 +347,7 @@ function sampleRowsProgram(rows: number, masked: boolean): WgslProgram {
           for (var c = min(V, b0 * per); c < V; c++) {
             let y = logits[base + c] / T;
             let key = orderKey(y);
-            if (${allowed("c")} && key >= kk && (key > kp || (key == kp && c < tieLimit)) && (!useMinP || y - mp >= uniforms.logMinP)) {
+            if (${survives}) {
               let e = quant(exp(y - mp));
               if (less64(r, e)) { pick = c; break; }
               r = sub64(r, e);
