@@ -64,7 +64,7 @@ describe.skipIf(why !== null)(`GRPO on webgpu${why ? ` (skipped: ${why})` : ""}`
       expect(want.some((w) => w.some((x) => x !== 0))).toBe(true);
       const m = readMetrics(path.join(tmp, "full"));
       expect(m).toHaveLength(3);
-      for (const r of m) for (const k of ["loss", "grad_norm", "reward"]) if (k in r) expect(Number.isFinite(r[k] as number)).toBe(true);
+      for (const r of m) for (const k of ["loss", "gradNorm", "reward"]) expect(Number.isFinite(r[k] as number), `step ${r.step}: ${k} = ${r[k]}`).toBe(true);
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }

@@ -43,14 +43,17 @@ describe("rarl eval", () => {
     expect(r.records).toHaveLength(2);
     const h = r.headroom!;
     expect(h).toMatchObject({ n: 2, g: 3 });
-    for (const k of ["greedy", "pass_at_1", "pass_at_g", "maj_at_g", "flippable", "all_equal"] as const) expect(h[k]).toBeGreaterThanOrEqual(0);
+    for (const k of ["greedy", "pass_at_1", "pass_at_g", "maj_at_g", "flippable", "all_equal"] as const) {
+      expect(h[k]).toBeGreaterThanOrEqual(0);
+      expect(h[k]).toBeLessThanOrEqual(1);
+    }
     expect(h.pass_at_g).toBeGreaterThanOrEqual(h.pass_at_1);
     const written = JSON.parse(fs.readFileSync(hOut, "utf8"));
     expect(written.metrics).toEqual(h);
     expect(written.sampler).toMatchObject({ temperature: 1, topK: 5, prompt: "explanation-required" });
     expect(written.items).toHaveLength(2);
     expect(written.items[0].answers).toHaveLength(3);
-    // the training template differs from the §3.3 reasoning prompt
+    // the §3.3 reasoning prompt runs on the same data too (the training template is a separate --prompt choice)
     const reasoning = await runEval({ model: FIXTURE, data, prompt: "reasoning", split: "test", limit: 2, out: path.join(tmp, "h2.jsonl"), maxNewTokens: 3, batchSize: 2 });
     expect(reasoning).toHaveLength(2);
     await expect(runEval({ model: FIXTURE, data, prompt: "nope", out: path.join(tmp, "x.jsonl") })).rejects.toThrow(/--prompt must be one of .*explanation-required.*got "nope"/);
