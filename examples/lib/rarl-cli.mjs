@@ -35,10 +35,13 @@ export function rarlRunner(label, hint) {
 /**
  * The flags that let `rarl train` go on in `runDir`: `--resume` when it holds a checkpoint, `--overwrite` when it
  * holds an unfinished run without one (rarl train refuses an existing run folder without either), none when fresh.
+ * A checkpoint counts as @rarl/grpo's listCheckpoints counts it (`checkpoint-<digits>` with its trainer_state.json),
+ * so a folder a resume set aside (`checkpoint-N.corrupt`) or a temp folder does not ask for `--resume`.
  */
 export function continueFlags(runDir) {
   const ck = path.join(runDir, "checkpoints");
-  if (fs.existsSync(ck) && fs.readdirSync(ck).some((n) => n.startsWith("checkpoint-"))) return ["--resume"];
+  const isCheckpoint = (n) => /^checkpoint-\d+$/.test(n) && fs.existsSync(path.join(ck, n, "trainer_state.json"));
+  if (fs.existsSync(ck) && fs.readdirSync(ck).some(isCheckpoint)) return ["--resume"];
   if (["metrics.jsonl", "checkpoints", "adapter"].some((m) => fs.existsSync(path.join(runDir, m)))) return ["--overwrite"];
   return [];
 }
