@@ -15,15 +15,15 @@
  * works, within RARL_TORCH_BUDGET_S seconds (default 240; runs not started by then are listed as skipped); every
  * figure is then printed as a ratio to PyTorch's (src/bench-torch.ts), followed by the issue's targets, met or not.
  */
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { getWebgpuInfo, initBackend, Rng } from "@rarl/core";
+import { getWebgpuInfo, initBackend, Rng, writeFileAtomic } from "@rarl/core";
 import { buildQwen2VLFromSource, generate, parseQwen2VLConfig, QWEN2_VL_2B_INSTRUCT_CONFIG, type Qwen2VLConfig, type ResolvedSamplingParams, resolveSamplingParams, sampleRow } from "@rarl/model";
 import * as tf from "@tensorflow/tfjs-core";
 import { attentionGpuTable } from "../../core/bench/attention-gpu";
+import { machineInfo } from "../../core/bench/machine";
 import { matmulGpuTable, matmulTableDefaults } from "../../core/bench/matmul-gpu";
 import { samplingGpuTable } from "../../core/bench/sampling-gpu";
 import { benchConfigJson, benchImagePrompt, randomSource } from "../../model/bench/random_checkpoint";
@@ -44,22 +44,6 @@ let peakBytes = 0;
 function samplePeak(): void {
   const m = tf.memory() as { numBytesAllocatedInGPU?: number; numBytesInGPU?: number };
   peakBytes = Math.max(peakBytes, m.numBytesAllocatedInGPU ?? m.numBytesInGPU ?? 0);
-}
-
-async function matmulRate(n: number, reps: number): Promise<number> {
-  const a = tf.randomNormal([n, n], 0, 1, "float32", 1);
-  const b = tf.randomNormal([n, n], 0, 1, "float32", 2);
-  const warm = tf.matMul(a, b);
-  await warm.data();
-  warm.dispose();
-  const t0 = performance.now();
-  const ys: tf.Tensor[] = [];
-  for (let i = 0; i < reps; i++) ys.push(tf.matMul(a, b));
-  await ys[ys.length - 1].data();
-  const s = (performance.now() - t0) / 1000;
-  samplePeak();
-  tf.dispose([a, b, ...ys]);
-  return (2 * n ** 3 * reps) / s / 1e9;
 }
 
 /** The prompt of each config: bench, a 224x224 image in 256 tokens; 2B, 256 text tokens and a 448x448 image. */
@@ -137,14 +121,6 @@ async function modelFigures(key: string, label: string, cfg: Qwen2VLConfig, deco
   }
 }
 
-function lscpu(): string {
-  try {
-    return execFileSync("lscpu", { encoding: "utf8" }).match(/^Model name:\s*(.+)$/m)?.[1]?.trim() ?? os.cpus()[0]?.model ?? "?";
-  } catch {
-    return os.cpus()[0]?.model ?? "?";
-  }
-}
-
 async function main(): Promise<void> {
   process.env.RARL_BACKEND = "webgpu";
   await initBackend();
@@ -154,17 +130,19 @@ async function main(): Promise<void> {
   out("# webgpu (Dawn) benchmark");
   out("");
   out(`- Command: \`npm run bench:gpu\` (packages/grpo/bench/gpu.ts), ${new Date().toISOString()}`);
-  out(`- Machine: ${lscpu()}, ${os.cpus().length} logical cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}`);
+  const mi = machineInfo();
+  out(`- Machine: ${mi.cpu}, ${mi.cores} logical cores, ${mi.ramGiB.toFixed(1)} GiB RAM, Node ${mi.node}`);
   out(`- Load average at start (other processes share the cores): ${os.loadavg().map((x) => x.toFixed(1)).join(", ")}`);
   out(
     `- Adapter: ${info.description || info.device || "?"} (vendor "${info.vendor}", architecture "${info.architecture}", device "${info.device}"), Dawn backend ${info.backendType}, feature level ${info.featureLevel}${software ? ", SOFTWARE adapter (CPU)" : ""}`,
   );
   out(`- Limits: maxStorageBufferBindingSize ${info.limits.maxStorageBufferBindingSize}, maxBufferSize ${info.limits.maxBufferSize}`);
   out("");
-  const n = software ? 1024 : 4096;
-  const gflops = await matmulRate(n, software ? 3 : 20);
-  out(`- raw float32 matmul ${n}x${n}x${n}: ${gflops.toFixed(1)} GFLOP/s (${(gflops / 1000).toFixed(3)} TFLOP/s)`);
-  await matmulGpuTable({ ...matmulTableDefaults(software), print: out }); // tfjs vs tuned per model shape class
+  // The raw N^3 rate (the reference of every ratio) and tfjs vs tuned per model shape class.
+  const mmOpts = matmulTableDefaults(software);
+  const n = mmOpts.rawN ?? 1024;
+  const { rawGflops: gflops } = await matmulGpuTable({ ...mmOpts, print: out });
+  samplePeak();
   await attentionGpuTable({ reps: software ? 5 : 20, print: out }); // fused attention vs the tfjs composite
   // The bench's Rng is @rarl/core's source copy; sampleRow only calls its random().
   const hostSampler = { resolveSamplingParams, sampleRow: (raw: Float32Array, seen: number[], p: object, rng: { random(): number }, scratch: Float32Array) => sampleRow(raw, seen, p as ResolvedSamplingParams, rng as Rng, scratch) };
@@ -227,9 +205,7 @@ async function main(): Promise<void> {
   for (const l of formatTargets(issueTargets(ours, ref, gpuName, refMissing || undefined, software))) out(l);
   if (software) out("- Software adapter: these figures test the path only; GPU figures await a machine with a GPU.");
   const file = path.join(here, "RESULTS-gpu.md");
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `${lines.join("\n")}\n`);
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, `${lines.join("\n")}\n`);
   console.error(`wrote ${file}`);
 }
 
