@@ -1,7 +1,7 @@
 import { initBackend } from "@rarl/core";
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
-import { AdamW, clipByGlobalNorm, GradAccumulator } from "./adamw";
+import { AdamW, clipByGlobalNorm, clipByGlobalNormAsync, GradAccumulator } from "./adamw";
 import { learningRateAt, warmupStepsFrom } from "./schedule";
 
 beforeAll(async () => {
@@ -128,6 +128,19 @@ describe("clipByGlobalNorm and accumulation", () => {
     expect(small.norm).toBeCloseTo(0.5, 6);
     expect(Array.from(small.grads[0].dataSync())).toEqual([Math.fround(0.3), Math.fround(0.4)]);
     tf.dispose(small.grads);
+  });
+
+  it("clipByGlobalNormAsync (the trainer's) reads the norm asynchronously and clips the same", async () => {
+    const { grads, norm } = await clipByGlobalNormAsync([tf.tensor1d([3, 4]), tf.tensor1d([12])], 1);
+    expect(norm).toBeCloseTo(13, 5);
+    const c = 1 / (13 + 1e-6);
+    expect(grads[0].dataSync()[1]).toBeCloseTo(4 * c, 6);
+    expect(grads[1].dataSync()[0]).toBeCloseTo(12 * c, 6);
+    tf.dispose(grads);
+    const off = await clipByGlobalNormAsync([tf.tensor1d([3, 4])], 0);
+    expect(off.norm).toBeCloseTo(5, 6);
+    expect(Array.from(off.grads[0].dataSync())).toEqual([3, 4]);
+    tf.dispose(off.grads);
   });
 
   it("GradAccumulator averages micro-batch gradients", () => {
