@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { lockOutput } from "@rarl/core";
+import { withOutputLock } from "@rarl/core";
 import { JsonlAppender, readPredictions } from "./io";
 import { Judge, type JudgeOptions, type JudgeStats } from "./judge";
 import type { PredictionRecord, ResultRecord } from "./types";
@@ -74,36 +74,35 @@ export async function runJudge(opts: RunJudgeOptions): Promise<RunJudgeSummary> 
   const samples = typeof opts.predictions === "string" ? readPredictions(opts.predictions) : opts.predictions;
   const judge = Judge.create(opts);
   fs.mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
-  // One writer per results file: a second run on the same --out is refused (naming the holder's PID).
-  let lock: ReturnType<typeof lockOutput> | undefined;
-  let writer: JsonlAppender;
-  try {
-    lock = lockOutput(opts.out, { command: `rarl judge --judge ${judge.name}` });
-    writer = new JsonlAppender(opts.out, { truncate: true, fsync: opts.fsync });
-  } catch (e) {
-    lock?.release();
-    judge.close();
-    throw e;
-  }
   let done = 0;
   const failedItems: Array<{ id: string; error: string }> = [];
   let scored = 0;
   try {
-    await Promise.all(
-      samples.map(async (s) => {
-        const o = await judge.judge(s);
-        const r = toResult(s, judge, o);
-        writer.append(r);
-        done++;
-        if (r.status === "scored") scored++;
-        else failedItems.push({ id: r.id, error: r.error! });
-        opts.onResult?.(r, done, samples.length);
-      }),
+    // One writer per results file: a second run on the same --out is refused (naming the holder's PID).
+    await withOutputLock(
+      opts.out,
+      async () => {
+        const writer = new JsonlAppender(opts.out, { truncate: true, fsync: opts.fsync });
+        try {
+          await Promise.all(
+            samples.map(async (s) => {
+              const o = await judge.judge(s);
+              const r = toResult(s, judge, o);
+              writer.append(r);
+              done++;
+              if (r.status === "scored") scored++;
+              else failedItems.push({ id: r.id, error: r.error! });
+              opts.onResult?.(r, done, samples.length);
+            }),
+          );
+        } finally {
+          writer.close();
+        }
+      },
+      { command: `rarl judge --judge ${judge.name}` },
     );
   } finally {
-    writer.close();
     judge.close();
-    lock.release();
   }
   const stats = judge.stats();
   const failures: Record<string, number> = {};

@@ -1,4 +1,4 @@
-import { lockOutput } from "@rarl/core";
+import { withOutputLock } from "@rarl/core";
 import { scoreFile } from "@rarl/rewards";
 import type { Command } from "commander";
 import { checkOutputFile } from "./outputs";
@@ -15,15 +15,11 @@ export function register(program: Command): void {
     .action(async (o) => {
       if (o.out) checkOutputFile("--out", o.out, [{ flag: "--input", path: o.input }]);
       // One writer per output file (a second one is refused naming this process's PID).
-      const lock = o.out ? lockOutput(o.out, { command: "rarl reward" }) : undefined;
-      let res: Awaited<ReturnType<typeof scoreFile>>;
-      try {
-        res = await scoreFile(o.config, o.input, o.out, {
+      const score = () =>
+        scoreFile(o.config, o.input, o.out, {
           onProgress: o.quiet ? undefined : (done, total) => process.stderr.write(`rarl reward: ${done}/${total}\n`),
         });
-      } finally {
-        lock?.release();
-      }
+      const res = o.out ? await withOutputLock(o.out, score, { command: "rarl reward" }) : await score();
       if (!o.out) for (const l of res.lines) process.stdout.write(`${JSON.stringify(l)}\n`);
       if (!o.quiet) {
         const means = Object.entries(res.mean)

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { initBackend, lockOutput, RarlError, writeFileAtomic } from "@rarl/core";
+import { initBackend, RarlError, withOutputLock, writeFileAtomic } from "@rarl/core";
 import { imageInput, loadDataset, type Sample } from "@rarl/datasets";
 import { offlineVerdict, type PredictionRecord } from "@rarl/judge";
 import { generate, loadAdapter, loadGenerationConfig, loadQwen2VL, type Qwen2VLForConditionalGeneration, type Qwen2VLProcessor } from "@rarl/model";
@@ -200,55 +200,52 @@ export async function runEvalWithHeadroom(o: RunEvalOptions): Promise<{ records:
   const prompts = samples.map((s) => ({ messages: buildPrompt(s, template), images: [imageInput(s, root)] }));
   fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
   // One writer per predictions file: a second `rarl eval --out` on it is refused naming this process's PID.
-  const lock = lockOutput(o.out, { command: "rarl eval" });
-  let m: EvalModel;
-  try {
-    m = o.loaded ?? (await loadEvalModel(o.model, o.adapter));
-  } catch (e) {
-    lock.release();
-    throw e;
-  }
-  try {
-    const texts = await generateAnswers(m, prompts, o, o.onProgress);
-    const records = samples.map((s, i) => {
-      const { reasoning, answer } = splitThinkAnswer(texts[i]);
-      const r: PredictionRecord & { completion: string } = {
-        id: s.id,
-        dataset: o.dataset ?? s.source,
-        question: s.question,
-        reference: s.answer,
-        prediction: answer,
-        completion: texts[i],
-      };
-      if (s.reasoning) r.reference_reasoning = s.reasoning;
-      if (reasoning !== undefined) r.prediction_reasoning = reasoning;
-      return r;
-    });
-    fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-    writeFileAtomic(o.out, records.map((r) => JSON.stringify(r)).join("\n") + "\n");
-    if (G === 0) return { records };
-    const sampled = await generateSamples(m, prompts, { ...o, doSample: true, suppressTokens: o.suppressTokens ?? "vision", seed: (o.seed ?? 0) + 1_000_003 }, G);
-    const items: HeadroomItem[] = [];
-    for (const [i, r] of records.entries()) {
-      const greedy = (await offlineVerdict(r)).prediction_score;
-      const answers: string[] = [];
-      const correct: Array<0 | 1> = [];
-      for (const text of sampled[i]) {
-        const { reasoning, answer } = splitThinkAnswer(text);
-        answers.push(answer);
-        correct.push((await offlineVerdict({ ...r, prediction: answer, prediction_reasoning: reasoning })).prediction_score);
+  return withOutputLock(
+    o.out,
+    async () => {
+      const m = o.loaded ?? (await loadEvalModel(o.model, o.adapter));
+      try {
+        const texts = await generateAnswers(m, prompts, o, o.onProgress);
+        const records = samples.map((s, i) => {
+          const { reasoning, answer } = splitThinkAnswer(texts[i]);
+          const r: PredictionRecord & { completion: string } = {
+            id: s.id,
+            dataset: o.dataset ?? s.source,
+            question: s.question,
+            reference: s.answer,
+            prediction: answer,
+            completion: texts[i],
+          };
+          if (s.reasoning) r.reference_reasoning = s.reasoning;
+          if (reasoning !== undefined) r.prediction_reasoning = reasoning;
+          return r;
+        });
+        writeFileAtomic(o.out, records.map((r) => JSON.stringify(r)).join("\n") + "\n");
+        if (G === 0) return { records };
+        const sampled = await generateSamples(m, prompts, { ...o, doSample: true, suppressTokens: o.suppressTokens ?? "vision", seed: (o.seed ?? 0) + 1_000_003 }, G);
+        const items: HeadroomItem[] = [];
+        for (const [i, r] of records.entries()) {
+          const greedy = (await offlineVerdict(r)).prediction_score;
+          const answers: string[] = [];
+          const correct: Array<0 | 1> = [];
+          for (const text of sampled[i]) {
+            const { reasoning, answer } = splitThinkAnswer(text);
+            answers.push(answer);
+            correct.push((await offlineVerdict({ ...r, prediction: answer, prediction_reasoning: reasoning })).prediction_score);
+          }
+          const image = (samples[i].extra as { image_id?: unknown } | undefined)?.image_id;
+          items.push({ id: r.id, image: typeof image === "string" ? image : undefined, greedy, answers, correct });
+        }
+        const headroom = headroomMetrics(items);
+        if (o.headroomOut) {
+          fs.mkdirSync(path.dirname(path.resolve(o.headroomOut)), { recursive: true });
+          writeFileAtomic(o.headroomOut, `${JSON.stringify({ metrics: headroom, sampler: { temperature: o.temperature ?? 1, topK: o.topK ?? null, topP: o.topP ?? null, prompt: o.prompt }, items }, null, 1)}\n`);
+        }
+        return { records, headroom };
+      } finally {
+        if (!o.loaded) m.dispose();
       }
-      const image = (samples[i].extra as { image_id?: unknown } | undefined)?.image_id;
-      items.push({ id: r.id, image: typeof image === "string" ? image : undefined, greedy, answers, correct });
-    }
-    const headroom = headroomMetrics(items);
-    if (o.headroomOut) {
-      fs.mkdirSync(path.dirname(path.resolve(o.headroomOut)), { recursive: true });
-      writeFileAtomic(o.headroomOut, `${JSON.stringify({ metrics: headroom, sampler: { temperature: o.temperature ?? 1, topK: o.topK ?? null, topP: o.topP ?? null, prompt: o.prompt }, items }, null, 1)}\n`);
-    }
-    return { records, headroom };
-  } finally {
-    if (!o.loaded) m.dispose();
-    lock.release();
-  }
+    },
+    { command: "rarl eval" },
+  );
 }
