@@ -25,7 +25,7 @@ export { bmm } from "./bmm";
 export { writeFileAtomic } from "./fs";
 export { closestName, editDistance } from "./suggest";
 export { lockFileFor, lockOutput, withOutputLock, OutputLockedError, pidAlive, type LockHolder, type OutputLock } from "./lock";
-export { JsonlWriter, repairJsonlForAppend, splitTornTail, warnTornTail } from "./jsonl";
+export { completeJsonlLines, JsonlWriter, repairJsonlForAppend, splitTornTail, warnTornTail } from "./jsonl";
 export { readToHost } from "./host-read";
 export * from "./safetensors/index";
 export { getLogger, setLogSink, formatLogLine, type Logger, type LogLevel, type LogFields } from "./logger";

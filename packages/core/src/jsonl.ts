@@ -26,6 +26,14 @@ export function warnTornTail(file: string, torn: string, line: number): void {
   log.warn(`${file}:${line}: ignoring a torn last line (${Buffer.byteLength(torn)} bytes, cut off by a crash while it was written)`, { file, line });
 }
 
+/** The lines of JSONL `text` read from `file`, a torn last line (see {@link splitTornTail}) dropped with a warning. */
+export function completeJsonlLines(file: string, text: string): string[] {
+  const { complete, torn } = splitTornTail(text);
+  const lines = complete.split("\n");
+  if (torn !== null) warnTornTail(file, torn, lines.length);
+  return lines;
+}
+
 /**
  * Reads a JSONL file for appending: a torn last line is cut off (with a warning) so that the next record starts
  * on a line of its own, and a last line missing only its "\n" gets it. Returns the whole lines' text.

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { JsonlWriter, splitTornTail, warnTornTail, writeFileAtomic } from "@rarl/core";
+import { completeJsonlLines, JsonlWriter, writeFileAtomic } from "@rarl/core";
 
 /**
  * Appends one JSON object per line to RUN_DIR/metrics.jsonl (and samples to samples.jsonl), each record one whole
@@ -74,8 +74,5 @@ function finite(_k: string, v: unknown): unknown {
 export function readMetrics(runDir: string): Array<Record<string, any>> {
   const f = path.join(runDir, "metrics.jsonl");
   if (!fs.existsSync(f)) return [];
-  const { complete, torn } = splitTornTail(fs.readFileSync(f, "utf8"));
-  const lines = complete.split("\n");
-  if (torn !== null) warnTornTail(f, torn, lines.length);
-  return lines.filter((l) => l.trim()).map((l) => JSON.parse(l));
+  return completeJsonlLines(f, fs.readFileSync(f, "utf8")).filter((l) => l.trim()).map((l) => JSON.parse(l));
 }

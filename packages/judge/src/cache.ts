@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { splitTornTail, warnTornTail } from "@rarl/core";
+import { completeJsonlLines } from "@rarl/core";
 import type { PredictionRecord, Usage, Verdict } from "./types";
 
 /**
@@ -43,10 +43,9 @@ export class JudgeCache {
     // A torn last line (a crash mid-write) is ignored with a warning and closed with a newline, so the next entry
     // starts on a line of its own. (Not cut off: other runs may share this cache file and append to it meanwhile.)
     const text = fs.existsSync(this.file) ? fs.readFileSync(this.file, "utf8") : "";
-    const { complete, torn } = splitTornTail(text);
-    if (torn !== null) warnTornTail(this.file, torn, complete.split("\n").length);
+    const lines = completeJsonlLines(this.file, text);
     if (text.length > 0 && !text.endsWith("\n")) fs.appendFileSync(this.file, "\n");
-    for (const line of text.split("\n")) {
+    for (const line of lines) {
       if (!line.trim()) continue;
       try {
         const e = JSON.parse(line) as CacheEntry;

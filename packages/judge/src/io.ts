@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { JsonlWriter, splitTornTail, warnTornTail } from "@rarl/core";
+import { completeJsonlLines, JsonlWriter } from "@rarl/core";
 import { JudgeInputError } from "./errors";
 import type { PredictionRecord, ResultRecord } from "./types";
 
@@ -16,9 +16,7 @@ export interface InputProblem {
  * line, or, when `problems` is given, is recorded there and skipped so that the caller can report every bad line.
  */
 function parseLines(file: string, text: string, onRow: (v: any, line: number) => void, problems?: InputProblem[]) {
-  const { complete, torn } = splitTornTail(text);
-  const lines = complete.split("\n");
-  if (torn !== null) warnTornTail(file, torn, lines.length);
+  const lines = completeJsonlLines(file, text);
   const bad = (line: number, code: string, message: string) => {
     if (!problems) throw new JudgeInputError(message, { code, details: { file, line } });
     problems.push({ line, code, message });

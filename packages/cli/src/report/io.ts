@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { splitTornTail, warnTornTail, writeFileAtomic } from "@rarl/core";
+import { completeJsonlLines, writeFileAtomic } from "@rarl/core";
 import { buildReportHtml, type CompletionRow, type EvalRow, type MetricsRow, type ReportInput, type SampleRow } from "./html";
 import { RarlError } from "@rarl/core";
 
@@ -18,10 +18,7 @@ export function readJsonl<T = Record<string, unknown>>(file: string): T[] {
     throw new ReportInputError(`cannot read ${file}: ${(err as Error).message}`, { details: { file }, cause: err });
   }
   const out: T[] = [];
-  const { complete, torn } = splitTornTail(text);
-  const lines = complete.split("\n");
-  if (torn !== null) warnTornTail(file, torn, lines.length);
-  lines.forEach((line, i) => {
+  completeJsonlLines(file, text).forEach((line, i) => {
     if (!line.trim()) return;
     try {
       out.push(JSON.parse(line) as T);
